@@ -1,0 +1,49 @@
+#ifndef FEDGE_COMMON_BIT_PACK_H_
+#define FEDGE_COMMON_BIT_PACK_H_
+
+// Packing of small unsigned integer codes (1..8 bits each) into a dense
+// little-endian bit stream: code i occupies stream bits [i*b, (i+1)*b), least
+// significant bit first, and stream bit j is bit (j % 8) of byte j / 8. Unused
+// high bits of the last byte are zero.
+//
+// Example, b = 3, codes {5, 1, 7}: stream bits 101 100 111 (LSB first), i.e.
+// byte 0 = 0b11'001'101 = 0xCD, byte 1 = 0b0000000'1 = 0x01.
+//
+// Used for saved activations (1-bit signs, k-bit codes), STE masks, weight
+// codes on the downlink and sign updates on the uplink. Plain functions on
+// spans; thread-compatible.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace fedge {
+
+inline constexpr int kMinPackBits = 1;
+inline constexpr int kMaxPackBits = 8;
+
+// Bytes needed to hold `count` codes of `bits` bits: ceil(count * bits / 8).
+// `bits` must be in [1, 8].
+constexpr size_t PackedBytes(size_t count, int bits) {
+  return (count * static_cast<size_t>(bits) + 7) / 8;
+}
+
+// Packs `codes` at `bits` bits each into `out`, which must hold exactly
+// PackedBytes(codes.size(), bits) bytes. Fails with kInvalidArgument when
+// `bits` is outside [1, 8], `out` has the wrong size, or a code does not fit
+// in `bits` bits (the error names its index); `out` is then unspecified.
+absl::Status PackBits(absl::Span<const uint8_t> codes, int bits,
+                      absl::Span<uint8_t> out);
+
+// Unpacks `out.size()` codes of `bits` bits from `packed`, which must hold
+// exactly PackedBytes(out.size(), bits) bytes. Fails with kInvalidArgument on
+// a bad width or size, and with kDataLoss when the padding bits of the last
+// byte are not zero (a sign of a corrupted or mis-sized buffer).
+absl::Status UnpackBits(absl::Span<const uint8_t> packed, int bits,
+                        absl::Span<uint8_t> out);
+
+}  // namespace fedge
+
+#endif  // FEDGE_COMMON_BIT_PACK_H_

@@ -1,0 +1,127 @@
+@0xecfb0e127ea77302;
+# The coordinator <-> agent protocol. Every ZeroMQ message is one Envelope
+# frame followed by zero or more raw payload frames holding bulk tensors;
+# a TensorRef names its payload frame by index (1 = first frame after the
+# envelope) and states its exact byte length, which the reader checks.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("fedge::wire");
+
+# Bumped on any incompatible change; peers reject other versions.
+const protocolVersion :UInt16 = 1;
+
+enum Phase {
+  pretrain @0;        # fixed precision, quantizers calibrated then frozen
+  learnPrecision @1;  # step sizes and ranges learned, size penalty on
+  finetune @2;        # bit-widths frozen, penalty off
+}
+
+enum Codec {
+  fp32 @0;
+  fp16 @1;
+  q @2;       # K-bit stochastic rounding, one scale per slice; K in `bits`
+  signEf @3;  # 1-bit sign, per-slice L1 scale, error feedback on the agent
+  mixed @4;   # downlink only: per-slice integer codes at their bit-width
+}
+
+struct Slice {
+  bits @0 :UInt8;
+  step @1 :Float32;    # quantizer step d (mixed) or scale (q, signEf)
+  range @2 :Float32;   # quantizer range xmax (mixed); 0 otherwise
+}
+
+# Describes one tensor whose bytes travel in a payload frame.
+struct TensorRef {
+  layer @0 :UInt32;
+  name @1 :Text;                 # e.g. "weight", "beta", "act_step"
+  shape @2 :List(UInt32);
+  codec @3 :Codec;
+  bits @4 :UInt8;                # for q
+  slices @5 :List(Slice);        # one per output channel or one per tensor
+  frame @6 :UInt32;
+  byteLength @7 :UInt64;
+}
+
+struct Register {
+  memoryBudgetBytes @0 :UInt64;
+  cores @1 :UInt16;
+  samples @2 :UInt64;
+  agentVersion @3 :Text;
+}
+
+struct Heartbeat {
+  busyTask @0 :UInt64;   # 0 when idle
+}
+
+struct Welcome {
+  sessionId @0 :UInt64;
+  heartbeatIntervalMs @1 :UInt32;
+}
+
+struct Hyper {
+  learningRate @0 :Float32;
+  batchSize @1 :UInt32;
+  localSteps @2 :UInt32;
+  quantizerEvery @3 :UInt32;   # learn-precision phase: update d/xmax every N steps
+  penaltyScale @4 :Float32;    # s(t) of the size penalty
+  weightBudgetKb @5 :Float32;
+  activationBudgetKb @6 :Float32;
+  lambdaW @7 :Float32;
+  lambdaA @8 :Float32;
+}
+
+struct Task {
+  roundId @0 :UInt64;
+  taskId @1 :UInt64;
+  modelVersion @2 :UInt64;
+  phase @3 :Phase;
+  deadlineMs @4 :UInt32;       # relative: time the agent has to answer
+  hyper @5 :Hyper;
+  uplinkCodec @6 :Codec;
+  uplinkBits @7 :UInt8;
+  trainableFrom @8 :UInt32;    # first trainable layer; earlier ones frozen
+  shards @9 :List(TensorRef);
+  seed @10 :UInt64;
+}
+
+struct TaskResult {
+  roundId @0 :UInt64;
+  taskId @1 :UInt64;
+  modelVersion @2 :UInt64;
+  samples @3 :UInt64;
+  loss @4 :Float32;
+  accuracy @5 :Float32;
+  peakMemoryBytes @6 :UInt64;
+  seconds @7 :Float32;
+  updates @8 :List(TensorRef);
+}
+
+struct TaskFailed {
+  roundId @0 :UInt64;
+  taskId @1 :UInt64;
+  reason @2 :Text;
+}
+
+struct NoTask {
+  retryAfterMs @0 :UInt32;
+}
+
+struct Reject {
+  reason @0 :Text;
+}
+
+struct Envelope {
+  version @0 :UInt16;
+  deviceId @1 :Text;
+  sessionId @2 :UInt64;
+  body :union {
+    register @3 :Register;
+    heartbeat @4 :Heartbeat;
+    taskResult @5 :TaskResult;
+    taskFailed @6 :TaskFailed;
+    welcome @7 :Welcome;
+    task @8 :Task;
+    noTask @9 :NoTask;
+    reject @10 :Reject;
+  }
+}
