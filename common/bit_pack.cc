@@ -86,4 +86,52 @@ absl::Status UnpackBits(absl::Span<const uint8_t> packed, int bits,
   return absl::OkStatus();
 }
 
+namespace {
+
+template <typename Predicate>
+void PackPredicate(absl::Span<const float> x, absl::Span<uint8_t> out,
+                   Predicate predicate) {
+  const size_t n = x.size();
+  const size_t full = n / 8;
+  const float* p = x.data();
+  for (size_t b = 0; b < full; ++b, p += 8) {
+    out[b] = static_cast<uint8_t>(
+        predicate(p[0]) | predicate(p[1]) << 1 | predicate(p[2]) << 2 |
+        predicate(p[3]) << 3 | predicate(p[4]) << 4 | predicate(p[5]) << 5 |
+        predicate(p[6]) << 6 | predicate(p[7]) << 7);
+  }
+  if (full * 8 < n) {
+    uint8_t last = 0;
+    for (size_t i = full * 8; i < n; ++i) {
+      last |= static_cast<uint8_t>(predicate(x[i]) << (i % 8));
+    }
+    out[full] = last;
+  }
+}
+
+}  // namespace
+
+void PackSigns(absl::Span<const float> x, absl::Span<uint8_t> out) {
+  PackPredicate(x, out, [](float v) { return static_cast<int>(v >= 0.0f); });
+}
+
+void PackAbsLeq(absl::Span<const float> x, float limit,
+                absl::Span<uint8_t> out) {
+  PackPredicate(x, out, [limit](float v) {
+    return static_cast<int>(v <= limit && v >= -limit);
+  });
+}
+
+void UnpackSigns(absl::Span<const uint8_t> packed, absl::Span<float> out) {
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = (packed[i / 8] >> (i % 8)) & 1 ? 1.0f : -1.0f;
+  }
+}
+
+void ApplyMask(absl::Span<const uint8_t> packed, absl::Span<float> x) {
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!((packed[i / 8] >> (i % 8)) & 1)) x[i] = 0.0f;
+  }
+}
+
 }  // namespace fedge

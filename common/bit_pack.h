@@ -44,6 +44,19 @@ absl::Status PackBits(absl::Span<const uint8_t> codes, int bits,
 absl::Status UnpackBits(absl::Span<const uint8_t> packed, int bits,
                         absl::Span<uint8_t> out);
 
+// 1-bit fast paths over floats, in the same layout as PackBits with b = 1.
+// `out` must hold exactly PackedBytes(n, 1) bytes; padding bits are zero.
+
+// Bit i = 1 where x[i] >= 0 (sign(0) = +1, as the binary layers use).
+void PackSigns(absl::Span<const float> x, absl::Span<uint8_t> out);
+// Bit i = 1 where |x[i]| <= limit: the straight-through estimator's mask.
+void PackAbsLeq(absl::Span<const float> x, float limit,
+                absl::Span<uint8_t> out);
+// out[i] = bit i ? 1 : -1.
+void UnpackSigns(absl::Span<const uint8_t> packed, absl::Span<float> out);
+// out[i] = bit i ? x[i] : 0, in place: applies a packed mask to a gradient.
+void ApplyMask(absl::Span<const uint8_t> packed, absl::Span<float> x);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_BIT_PACK_H_

@@ -131,5 +131,32 @@ TEST(BitPackTest, UnpackDetectsDirtyPadding) {
   EXPECT_THAT(codes, ElementsAreArray({5, 1, 7}));
 }
 
+TEST(BitPackTest, SignsMatchGenericPacking) {
+  const std::vector<float> x = {0.5f, -1.0f, 0.0f, 2.0f, -0.0f, -3.0f,
+                                1e-9f, -1e-9f, 7.0f, -7.0f, 0.25f};
+  std::vector<uint8_t> fast(PackedBytes(x.size(), 1));
+  PackSigns(x, absl::MakeSpan(fast));
+  // x >= 0: 1 0 1 1 1 0 1 0 | 1 0 1; -0.0f >= 0 holds.
+  EXPECT_THAT(fast, ElementsAreArray({0x5D, 0x05}));
+  std::vector<float> back(x.size());
+  UnpackSigns(fast, absl::MakeSpan(back));
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(back[i], x[i] >= 0.0f ? 1.0f : -1.0f) << i;
+  }
+}
+
+TEST(BitPackTest, AbsLeqMaskAndApply) {
+  const std::vector<float> x = {0.5f, -1.0f, 1.0f, 1.5f, -2.0f, 0.0f,
+                                -0.999f, 1.001f, 3.0f};
+  std::vector<uint8_t> mask(PackedBytes(x.size(), 1));
+  PackAbsLeq(x, 1.0f, absl::MakeSpan(mask));
+  // |x| <= 1: 1 1 1 0 0 1 1 0 | 0
+  EXPECT_THAT(mask, ElementsAreArray({0x67, 0x00}));
+  std::vector<float> grad(x.size(), 2.0f);
+  ApplyMask(mask, absl::MakeSpan(grad));
+  EXPECT_THAT(grad, ElementsAreArray({2.0f, 2.0f, 2.0f, 0.0f, 0.0f, 2.0f,
+                                      2.0f, 0.0f, 0.0f}));
+}
+
 }  // namespace
 }  // namespace fedge

@@ -24,6 +24,7 @@ _LIBRARIES = {
     "capnp": ["capnp", "kj"],
     "gtest": ["gmock", "gtest"],
     "gtest_main": ["gmock_main", "gmock", "gtest"],
+    "zlib": ["zlib"],
     "zmq": ["libzmq", "cppzmq"],
 }
 
