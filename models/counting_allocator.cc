@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <unordered_map>
 
 #include "c10/core/Allocator.h"
 #include "c10/core/CPUAllocator.h"
@@ -20,16 +21,24 @@ void RaisePeak(int64_t live) {
   }
 }
 
-// Owns the wrapped allocation; its deleter returns the bytes to the count.
-struct Allocation {
-  c10::DataPtr inner;
-  int64_t bytes;
-};
+// LibTorch's raw_allocate() requires data == context, so sizes are kept in
+// a side table keyed by the data pointer rather than in a context object.
+std::mutex g_sizes_mu;
+std::unordered_map<void*, int64_t>* g_sizes = new std::unordered_map<void*, int64_t>();
+c10::DeleterFnPtr g_base_deleter = nullptr;
 
-void DeleteAllocation(void* context) {
-  auto* allocation = static_cast<Allocation*>(context);
-  g_live.fetch_sub(allocation->bytes, std::memory_order_relaxed);
-  delete allocation;
+void CountingDelete(void* data) {
+  int64_t bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(g_sizes_mu);
+    auto it = g_sizes->find(data);
+    if (it != g_sizes->end()) {
+      bytes = it->second;
+      g_sizes->erase(it);
+    }
+  }
+  g_live.fetch_sub(bytes, std::memory_order_relaxed);
+  g_base_deleter(data);
 }
 
 class Counting final : public c10::Allocator {
@@ -39,12 +48,20 @@ class Counting final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) const override {
     c10::DataPtr inner = base_->allocate(n);
     void* data = inner.get();
+    if (data == nullptr) return inner;
     const c10::Device device = inner.device();
-    auto* allocation = new Allocation{std::move(inner), static_cast<int64_t>(n)};
-    RaisePeak(g_live.fetch_add(allocation->bytes, std::memory_order_relaxed) +
-              allocation->bytes);
-    return c10::DataPtr(data, allocation, &DeleteAllocation, device);
+    inner.release_context();
+    {
+      std::lock_guard<std::mutex> lock(g_sizes_mu);
+      (*g_sizes)[data] = static_cast<int64_t>(n);
+    }
+    RaisePeak(g_live.fetch_add(static_cast<int64_t>(n),
+                               std::memory_order_relaxed) +
+              static_cast<int64_t>(n));
+    return c10::DataPtr(data, data, &CountingDelete, device);
   }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &CountingDelete; }
 
  private:
   c10::Allocator* base_;
@@ -55,7 +72,12 @@ class Counting final : public c10::Allocator {
 void CountingCpuAllocator::Install() {
   static std::once_flag once;
   std::call_once(once, [] {
-    static Counting* counting = new Counting(c10::GetCPUAllocator());
+    c10::Allocator* base = c10::GetCPUAllocator();
+    // Counting frees through the base allocator's raw deleter, which the
+    // default CPU allocator has.
+    g_base_deleter = base->raw_deleter();
+    if (g_base_deleter == nullptr) return;
+    static Counting* counting = new Counting(base);
     c10::SetCPUAllocator(counting, /*priority=*/100);
     g_installed = true;
   });

@@ -19,7 +19,9 @@ namespace fedge {
 
 class CountingCpuAllocator {
  public:
-  // Makes the counting allocator LibTorch's CPU allocator. Idempotent.
+  // Makes the counting allocator LibTorch's CPU allocator. Idempotent. Does
+  // nothing (Installed() stays false) if the current CPU allocator has no
+  // raw deleter to free through.
   static void Install();
   static bool Installed();
   static int64_t LiveBytes();
