@@ -1,5 +1,11 @@
 #include "common/bit_pack.h"
 
+#include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "absl/strings/str_cat.h"
 
 namespace fedge {
@@ -88,48 +94,105 @@ absl::Status UnpackBits(absl::Span<const uint8_t> packed, int bits,
 
 namespace {
 
+// Packs 8 predicate results into one byte, LSB first.
 template <typename Predicate>
-void PackPredicate(absl::Span<const float> x, absl::Span<uint8_t> out,
-                   Predicate predicate) {
+uint8_t PackEight(const float* p, Predicate predicate) {
+  unsigned byte = 0;
+  for (int i = 0; i < 8; ++i) byte |= static_cast<unsigned>(predicate(p[i])) << i;
+  return static_cast<uint8_t>(byte);
+}
+
+// Scalar packing of x[begin, n) into out starting at byte begin / 8.
+template <typename Predicate>
+void PackTail(absl::Span<const float> x, size_t begin,
+              absl::Span<uint8_t> out, Predicate predicate) {
   const size_t n = x.size();
-  const size_t full = n / 8;
-  const float* p = x.data();
-  for (size_t b = 0; b < full; ++b, p += 8) {
-    out[b] = static_cast<uint8_t>(
-        predicate(p[0]) | predicate(p[1]) << 1 | predicate(p[2]) << 2 |
-        predicate(p[3]) << 3 | predicate(p[4]) << 4 | predicate(p[5]) << 5 |
-        predicate(p[6]) << 6 | predicate(p[7]) << 7);
-  }
-  if (full * 8 < n) {
-    uint8_t last = 0;
-    for (size_t i = full * 8; i < n; ++i) {
-      last |= static_cast<uint8_t>(predicate(x[i]) << (i % 8));
+  size_t i = begin;
+  for (; i + 8 <= n; i += 8) out[i / 8] = PackEight(x.data() + i, predicate);
+  if (i < n) {
+    unsigned last = 0;
+    for (size_t j = i; j < n; ++j) {
+      last |= static_cast<unsigned>(predicate(x[j])) << (j - i);
     }
-    out[full] = last;
+    out[i / 8] = static_cast<uint8_t>(last);
   }
+}
+
+// 8 floats per byte value: the +1/-1 pattern and the keep/zero bit masks.
+struct UnpackTables {
+  float signs[256][8];
+  uint32_t keep[256][8];
+  UnpackTables() {
+    for (int b = 0; b < 256; ++b) {
+      for (int i = 0; i < 8; ++i) {
+        const bool set = (b >> i) & 1;
+        signs[b][i] = set ? 1.0f : -1.0f;
+        keep[b][i] = set ? 0xFFFFFFFFu : 0u;
+      }
+    }
+  }
+};
+
+const UnpackTables& Tables() {
+  static const UnpackTables* tables = new UnpackTables();
+  return *tables;
 }
 
 }  // namespace
 
 void PackSigns(absl::Span<const float> x, absl::Span<uint8_t> out) {
-  PackPredicate(x, out, [](float v) { return static_cast<int>(v >= 0.0f); });
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128 zero = _mm_setzero_ps();
+  for (; i + 8 <= x.size(); i += 8) {
+    const int lo = _mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(&x[i]), zero));
+    const int hi = _mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(&x[i + 4]), zero));
+    out[i / 8] = static_cast<uint8_t>(lo | (hi << 4));
+  }
+#endif
+  PackTail(x, i, out, [](float v) { return v >= 0.0f; });
 }
 
 void PackAbsLeq(absl::Span<const float> x, float limit,
                 absl::Span<uint8_t> out) {
-  PackPredicate(x, out, [limit](float v) {
-    return static_cast<int>(v <= limit && v >= -limit);
-  });
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
+  const __m128 bound = _mm_set1_ps(limit);
+  for (; i + 8 <= x.size(); i += 8) {
+    const __m128 a = _mm_and_ps(_mm_loadu_ps(&x[i]), abs_mask);
+    const __m128 b = _mm_and_ps(_mm_loadu_ps(&x[i + 4]), abs_mask);
+    const int lo = _mm_movemask_ps(_mm_cmple_ps(a, bound));
+    const int hi = _mm_movemask_ps(_mm_cmple_ps(b, bound));
+    out[i / 8] = static_cast<uint8_t>(lo | (hi << 4));
+  }
+#endif
+  PackTail(x, i, out,
+           [limit](float v) { return v <= limit && v >= -limit; });
 }
 
 void UnpackSigns(absl::Span<const uint8_t> packed, absl::Span<float> out) {
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = (packed[i / 8] >> (i % 8)) & 1 ? 1.0f : -1.0f;
+  const UnpackTables& t = Tables();
+  const size_t n = out.size();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::memcpy(&out[i], t.signs[packed[i / 8]], sizeof(t.signs[0]));
   }
+  for (; i < n; ++i) out[i] = (packed[i / 8] >> (i % 8)) & 1 ? 1.0f : -1.0f;
 }
 
 void ApplyMask(absl::Span<const uint8_t> packed, absl::Span<float> x) {
-  for (size_t i = 0; i < x.size(); ++i) {
+  const UnpackTables& t = Tables();
+  const size_t n = x.size();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint32_t* keep = t.keep[packed[i / 8]];
+    uint32_t bits[8];
+    std::memcpy(bits, &x[i], sizeof(bits));
+    for (int j = 0; j < 8; ++j) bits[j] &= keep[j];
+    std::memcpy(&x[i], bits, sizeof(bits));
+  }
+  for (; i < n; ++i) {
     if (!((packed[i / 8] >> (i % 8)) & 1)) x[i] = 0.0f;
   }
 }

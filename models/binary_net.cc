@@ -163,11 +163,12 @@ void MemorySavingNet::Step() {
         layer->sign_grad.ready = false;
       } else if (layer->weight.grad().defined()) {
         grad = layer->weight.grad().to(at::kFloat);
-        layer->weight.mutable_grad().zero_();
       }
       if (grad.defined()) {
         layer->weight_adam.Update(layer->weight, grad, step_, lr, /*clip=*/true);
       }
+      // After the update: for float32 weights `grad` aliases the .grad buffer.
+      if (layer->weight.grad().defined()) layer->weight.mutable_grad().zero_();
     }
     if (layer->has_norm && layer->beta.grad().defined()) {
       layer->beta_adam.Update(layer->beta, layer->beta.grad(), step_, lr,

@@ -27,7 +27,7 @@ struct MemorySavingOptions {
   bool half_latent_weights = true;   // latent weights in float16
   bool sign_weight_grads = true;     // dW as 1-bit sign + scale
   bool half_optimizer_state = true;  // Adam m, v in bfloat16
-  GradXPrecision grad_x = GradXPrecision::kFloat16;
+  GradXPrecision grad_x = GradXPrecision::kBFloat16;
   int act_bits = 1;          // saved hidden activations: 1 (sign) .. 8 bits
   float act_range = 2.0f;    // k-bit activations: step = range / (2^(k-1)-1)
   double learning_rate = 1e-3;

@@ -135,8 +135,17 @@ TEST_F(BinaryNetTest, BothTrainersLearnFashionMnist) {
 
   MemoryLedger ledger;
   MemorySavingNet saving(*mlp, MemorySavingOptions(), &ledger);
+  // Every memory-saving option off: float32 weights, gradients and moments
+  // through the same ops.
+  MemorySavingOptions wide;
+  wide.half_latent_weights = false;
+  wide.sign_weight_grads = false;
+  wide.half_optimizer_state = false;
+  wide.grad_x = GradXPrecision::kFloat32;
+  MemorySavingNet saving_wide(*mlp, wide, nullptr);
   StandardNet standard(*mlp, StandardOptions());
   for (TrainableNet* net : {static_cast<TrainableNet*>(&saving),
+                            static_cast<TrainableNet*>(&saving_wide),
                             static_cast<TrainableNet*>(&standard)}) {
     double first_loss = 0;
     absl::StatusOr<TrainReport> report =

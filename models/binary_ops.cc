@@ -1,11 +1,14 @@
 #include "models/binary_ops.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 #include <vector>
 
+#include "common/bit_pack.h"
+#include "models/binary_kernels.h"
 #include "models/bit_tensor.h"
 
 namespace fedge {
@@ -153,29 +156,53 @@ at::Tensor PerChannel(const at::Tensor& v, const at::Tensor& x) {
   return x.dim() == 2 ? v.view({1, -1}) : v.view({1, -1, 1, 1});
 }
 
-constexpr double kBnEps = 1e-5;
+constexpr float kBnEps = 1e-5f;
+
+NchwShape ShapeOf(const at::Tensor& x) {
+  NchwShape shape;
+  shape.n = x.size(0);
+  shape.c = x.size(1);
+  shape.hw = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
+  return shape;
+}
+
+const ParallelFor& TorchParallel() {
+  static const ParallelFor* parallel = new ParallelFor(
+      [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+        at::parallel_for(0, n, 1, fn);
+      });
+  return *parallel;
+}
 
 struct L1BatchNormFn : public Function<L1BatchNormFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& beta, at::Tensor* running_mean,
                             at::Tensor* running_sigma, double momentum,
                             const LayerHooks* hooks) {
-    const std::vector<int64_t> dims = ReduceDims(x);
-    const at::Tensor mu = x.mean(dims);
-    at::Tensor xhat = x - PerChannel(mu, x);
-    const at::Tensor sigma = xhat.abs().mean(dims).add_(kBnEps);
-    xhat.div_(PerChannel(sigma, x));
-    const at::Tensor mean_abs = xhat.abs().mean(dims);
+    const at::Tensor in = x.contiguous();
+    const NchwShape shape = ShapeOf(in);
+    const auto f32 = at::TensorOptions().dtype(at::kFloat);
+    at::Tensor mu = at::empty({shape.c}, f32);
+    at::Tensor sigma = at::empty({shape.c}, f32);
+    at::Tensor y = at::empty(in.sizes(), f32);
+    at::Tensor bits = at::empty({static_cast<int64_t>(PackedBytes(shape.numel(), 1))},
+                                at::TensorOptions().dtype(at::kByte));
+    const at::Tensor shift = beta.detach().to(at::kFloat).contiguous();
+    L1NormForward(in.data_ptr<float>(), shift.data_ptr<float>(), shape,
+                  kBnEps, mu.data_ptr<float>(), sigma.data_ptr<float>(),
+                  y.data_ptr<float>(), bits.data_ptr<uint8_t>(), TorchParallel());
+    // mean|xhat| = mean|x - mu| / sigma, and sigma = mean|x - mu| + eps.
+    const at::Tensor mean_abs = (sigma - kBnEps) / sigma;
     running_mean->mul_(1 - momentum).add_(mu, momentum);
     running_sigma->mul_(1 - momentum).add_(sigma, momentum);
 
-    std::vector<at::Tensor> saved = {PackSignsOf(xhat), sigma.to(at::kHalf),
+    std::vector<at::Tensor> saved = {bits, sigma.to(at::kHalf),
                                      mean_abs.to(at::kHalf)};
     Hold(ctx, *hooks, SavedBytes(saved));
     ctx->save_for_backward(saved);
     ctx->saved_data["shape"] = x.sizes().vec();
     SaveHooks(ctx, *hooks);
-    return xhat.add_(PerChannel(beta, x));
+    return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -183,17 +210,14 @@ struct L1BatchNormFn : public Function<L1BatchNormFn> {
     const variable_list saved = ctx->get_saved_variables();
     const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
     const at::Tensor dy = grads[0].contiguous();
-    const std::vector<int64_t> dims = ReduceDims(dy);
-    const at::Tensor s = UnpackSigns(saved[0], shape);
-    const at::Tensor sigma = PerChannel(saved[1].to(at::kFloat), dy);
-    const at::Tensor mean_abs = PerChannel(saved[2].to(at::kFloat), dy);
-    // dx = dy/sigma - mean(dy/sigma) - sign(xhat) * mean(dy/sigma * sign(xhat)
-    //      * mean|xhat|), means per channel.
-    at::Tensor g = dy / sigma;
-    const at::Tensor g_mean = g.mean(dims, /*keepdim=*/true);
-    const at::Tensor corr = (g * s).mean(dims, /*keepdim=*/true).mul_(mean_abs);
-    at::Tensor dx = g.sub_(g_mean).sub_(s * corr);
-    const at::Tensor dbeta = dy.sum(dims);
+    const at::Tensor sigma = saved[1].to(at::kFloat);
+    const at::Tensor mean_abs = saved[2].to(at::kFloat);
+    at::Tensor dx = at::empty(shape, dy.options());
+    at::Tensor dbeta = at::empty({sigma.size(0)}, dy.options());
+    L1NormBackward(dy.data_ptr<float>(), saved[0].data_ptr<uint8_t>(),
+                   sigma.data_ptr<float>(), mean_abs.data_ptr<float>(),
+                   ShapeOf(dy), dx.data_ptr<float>(), dbeta.data_ptr<float>(),
+                   TorchParallel());
     Release(ctx, hooks);
     return {RoundGradX(dx, hooks.grad_x), dbeta, at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor()};
@@ -203,18 +227,17 @@ struct L1BatchNormFn : public Function<L1BatchNormFn> {
 struct MaxPool2x2Fn : public Function<MaxPool2x2Fn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
                             const LayerHooks* hooks) {
-    at::Tensor y, index;
-    std::tie(y, index) = at::max_pool2d_with_indices(x, {2, 2}, {2, 2});
-    const int64_t width = x.size(3);
-    // Flat index h * W + w -> position (h % 2) * 2 + (w % 2) in its window.
-    const at::Tensor position =
-        index.div(width, "floor").remainder(2).mul_(2).add_(
-            index.remainder(width).remainder(2));
-    std::vector<at::Tensor> saved = {PackCodes(position.to(at::kByte), 2)};
+    const at::Tensor in = x.contiguous();
+    const int64_t n = in.size(0), c = in.size(1), h = in.size(2), w = in.size(3);
+    at::Tensor y = at::empty({n, c, h / 2, w / 2}, in.options());
+    at::Tensor position = at::empty({n, c, h / 2, w / 2},
+                                    at::TensorOptions().dtype(at::kByte));
+    MaxPool2x2Forward(in.data_ptr<float>(), n * c, h, w, y.data_ptr<float>(),
+                      position.data_ptr<uint8_t>(), TorchParallel());
+    std::vector<at::Tensor> saved = {PackCodes(position, 2)};
     Hold(ctx, *hooks, SavedBytes(saved));
     ctx->save_for_backward(saved);
     ctx->saved_data["shape"] = x.sizes().vec();
-    ctx->saved_data["out_shape"] = y.sizes().vec();
     SaveHooks(ctx, *hooks);
     return y;
   }
@@ -223,22 +246,14 @@ struct MaxPool2x2Fn : public Function<MaxPool2x2Fn> {
     const LayerHooks& hooks = *HooksOf(ctx);
     const variable_list saved = ctx->get_saved_variables();
     const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
-    const std::vector<int64_t> out_shape =
-        ctx->saved_data["out_shape"].toIntVector();
-    const int64_t n = shape[0], c = shape[1], width = shape[3];
-    const int64_t oh = out_shape[2], ow = out_shape[3];
-    const at::Tensor position =
-        UnpackCodes(saved[0], 2, out_shape).to(at::kLong);
-    const auto long_options = at::TensorOptions().dtype(at::kLong);
-    const at::Tensor rows = at::arange(oh, long_options).mul_(2).view({oh, 1});
-    const at::Tensor cols = at::arange(ow, long_options).mul_(2).view({1, ow});
-    const at::Tensor index =
-        (rows + position.div(2, "floor")).mul_(width).add_(cols).add_(
-            position.remainder(2));
-    at::Tensor dx = at::zeros({n, c, shape[2] * width}, grads[0].options());
-    dx.scatter_(2, index.view({n, c, -1}), grads[0].contiguous().view({n, c, -1}));
+    const int64_t n = shape[0], c = shape[1], h = shape[2], w = shape[3];
+    const at::Tensor position = UnpackCodes(saved[0], 2, {n, c, h / 2, w / 2});
+    const at::Tensor dy = grads[0].contiguous();
+    at::Tensor dx = at::empty(shape, dy.options());
+    MaxPool2x2Backward(dy.data_ptr<float>(), position.data_ptr<uint8_t>(),
+                       n * c, h, w, dx.data_ptr<float>(), TorchParallel());
     Release(ctx, hooks);
-    return {dx.view(shape), at::Tensor()};
+    return {dx, at::Tensor()};
   }
 };
 
@@ -271,6 +286,11 @@ at::Tensor RoundGradX(const at::Tensor& g, GradXPrecision precision) {
       return g;
     case GradXPrecision::kFloat16:
       return g.to(at::kHalf).to(at::kFloat);
+    case GradXPrecision::kBFloat16: {
+      at::Tensor out = g.contiguous().clone();
+      RoundToBFloat16(out.data_ptr<float>(), out.numel());
+      return out;
+    }
     case GradXPrecision::kPow2: {
       const float max_abs = g.abs().max().item<float>();
       if (!(max_abs > 0)) return g;

@@ -28,7 +28,8 @@ namespace fedge {
 // Precision of the activation gradient each op hands back (design 4.2 table).
 enum class GradXPrecision {
   kFloat32,
-  kFloat16,  // rounded to IEEE half
+  kFloat16,   // rounded to IEEE half (underflows below 6e-8)
+  kBFloat16,  // rounded to bfloat16: float32's range, 8-bit mantissa
   kPow2,     // 5 bits: sign and a 4-bit power-of-two exponent below the max
 };
 

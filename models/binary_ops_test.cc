@@ -267,6 +267,14 @@ TEST_F(BinaryOpsTest, GradientRoundingGoldenValues) {
   const at::Tensor half = RoundGradX(g, GradXPrecision::kFloat16);
   EXPECT_FLOAT_EQ(half[0].item<float>(), 0.333251953125f);
   EXPECT_FLOAT_EQ(half[2].item<float>(), -5.0f);
+  const at::Tensor bf16 = RoundGradX(g, GradXPrecision::kBFloat16);
+  // 1/3 = 0x3EAAAAAB -> 0x3EAB0000 = 0.333984375 (round up); 0.3 =
+  // 0x3E99999A -> 0x3E9A0000 = 0.30078125; 1e-5 keeps float32's range.
+  EXPECT_FLOAT_EQ(bf16[0].item<float>(), 0.333984375f);
+  EXPECT_FLOAT_EQ(bf16[1].item<float>(), 0.30078125f);
+  EXPECT_NEAR(bf16[3].item<float>(), 1e-5f, 1e-7f);
+  EXPECT_EQ(bf16[4].item<float>(), 0.0f);
+  EXPECT_TRUE(at::allclose(bf16, g.to(at::kBFloat16).to(at::kFloat), 0, 0));
   const at::Tensor pow2 = RoundGradX(g, GradXPrecision::kPow2);
   // top exponent ceil(log2 7.9) = 3; 15 exponents below it survive.
   const std::vector<float> want = {0.25f, 0.25f, -4.0f, 0.0f, 0.0f, 8.0f};

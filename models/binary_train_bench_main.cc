@@ -42,6 +42,11 @@ ABSL_FLAG(int64_t, test_samples, 10000, "test samples (-1: all 10000)");
 ABSL_FLAG(int, threads, 2, "intra-op threads for both methods");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON and CSV go");
 ABSL_FLAG(std::string, data_dir, fedge::kFashionMnistDir, "Fashion-MNIST IDX files");
+ABSL_FLAG(bool, half_weights, true, "memory-saving: float16 latent weights");
+ABSL_FLAG(bool, sign_grads, true, "memory-saving: 1-bit weight gradients");
+ABSL_FLAG(bool, half_state, true, "memory-saving: 16-bit Adam moments");
+ABSL_FLAG(std::string, grad_x, "bf16", "memory-saving: activation gradients fp32, bf16, fp16 or pow2");
+ABSL_FLAG(int, act_bits, 1, "memory-saving: bits of saved hidden activations (1-8)");
 ABSL_FLAG(std::string, method, "", "internal: train one method and write --result_file");
 ABSL_FLAG(std::string, result_file, "", "internal: where a child writes its result");
 
@@ -79,7 +84,29 @@ absl::StatusOr<Result> TrainOne(const std::string& method) {
   if (method == "standard") {
     net = std::make_unique<StandardNet>(arch, StandardOptions());
   } else if (method == "memory-saving") {
-    net = std::make_unique<MemorySavingNet>(arch, MemorySavingOptions(), &ledger);
+    MemorySavingOptions saving;
+    saving.half_latent_weights = absl::GetFlag(FLAGS_half_weights);
+    saving.sign_weight_grads = absl::GetFlag(FLAGS_sign_grads);
+    saving.half_optimizer_state = absl::GetFlag(FLAGS_half_state);
+    saving.act_bits = absl::GetFlag(FLAGS_act_bits);
+    const std::string grad_x = absl::GetFlag(FLAGS_grad_x);
+    if (grad_x == "fp32") {
+      saving.grad_x = GradXPrecision::kFloat32;
+    } else if (grad_x == "bf16") {
+      saving.grad_x = GradXPrecision::kBFloat16;
+    } else if (grad_x == "fp16") {
+      saving.grad_x = GradXPrecision::kFloat16;
+    } else if (grad_x == "pow2") {
+      saving.grad_x = GradXPrecision::kPow2;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--grad_x=", grad_x, ": expected fp32, bf16, fp16 or pow2"));
+    }
+    if (saving.act_bits < 1 || saving.act_bits > 8) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--act_bits=", saving.act_bits, " must be in [1, 8]"));
+    }
+    net = std::make_unique<MemorySavingNet>(arch, saving, &ledger);
   } else {
     return absl::InvalidArgumentError(absl::StrCat("unknown --method=", method));
   }
@@ -150,7 +177,12 @@ absl::StatusOr<Result> RunChild(const char* self, const std::string& method,
       absl::StrCat("--train_samples=", absl::GetFlag(FLAGS_train_samples)),
       absl::StrCat("--test_samples=", absl::GetFlag(FLAGS_test_samples)),
       absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads)),
-      absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir))};
+      absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir)),
+      absl::StrCat("--half_weights=", absl::GetFlag(FLAGS_half_weights)),
+      absl::StrCat("--sign_grads=", absl::GetFlag(FLAGS_sign_grads)),
+      absl::StrCat("--half_state=", absl::GetFlag(FLAGS_half_state)),
+      absl::StrCat("--grad_x=", absl::GetFlag(FLAGS_grad_x)),
+      absl::StrCat("--act_bits=", absl::GetFlag(FLAGS_act_bits))};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
