@@ -168,7 +168,7 @@ absl::StatusOr<Result> RunChild(const char* self, const std::string& method,
                                 const std::string& out_dir) {
   const std::string file = absl::StrCat(out_dir, "/.", method, ".result");
   std::vector<std::string> args = {
-      self,
+      "binary_train_bench",
       absl::StrCat("--method=", method),
       absl::StrCat("--result_file=", file),
       absl::StrCat("--arch=", absl::GetFlag(FLAGS_arch)),

@@ -1,0 +1,31 @@
+#ifndef FEDGE_COMMON_FILE_UTIL_H_
+#define FEDGE_COMMON_FILE_UTIL_H_
+
+// Whole-file I/O with clear errors. Writes are atomic: a temporary file in
+// the same directory, fsync, rename, fsync of the directory, so a crash
+// leaves either the old file or the new one, never a torn mix.
+// Thread-compatible.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace fedge {
+
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view contents);
+
+// Fails with kNotFound if missing, kResourceExhausted if larger than
+// `max_bytes`.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path,
+                                             int64_t max_bytes);
+
+// 64-bit FNV-1a: a cheap integrity check for our own file formats.
+uint64_t Fingerprint64(absl::string_view data);
+
+}  // namespace fedge
+
+#endif  // FEDGE_COMMON_FILE_UTIL_H_

@@ -1,0 +1,142 @@
+#ifndef FEDGE_COMMON_MESSAGES_H_
+#define FEDGE_COMMON_MESSAGES_H_
+
+// The protocol's messages as plain C++ values (design 4.4). wire_codec.h
+// turns them into ZeroMQ frames (a Cap'n Proto envelope plus raw payload
+// frames) and back, validating every field. Nothing here depends on Cap'n
+// Proto or ZeroMQ.
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace fedge {
+
+inline constexpr uint16_t kProtocolVersion = 1;
+
+enum class Phase : uint8_t { kPretrain = 0, kLearnPrecision = 1, kFinetune = 2 };
+
+// How a tensor's values are encoded in its payload frame. See
+// update_codec.h for the exact byte layouts.
+enum class Codec : uint8_t {
+  kFp32 = 0,
+  kFp16 = 1,
+  kQ = 2,       // K-bit stochastic rounding, one scale per slice
+  kSignEf = 3,  // 1-bit signs, one L1 scale per slice (error feedback)
+  kMixed = 4,   // per-slice integer codes at the slice's bit-width (downlink)
+};
+
+const char* PhaseName(Phase phase);
+const char* CodecName(Codec codec);
+
+// Quantization parameters of one slice (an output channel, or a whole
+// tensor): bits and step for kMixed (range = the quantizer's xmax), the
+// scale in `step` for kQ and kSignEf.
+struct SliceInfo {
+  uint8_t bits = 0;
+  float step = 0;
+  float range = 0;
+  bool operator==(const SliceInfo& o) const {
+    return bits == o.bits && step == o.step && range == o.range;
+  }
+};
+
+// A tensor and its encoded bytes. On the wire, the header travels in the
+// envelope and `payload` in a frame of its own.
+struct WireTensor {
+  uint32_t layer = 0;
+  std::string name;
+  std::vector<uint32_t> shape;
+  Codec codec = Codec::kFp32;
+  uint8_t bits = 0;  // kQ: K
+  std::vector<SliceInfo> slices;
+  std::string payload;
+
+  int64_t numel() const;
+};
+
+struct Register {
+  uint64_t memory_budget_bytes = 0;
+  uint16_t cores = 1;
+  uint64_t samples = 0;
+  std::string agent_version;
+};
+
+struct Heartbeat {
+  uint64_t busy_task = 0;  // 0 when idle
+};
+
+struct Welcome {
+  uint64_t session_id = 0;
+  uint32_t heartbeat_interval_ms = 1000;
+};
+
+struct Hyper {
+  float learning_rate = 1e-3f;
+  uint32_t batch_size = 64;
+  uint32_t local_steps = 100;
+  uint32_t quantizer_every = 20;
+  float penalty_scale = 0;
+  float weight_budget_kb = 0;
+  float activation_budget_kb = 0;
+  float lambda_w = 1e-4f;
+  float lambda_a = 1e-4f;
+};
+
+struct Task {
+  uint64_t round_id = 0;
+  uint64_t task_id = 0;
+  uint64_t model_version = 0;
+  Phase phase = Phase::kPretrain;
+  uint32_t deadline_ms = 60000;
+  Hyper hyper;
+  Codec uplink_codec = Codec::kSignEf;
+  uint8_t uplink_bits = 0;
+  uint32_t trainable_from = 0;
+  std::vector<WireTensor> shards;
+  uint64_t seed = 0;
+};
+
+struct TaskResult {
+  uint64_t round_id = 0;
+  uint64_t task_id = 0;
+  uint64_t model_version = 0;
+  uint64_t samples = 0;
+  float loss = 0;
+  float accuracy = 0;
+  uint64_t peak_memory_bytes = 0;
+  float seconds = 0;
+  std::vector<WireTensor> updates;
+};
+
+struct TaskFailed {
+  uint64_t round_id = 0;
+  uint64_t task_id = 0;
+  std::string reason;
+};
+
+struct NoTask {
+  uint32_t retry_after_ms = 1000;
+};
+
+struct Reject {
+  std::string reason;
+};
+
+using Body = std::variant<Register, Heartbeat, TaskResult, TaskFailed, Welcome,
+                          Task, NoTask, Reject>;
+
+struct Message {
+  uint16_t version = kProtocolVersion;
+  std::string device_id;
+  uint64_t session_id = 0;
+  Body body;
+};
+
+// "Register", "Task", ...
+const char* BodyName(const Body& body);
+
+}  // namespace fedge
+
+#endif  // FEDGE_COMMON_MESSAGES_H_

@@ -1,0 +1,358 @@
+#include "common/zmq_transport.h"
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "common/zmq_status.h"
+#include "zmq.hpp"
+
+namespace fedge {
+namespace {
+
+constexpr char kZapEndpoint[] = "inproc://zeromq.zap.01";
+constexpr size_t kZ85KeyLength = 40;
+
+bool IsZ85Key(absl::string_view key) {
+  if (key.size() != kZ85KeyLength) return false;
+  uint8_t raw[32];
+  return zmq_z85_decode(raw, std::string(key).c_str()) != nullptr;
+}
+
+absl::Status CheckKey(absl::string_view what, absl::string_view key) {
+  if (!IsZ85Key(key)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not a 40-character Z85 CURVE key"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Z85(const uint8_t* raw32) {
+  char out[kZ85KeyLength + 1];
+  zmq_z85_encode(out, raw32, 32);
+  return out;
+}
+
+int TimeoutMs(absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration()) return 0;
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(timeout) + 1, 1 << 30));
+}
+
+// Receives the remaining parts of a multipart message.
+absl::Status ReceiveParts(zmq::socket_t& socket, zmq::message_t first,
+                          std::vector<zmq::message_t>* parts) {
+  parts->push_back(std::move(first));
+  while (parts->back().more()) {
+    zmq::message_t part;
+    RETURN_IF_ERROR(CallZmq("receiving a message part", [&] {
+      (void)socket.recv(part, zmq::recv_flags::none);
+      return absl::OkStatus();
+    }));
+    parts->push_back(std::move(part));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SendFrames(zmq::socket_t& socket, const std::string* routing,
+                        std::vector<std::string>& frames) {
+  return CallZmq("sending", [&] {
+    if (routing != nullptr) {
+      socket.send(zmq::buffer(*routing),
+                  frames.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+    }
+    for (size_t i = 0; i < frames.size(); ++i) {
+      const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore
+                                               : zmq::send_flags::none;
+      socket.send(zmq::message_t(frames[i].data(), frames[i].size()), flags);
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<CurveKeyPair> GenerateCurveKeyPair() {
+  char public_key[kZ85KeyLength + 1];
+  char secret_key[kZ85KeyLength + 1];
+  if (zmq_curve_keypair(public_key, secret_key) != 0) {
+    return ZmqErrnoToStatus(zmq_errno(), "generating a CURVE key pair (is libzmq built with CURVE?)");
+  }
+  return CurveKeyPair{public_key, secret_key};
+}
+
+absl::Status WriteKeyPair(const CurveKeyPair& keys, const std::string& prefix) {
+  RETURN_IF_ERROR(WriteFileAtomically(prefix + ".key", keys.secret_key + "\n"));
+  chmod((prefix + ".key").c_str(), 0600);
+  RETURN_IF_ERROR(WriteFileAtomically(prefix + ".pub", keys.public_key + "\n"));
+  chmod((prefix + ".pub").c_str(), 0644);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadPublicKey(const std::string& path) {
+  ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path, 4096));
+  const std::string key(absl::StripAsciiWhitespace(text));
+  RETURN_IF_ERROR(CheckKey(path, key));
+  return key;
+}
+
+absl::StatusOr<CurveKeyPair> ReadKeyPair(const std::string& prefix) {
+  CurveKeyPair keys;
+  ASSIGN_OR_RETURN(keys.public_key, ReadPublicKey(prefix + ".pub"));
+  ASSIGN_OR_RETURN(keys.secret_key, ReadPublicKey(prefix + ".key"));
+  uint8_t secret[32], derived[32];
+  zmq_z85_decode(secret, keys.secret_key.c_str());
+  if (zmq_curve_public(reinterpret_cast<char*>(derived), keys.secret_key.c_str()) != 0 ||
+      std::string(reinterpret_cast<char*>(derived)) != keys.public_key) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, ".pub does not belong to ", prefix, ".key"));
+  }
+  return keys;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseAllowlist(const std::string& text) {
+  std::map<std::string, std::string> allowlist;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (fields.size() != 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allowlist line ", line_number, ": expected 'device_id public_key'"));
+    }
+    RETURN_IF_ERROR(Annotate(CheckKey("public key", fields[1]),
+                             absl::StrCat("allowlist line ", line_number)));
+    if (!allowlist.emplace(std::string(fields[1]), std::string(fields[0])).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("allowlist line ", line_number, ": key enrolled twice"));
+    }
+  }
+  return allowlist;
+}
+
+// --- server ---------------------------------------------------------------
+
+struct ZmqServerTransport::Impl {
+  zmq::context_t context{1};
+  zmq::socket_t socket;
+  zmq::socket_t zap_socket;  // owned by the ZAP thread after start
+  std::thread zap_thread;
+  std::atomic<bool> stopping{false};
+  std::atomic<int64_t> denied{0};
+  std::map<std::string, std::string> allowlist;
+
+  // ZAP (RFC 27): admit CURVE clients whose key is enrolled; the reply's
+  // user id is the device id the key is enrolled under.
+  void ServeZap() {
+    while (!stopping) {
+      zmq::pollitem_t item = {zap_socket.handle(), 0, ZMQ_POLLIN, 0};
+      try {
+        zmq::poll(&item, 1, std::chrono::milliseconds(100));
+        if (!(item.revents & ZMQ_POLLIN)) continue;
+        std::vector<zmq::message_t> request;
+        zmq::message_t first;
+        if (!zap_socket.recv(first, zmq::recv_flags::none)) continue;
+        if (!ReceiveParts(zap_socket, std::move(first), &request).ok()) continue;
+        std::string status = "400", text = "denied", user;
+        if (request.size() >= 7 && request[5].to_string() == "CURVE" &&
+            request[6].size() == 32) {
+          const std::string key = Z85(static_cast<const uint8_t*>(request[6].data()));
+          auto it = allowlist.find(key);
+          if (it != allowlist.end()) {
+            status = "200";
+            text = "OK";
+            user = it->second;
+          } else {
+            text = "unknown public key";
+          }
+        } else {
+          text = "CURVE required";
+        }
+        if (status != "200") {
+          ++denied;
+          std::fprintf(stderr, "[zap] refused a connection: %s\n", text.c_str());
+        }
+        const std::string request_id = request.size() > 1 ? request[1].to_string() : "";
+        std::vector<std::string> reply = {"1.0", request_id, status, text, user, ""};
+        (void)SendFrames(zap_socket, nullptr, reply);
+      } catch (const zmq::error_t&) {
+        return;  // context terminated
+      }
+    }
+  }
+};
+
+ZmqServerTransport::ZmqServerTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ZmqServerTransport::~ZmqServerTransport() {
+  impl_->stopping = true;
+  if (impl_->zap_thread.joinable()) impl_->zap_thread.join();
+  impl_->zap_socket.close();
+  impl_->socket.close();
+}
+
+absl::StatusOr<std::unique_ptr<ZmqServerTransport>> ZmqServerTransport::Create(
+    const ZmqServerOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  RETURN_IF_ERROR(CallZmq(absl::StrCat("binding ", options.endpoint), [&]() -> absl::Status {
+    if (options.curve.has_value()) {
+      RETURN_IF_ERROR(CheckKey("server public key", options.curve->keys.public_key));
+      RETURN_IF_ERROR(CheckKey("server secret key", options.curve->keys.secret_key));
+      impl->allowlist = options.curve->allowlist;
+      // The ZAP handler must exist before the first client connects.
+      impl->zap_socket = zmq::socket_t(impl->context, zmq::socket_type::rep);
+      impl->zap_socket.set(zmq::sockopt::linger, 0);
+      impl->zap_socket.bind(kZapEndpoint);
+    }
+    impl->socket = zmq::socket_t(impl->context, zmq::socket_type::router);
+    impl->socket.set(zmq::sockopt::linger, 0);
+    impl->socket.set(zmq::sockopt::router_mandatory, 1);
+    // A restarted agent reconnecting under its id takes over the old route.
+    impl->socket.set(zmq::sockopt::router_handover, 1);
+    impl->socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
+    impl->socket.set(zmq::sockopt::sndhwm, 100000);
+    impl->socket.set(zmq::sockopt::rcvhwm, 100000);
+    impl->socket.set(zmq::sockopt::heartbeat_ivl, 2000);
+    impl->socket.set(zmq::sockopt::heartbeat_timeout, 10000);
+    if (options.curve.has_value()) {
+      impl->socket.set(zmq::sockopt::curve_server, 1);
+      impl->socket.set(zmq::sockopt::curve_secretkey, options.curve->keys.secret_key);
+      impl->socket.set(zmq::sockopt::zap_domain, "fedge");
+    }
+    impl->socket.bind(options.endpoint);
+    return absl::OkStatus();
+  }));
+  if (options.curve.has_value()) {
+    Impl* raw = impl.get();
+    impl->zap_thread = std::thread([raw] { raw->ServeZap(); });
+  } else {
+    std::fprintf(stderr,
+                 "WARNING: coordinator transport on %s is PLAINTEXT: no encryption, no "
+                 "authentication. Use it only for loopback development.\n",
+                 options.endpoint.c_str());
+  }
+  return std::unique_ptr<ZmqServerTransport>(new ZmqServerTransport(std::move(impl)));
+}
+
+std::string ZmqServerTransport::bound_endpoint() const {
+  return impl_->socket.get(zmq::sockopt::last_endpoint);
+}
+
+int64_t ZmqServerTransport::denied() const { return impl_->denied; }
+
+absl::Status ZmqServerTransport::Send(Packet packet) {
+  return SendFrames(impl_->socket, &packet.peer, packet.frames);
+}
+
+absl::StatusOr<std::optional<Packet>> ZmqServerTransport::Receive(absl::Duration timeout) {
+  std::optional<Packet> out;
+  RETURN_IF_ERROR(CallZmq("receiving", [&]() -> absl::Status {
+    zmq::pollitem_t item = {impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(TimeoutMs(timeout)));
+    if (!(item.revents & ZMQ_POLLIN)) return absl::OkStatus();
+    zmq::message_t first;
+    if (!impl_->socket.recv(first, zmq::recv_flags::dontwait)) return absl::OkStatus();
+    std::vector<zmq::message_t> parts;
+    RETURN_IF_ERROR(ReceiveParts(impl_->socket, std::move(first), &parts));
+    Packet packet;
+    packet.peer = parts[0].to_string();
+    if (parts.size() > 1) {
+      // Absent (NULL) on plaintext links; cppzmq's gets() would throw.
+      const char* user = zmq_msg_gets(parts[1].handle(), "User-Id");
+      if (user != nullptr) packet.authenticated_id = user;
+    }
+    for (size_t i = 1; i < parts.size(); ++i) packet.frames.push_back(parts[i].to_string());
+    out = std::move(packet);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+// --- client ---------------------------------------------------------------
+
+struct ZmqClientTransport::Impl {
+  zmq::context_t context{1};
+  zmq::socket_t socket;
+};
+
+ZmqClientTransport::ZmqClientTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ZmqClientTransport::~ZmqClientTransport() { impl_->socket.close(); }
+
+absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
+    const ZmqClientOptions& options) {
+  if (options.identity.empty()) {
+    return absl::InvalidArgumentError("the agent's transport needs its device id");
+  }
+  auto impl = std::make_unique<Impl>();
+  RETURN_IF_ERROR(CallZmq(absl::StrCat("connecting to ", options.endpoint), [&]() -> absl::Status {
+    impl->socket = zmq::socket_t(impl->context, zmq::socket_type::dealer);
+    impl->socket.set(zmq::sockopt::linger, 0);
+    impl->socket.set(zmq::sockopt::routing_id, options.identity);
+    impl->socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
+    impl->socket.set(zmq::sockopt::reconnect_ivl, 200);
+    impl->socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
+    impl->socket.set(zmq::sockopt::heartbeat_ivl, 2000);
+    impl->socket.set(zmq::sockopt::heartbeat_timeout, 10000);
+    // Don't queue messages for a peer that is not there: a stale Register
+    // delivered after a reconnect would only confuse the coordinator.
+    impl->socket.set(zmq::sockopt::immediate, 1);
+    if (options.curve.has_value()) {
+      RETURN_IF_ERROR(CheckKey("server public key", options.curve->server_public_key));
+      RETURN_IF_ERROR(CheckKey("agent public key", options.curve->keys.public_key));
+      RETURN_IF_ERROR(CheckKey("agent secret key", options.curve->keys.secret_key));
+      impl->socket.set(zmq::sockopt::curve_serverkey, options.curve->server_public_key);
+      impl->socket.set(zmq::sockopt::curve_publickey, options.curve->keys.public_key);
+      impl->socket.set(zmq::sockopt::curve_secretkey, options.curve->keys.secret_key);
+    }
+    impl->socket.connect(options.endpoint);
+    return absl::OkStatus();
+  }));
+  return std::unique_ptr<ZmqClientTransport>(new ZmqClientTransport(std::move(impl)));
+}
+
+absl::Status ZmqClientTransport::Send(Packet packet) {
+  // With ZMQ_IMMEDIATE a send while disconnected would block: don't wait.
+  return CallZmq("sending to the coordinator", [&]() -> absl::Status {
+    for (size_t i = 0; i < packet.frames.size(); ++i) {
+      const auto more = i + 1 < packet.frames.size() ? zmq::send_flags::sndmore
+                                                     : zmq::send_flags::none;
+      auto sent = impl_->socket.send(
+          zmq::message_t(packet.frames[i].data(), packet.frames[i].size()),
+          more | zmq::send_flags::dontwait);
+      if (!sent) return absl::UnavailableError("not connected to the coordinator");
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<Packet>> ZmqClientTransport::Receive(absl::Duration timeout) {
+  std::optional<Packet> out;
+  RETURN_IF_ERROR(CallZmq("receiving from the coordinator", [&]() -> absl::Status {
+    zmq::pollitem_t item = {impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(TimeoutMs(timeout)));
+    if (!(item.revents & ZMQ_POLLIN)) return absl::OkStatus();
+    zmq::message_t first;
+    if (!impl_->socket.recv(first, zmq::recv_flags::dontwait)) return absl::OkStatus();
+    std::vector<zmq::message_t> parts;
+    RETURN_IF_ERROR(ReceiveParts(impl_->socket, std::move(first), &parts));
+    Packet packet;
+    for (auto& part : parts) packet.frames.push_back(part.to_string());
+    out = std::move(packet);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+}  // namespace fedge
