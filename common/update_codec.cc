@@ -98,78 +98,158 @@ int SliceBits(const WireTensor& t, size_t slice) {
   }
 }
 
-// Calls sink(i, value) for every decoded element, in order.
-template <typename Sink>
-absl::Status ForEachDecoded(const WireTensor& t, Sink sink) {
-  RETURN_IF_ERROR(ValidateTensor(t));
+struct SliceCoding {
+  int bits = 0;
+  int64_t zero = 0;      // code of the value 0
+  int64_t max_code = 0;  // largest valid code
+  float unit = 0;        // value of one code step
+};
+
+SliceCoding CodingOf(const WireTensor& t, size_t s) {
+  SliceCoding c;
+  c.bits = SliceBits(t, s);
+  const SliceInfo& slice = t.slices[s];
+  switch (t.codec) {
+    case Codec::kQ:
+      c.zero = Levels(c.bits);
+      c.max_code = 2 * c.zero;
+      c.unit = slice.step / static_cast<float>(c.zero);
+      break;
+    case Codec::kSignEf:
+      c.max_code = 1;
+      break;
+    default:  // kMixed
+      c.zero = MixedHalfRange(slice);
+      c.max_code = 2 * c.zero;
+      c.unit = slice.step;
+      break;
+  }
+  return c;
+}
+
+// Calls fn(slice, coding, first element, codes, count) for consecutive
+// chunks of unpacked codes.
+template <typename Fn>
+absl::Status ForEachCodeChunk(const WireTensor& t, Fn fn) {
   const int64_t n = t.numel();
   const auto* bytes = reinterpret_cast<const uint8_t*>(t.payload.data());
-  if (t.codec == Codec::kFp32) {
-    for (int64_t i = 0; i < n; ++i) {
-      float v;
-      std::memcpy(&v, bytes + 4 * i, 4);
-      if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("element ", i, " is not finite"));
-      }
-      sink(i, v);
-    }
-    return absl::OkStatus();
-  }
-  if (t.codec == Codec::kFp16) {
-    for (int64_t i = 0; i < n; ++i) {
-      const uint16_t h = static_cast<uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
-      if ((h & 0x7C00u) == 0x7C00u) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("element ", i, " is not finite"));
-      }
-      sink(i, HalfToFloat(h));
-    }
-    return absl::OkStatus();
-  }
   const int64_t per_slice = n / static_cast<int64_t>(t.slices.size());
   uint8_t codes[kDecodeChunk];
   size_t offset = 0;
   for (size_t s = 0; s < t.slices.size(); ++s) {
-    const int bits = SliceBits(t, s);
-    const SliceInfo& slice = t.slices[s];
-    int64_t zero = 0, max_code = 0;
-    float unit = 0;
-    switch (t.codec) {
-      case Codec::kQ:
-        zero = Levels(bits);
-        max_code = 2 * zero;
-        unit = slice.step / static_cast<float>(zero);
-        break;
-      case Codec::kSignEf:
-        max_code = 1;
-        break;
-      default:  // kMixed
-        zero = MixedHalfRange(slice);
-        max_code = 2 * zero;
-        unit = slice.step;
-        break;
-    }
+    const SliceCoding coding = CodingOf(t, s);
     for (int64_t begin = 0; begin < per_slice; begin += kDecodeChunk) {
       const int64_t count = std::min(kDecodeChunk, per_slice - begin);
-      const size_t packed = PackedBytes(count, bits);
-      RETURN_IF_ERROR(UnpackBits(absl::MakeConstSpan(bytes + offset, packed), bits,
+      const size_t packed = PackedBytes(count, coding.bits);
+      RETURN_IF_ERROR(UnpackBits(absl::MakeConstSpan(bytes + offset, packed), coding.bits,
                                  absl::MakeSpan(codes, count)));
       offset += packed;
-      const int64_t base = static_cast<int64_t>(s) * per_slice + begin;
-      for (int64_t i = 0; i < count; ++i) {
-        if (codes[i] > max_code) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "slice ", s, ": code ", int{codes[i]}, " exceeds ", max_code));
-        }
-        const float v = t.codec == Codec::kSignEf
-                            ? (codes[i] ? slice.step : -slice.step)
-                            : static_cast<float>(codes[i] - zero) * unit;
-        sink(base + i, v);
-      }
+      RETURN_IF_ERROR(fn(s, coding, static_cast<int64_t>(s) * per_slice + begin, codes, count));
     }
   }
   return absl::OkStatus();
+}
+
+// Everything that could make decoding fail, checked before any output is
+// written, so a bad tensor never half-lands in an aggregate.
+absl::Status CheckDecodable(const WireTensor& t) {
+  RETURN_IF_ERROR(ValidateTensor(t));
+  const int64_t n = t.numel();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(t.payload.data());
+  switch (t.codec) {
+    case Codec::kFp32: {
+      int64_t bad = -1;
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t u;
+        std::memcpy(&u, bytes + 4 * i, 4);
+        if ((u & 0x7F800000u) == 0x7F800000u) {
+          bad = i;
+          break;
+        }
+      }
+      if (bad >= 0) return absl::InvalidArgumentError(absl::StrCat("element ", bad, " is not finite"));
+      return absl::OkStatus();
+    }
+    case Codec::kFp16:
+      for (int64_t i = 0; i < n; ++i) {
+        if ((bytes[2 * i + 1] & 0x7C) == 0x7C) {
+          return absl::InvalidArgumentError(absl::StrCat("element ", i, " is not finite"));
+        }
+      }
+      return absl::OkStatus();
+    case Codec::kSignEf:
+      return absl::OkStatus();  // every 1-bit code is valid
+    default:
+      return ForEachCodeChunk(t, [](size_t s, const SliceCoding& c, int64_t, const uint8_t* codes,
+                                    int64_t count) -> absl::Status {
+        for (int64_t i = 0; i < count; ++i) {
+          if (codes[i] > c.max_code) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "slice ", s, ": code ", int{codes[i]}, " exceeds ", c.max_code));
+          }
+        }
+        return absl::OkStatus();
+      });
+  }
+}
+
+// out[i] = decoded (kAssign) or sum[i] += weight * decoded (kAccumulate), for
+// a tensor that passed CheckDecodable.
+enum class Mode { kAssign, kAccumulate };
+
+template <Mode mode>
+inline void Emit(float* out, int64_t i, float weight, float v) {
+  if (mode == Mode::kAssign) {
+    out[i] = v;
+  } else {
+    out[i] += weight * v;
+  }
+}
+
+template <Mode mode>
+absl::Status DecodeChecked(const WireTensor& t, float weight, float* out) {
+  const int64_t n = t.numel();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(t.payload.data());
+  switch (t.codec) {
+    case Codec::kFp32:
+      for (int64_t i = 0; i < n; ++i) {
+        float v;
+        std::memcpy(&v, bytes + 4 * i, 4);
+        Emit<mode>(out, i, weight, v);
+      }
+      return absl::OkStatus();
+    case Codec::kFp16:
+      for (int64_t i = 0; i < n; ++i) {
+        Emit<mode>(out, i, weight,
+                   HalfToFloat(static_cast<uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8))));
+      }
+      return absl::OkStatus();
+    case Codec::kSignEf: {
+      // Straight from the packed bits: +scale where set, -scale where not.
+      const int64_t per_slice = n / static_cast<int64_t>(t.slices.size());
+      size_t offset = 0;
+      for (size_t s = 0; s < t.slices.size(); ++s) {
+        const float scale = t.slices[s].step;
+        float* o = out + static_cast<int64_t>(s) * per_slice;
+        const uint8_t* b = bytes + offset;
+        for (int64_t i = 0; i < per_slice; ++i) {
+          const float sign = static_cast<float>(2 * ((b[i >> 3] >> (i & 7)) & 1) - 1);
+          Emit<mode>(o, i, weight, sign * scale);
+        }
+        offset += PackedBytes(per_slice, 1);
+      }
+      return absl::OkStatus();
+    }
+    default:
+      return ForEachCodeChunk(t, [&](size_t, const SliceCoding& c, int64_t base,
+                                     const uint8_t* codes, int64_t count) {
+        float* o = out + base;
+        for (int64_t i = 0; i < count; ++i) {
+          Emit<mode>(o, i, weight, static_cast<float>(codes[i] - c.zero) * c.unit);
+        }
+        return absl::OkStatus();
+      });
+  }
 }
 
 // Appends the codes of one slice, packed, to `payload`.
@@ -353,7 +433,8 @@ absl::Status DecodeTensor(const WireTensor& t, absl::Span<float> out) {
         "decoding '", t.name, "': output holds ", out.size(), " elements, tensor has ",
         t.numel()));
   }
-  return ForEachDecoded(t, [&](int64_t i, float v) { out[i] = v; });
+  RETURN_IF_ERROR(CheckDecodable(t));
+  return DecodeChecked<Mode::kAssign>(t, 1.0f, out.data());
 }
 
 absl::Status AccumulateDecoded(const WireTensor& t, float weight,
@@ -363,7 +444,11 @@ absl::Status AccumulateDecoded(const WireTensor& t, float weight,
         "accumulating '", t.name, "': sum holds ", sum.size(), " elements, tensor has ",
         t.numel()));
   }
-  return ForEachDecoded(t, [&](int64_t i, float v) { sum[i] += weight * v; });
+  if (!std::isfinite(weight)) {
+    return absl::InvalidArgumentError(absl::StrCat("weight ", weight, " is not finite"));
+  }
+  RETURN_IF_ERROR(CheckDecodable(t));
+  return DecodeChecked<Mode::kAccumulate>(t, weight, sum.data());
 }
 
 std::vector<float>& ErrorFeedback::Residual(const std::string& key, size_t n) {

@@ -82,7 +82,8 @@ absl::Status ValidateTensor(const WireTensor& t);
 absl::Status DecodeTensor(const WireTensor& t, absl::Span<float> out);
 
 // sum += weight * decoded, element by element, without materialising the
-// decoded tensor.
+// decoded tensor. The tensor is checked in full first: on error `sum` is
+// unchanged, so a bad update never half-lands in an aggregate.
 absl::Status AccumulateDecoded(const WireTensor& t, float weight,
                                absl::Span<float> sum);
 

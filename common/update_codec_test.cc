@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -151,6 +152,27 @@ TEST(UpdateCodecTest, AccumulateAddsWeightedDecodedValues) {
   for (size_t i = 0; i < sum.size(); ++i) EXPECT_FLOAT_EQ(sum[i], 1.0f + 0.25f * back[i]);
   std::vector<float> wrong(119);
   EXPECT_FALSE(AccumulateDecoded(t, 1, absl::MakeSpan(wrong)).ok());
+}
+
+TEST(UpdateCodecTest, RejectedUpdateLeavesTheSumUntouched) {
+  // Valid first elements, a bad code near the end: nothing may be added.
+  const std::vector<float> v = RandomValues(4000, 6);
+  WireTensor t = Shaped({4000});
+  ASSERT_TRUE(EncodeUpdate(v, {Codec::kQ, 4, 1}, 5, nullptr, &t).ok());
+  t.payload.back() = static_cast<char>(0xFF);
+  std::vector<float> sum(4000, 2.0f);
+  EXPECT_FALSE(AccumulateDecoded(t, 1.0f, absl::MakeSpan(sum)).ok());
+  for (float s : sum) ASSERT_EQ(s, 2.0f);
+
+  std::vector<float> with_nan = v;
+  with_nan[3999] = 1.0f;
+  WireTensor f = Shaped({4000});
+  ASSERT_TRUE(EncodeUpdate(with_nan, {Codec::kFp32, 0, 1}, 0, nullptr, &f).ok());
+  const float nan = std::nanf("");
+  std::memcpy(&f.payload[4 * 3999], &nan, 4);
+  EXPECT_FALSE(AccumulateDecoded(f, 1.0f, absl::MakeSpan(sum)).ok());
+  for (float s : sum) ASSERT_EQ(s, 2.0f);
+  EXPECT_FALSE(AccumulateDecoded(t, std::nanf(""), absl::MakeSpan(sum)).ok());
 }
 
 TEST(UpdateCodecTest, MixedCostsItsBitsPerWeight) {
