@@ -1,0 +1,85 @@
+#include "coordinator/registry.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace fedge {
+
+Registry::Registry(const RegistryOptions& options)
+    : options_(options), next_session_(options.first_session_id) {}
+
+absl::StatusOr<Welcome> Registry::OnRegister(const std::string& device_id,
+                                             const std::string& authenticated_id,
+                                             const Register& registration,
+                                             absl::Time now) {
+  if (!authenticated_id.empty() && authenticated_id != device_id) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "key enrolled as '", authenticated_id, "' tried to register as '", device_id, "'"));
+  }
+  AgentRecord& record = agents_[device_id];
+  record.device_id = device_id;
+  record.registration = registration;
+  record.session_id = next_session_++;
+  record.registered_at = now;
+  record.last_seen = now;
+  record.live = true;
+  record.busy_task = 0;
+  Welcome welcome;
+  welcome.session_id = record.session_id;
+  welcome.heartbeat_interval_ms =
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  return welcome;
+}
+
+absl::Status Registry::OnHeard(const std::string& device_id, uint64_t session_id,
+                               absl::Time now) {
+  auto it = agents_.find(device_id);
+  if (it == agents_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown device '", device_id, "': register first"));
+  }
+  if (it->second.session_id != session_id) {
+    return absl::NotFoundError(absl::StrCat("session ", session_id, " of '", device_id,
+                                            "' is not current: register again"));
+  }
+  it->second.last_seen = now;
+  it->second.live = true;
+  return absl::OkStatus();
+}
+
+absl::Status Registry::OnHeartbeat(const std::string& device_id, uint64_t session_id,
+                                   const Heartbeat& heartbeat, absl::Time now) {
+  absl::Status status = OnHeard(device_id, session_id, now);
+  if (status.ok()) agents_[device_id].busy_task = heartbeat.busy_task;
+  return status;
+}
+
+std::vector<std::string> Registry::Expire(absl::Time now) {
+  std::vector<std::string> dead;
+  for (auto& [id, record] : agents_) {
+    if (record.live && now - record.last_seen > options_.timeout) {
+      record.live = false;
+      dead.push_back(id);
+    }
+  }
+  return dead;
+}
+
+const AgentRecord* Registry::Find(const std::string& device_id) const {
+  auto it = agents_.find(device_id);
+  return it == agents_.end() ? nullptr : &it->second;
+}
+
+std::vector<const AgentRecord*> Registry::LiveAgents() const {
+  std::vector<const AgentRecord*> live;
+  for (const auto& [id, record] : agents_) {
+    if (record.live) live.push_back(&record);
+  }
+  return live;
+}
+
+size_t Registry::live() const {
+  size_t n = 0;
+  for (const auto& [id, record] : agents_) n += record.live ? 1 : 0;
+  return n;
+}
+
+}  // namespace fedge

@@ -1,0 +1,85 @@
+#ifndef FEDGE_COORDINATOR_REGISTRY_H_
+#define FEDGE_COORDINATOR_REGISTRY_H_
+
+// The coordinator's record of agents: who registered, with what memory
+// budget, cores and samples, under which session, and when each was last
+// heard from. Liveness comes from heartbeats (any message counts): an agent
+// silent for longer than the timeout is declared dead and must register
+// again. Pure: takes `now` and decoded messages, does no I/O.
+//
+//   Registry registry({.heartbeat_interval = absl::Seconds(1)});
+//   absl::StatusOr<Welcome> w = registry.OnRegister("board-1", "board-1", reg, now);
+//   ...
+//   for (const std::string& dead : registry.Expire(now)) Log(dead);
+//
+// Not thread-safe: owned by the coordinator's event loop.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/messages.h"
+
+namespace fedge {
+
+struct RegistryOptions {
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  // Silent this long (several missed heartbeats) means dead.
+  absl::Duration timeout = absl::Seconds(5);
+  uint64_t first_session_id = 1;
+};
+
+struct AgentRecord {
+  std::string device_id;
+  Register registration;
+  uint64_t session_id = 0;
+  absl::Time registered_at;
+  absl::Time last_seen;
+  bool live = true;
+  uint64_t busy_task = 0;
+};
+
+class Registry {
+ public:
+  explicit Registry(const RegistryOptions& options);
+
+  // Registers (or re-registers, with a fresh session) `device_id`.
+  // `authenticated_id` is what the transport vouched for (empty on
+  // unauthenticated links): a device may only register as itself.
+  absl::StatusOr<Welcome> OnRegister(const std::string& device_id,
+                                     const std::string& authenticated_id,
+                                     const Register& registration, absl::Time now);
+
+  // Any message from a registered agent in its current session: marks it
+  // live and seen. kNotFound for an unknown device or a stale session (for
+  // instance after a coordinator restart): the agent must register again.
+  absl::Status OnHeard(const std::string& device_id, uint64_t session_id,
+                       absl::Time now);
+  absl::Status OnHeartbeat(const std::string& device_id, uint64_t session_id,
+                           const Heartbeat& heartbeat, absl::Time now);
+
+  // Marks agents silent for longer than the timeout as dead and returns
+  // their ids (each once).
+  std::vector<std::string> Expire(absl::Time now);
+
+  const AgentRecord* Find(const std::string& device_id) const;
+  std::vector<const AgentRecord*> LiveAgents() const;
+  size_t registered() const { return agents_.size(); }
+  size_t live() const;
+
+  // For checkpoints: the records and the next session id.
+  const std::map<std::string, AgentRecord>& agents() const { return agents_; }
+  uint64_t next_session_id() const { return next_session_; }
+
+ private:
+  RegistryOptions options_;
+  std::map<std::string, AgentRecord> agents_;
+  uint64_t next_session_;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_COORDINATOR_REGISTRY_H_
