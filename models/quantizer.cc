@@ -117,6 +117,10 @@ void ConstrainQuantizer(at::Tensor& d, at::Tensor& xmax, const QuantizerConfig& 
   xmax.clamp_(config.xmax_min, config.xmax_max);
   // d < xmax: raise xmax to just above d where needed.
   xmax.copy_(at::max(xmax, d * (1 + 1e-3)));
+  // At most max_bits: round(xmax / d) <= the largest level count.
+  const int levels = config.is_signed ? (1 << (config.max_bits - 1)) - 1
+                                      : (1 << config.max_bits) - 1;
+  d.copy_(at::max(d, xmax / (levels + 0.49)));
 }
 
 void InitWeightQuantizer(const at::Tensor& w, bool per_slice, int bits0,

@@ -31,6 +31,7 @@ struct QuantizerConfig {
   bool is_signed = true;
   bool is_weight = true;  // weights: element-wise scaling; else inverse tanh
   int min_bits = 1;
+  int max_bits = 8;  // what the bit packing supports
   double delta = 5e-3;
   double alpha = 1.9;
   // Constraints enforced after each update (design 4.1).
@@ -56,8 +57,9 @@ at::Tensor BitWidths(const at::Tensor& d, const at::Tensor& xmax,
 std::vector<int> IntegerBitWidths(const at::Tensor& d, const at::Tensor& xmax,
                                   const QuantizerConfig& config);
 
-// Enforces d < xmax, d in [d_min, d_max], xmax in [xmax_min, xmax_max],
-// in place, without recording gradients.
+// Enforces d < xmax, d in [d_min, d_max], xmax in [xmax_min, xmax_max], and
+// at most max_bits (d >= xmax / levels(max_bits)), in place, without
+// recording gradients.
 void ConstrainQuantizer(at::Tensor& d, at::Tensor& xmax, const QuantizerConfig& config);
 
 // Initialisation (design 4.1). Weights, per slice along dimension 0 when

@@ -150,9 +150,17 @@ TEST(QuantizerTest, ConstraintsHold) {
   at::Tensor xmax = at::tensor({0.5f, 300.0f, 0.2f});
   ConstrainQuantizer(d, xmax, config);
   EXPECT_FLOAT_EQ(d[0].item<float>(), 1.0f);
-  EXPECT_FLOAT_EQ(d[1].item<float>(), 1.0f / 4096);
   EXPECT_FLOAT_EQ(xmax[1].item<float>(), 127.0f);
+  // d = 1e-6 is first raised to 2^-12; 127 / 2^-12 would need 20 bits, so
+  // d is raised again to keep 127 levels (8 bits signed).
+  EXPECT_FLOAT_EQ(d[1].item<float>(), 127.0f / 127.49f);
   for (int i = 0; i < 3; ++i) EXPECT_LT(d[i].item<float>(), xmax[i].item<float>());
+  // xmax / d = 127 / (1/4096) would need 20 bits: d is raised to keep 8.
+  EXPECT_LE(IntegerBitWidths(d, xmax, config)[1], 8);
+  at::Tensor ud = at::tensor({0.001f}), ux = at::tensor({1.0f});
+  QuantizerConfig act = ActivationQuantizerConfig(false);
+  ConstrainQuantizer(ud, ux, act);
+  EXPECT_EQ(IntegerBitWidths(ud, ux, act)[0], 8);
 }
 
 TEST(QuantizerTest, Initialisation) {
