@@ -171,6 +171,22 @@ void PackAbsLeq(absl::Span<const float> x, float limit,
            [limit](float v) { return v <= limit && v >= -limit; });
 }
 
+void PackInRange(absl::Span<const float> x, float lo, float hi,
+                 absl::Span<uint8_t> out) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128 low = _mm_set1_ps(lo), high = _mm_set1_ps(hi);
+  for (; i + 8 <= x.size(); i += 8) {
+    const __m128 a = _mm_loadu_ps(&x[i]);
+    const __m128 b = _mm_loadu_ps(&x[i + 4]);
+    const int first = _mm_movemask_ps(_mm_and_ps(_mm_cmpge_ps(a, low), _mm_cmple_ps(a, high)));
+    const int second = _mm_movemask_ps(_mm_and_ps(_mm_cmpge_ps(b, low), _mm_cmple_ps(b, high)));
+    out[i / 8] = static_cast<uint8_t>(first | (second << 4));
+  }
+#endif
+  PackTail(x, i, out, [lo, hi](float v) { return v >= lo && v <= hi; });
+}
+
 void UnpackSigns(absl::Span<const uint8_t> packed, absl::Span<float> out) {
   const UnpackTables& t = Tables();
   const size_t n = out.size();

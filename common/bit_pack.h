@@ -52,6 +52,9 @@ void PackSigns(absl::Span<const float> x, absl::Span<uint8_t> out);
 // Bit i = 1 where |x[i]| <= limit: the straight-through estimator's mask.
 void PackAbsLeq(absl::Span<const float> x, float limit,
                 absl::Span<uint8_t> out);
+// Bit i = 1 where lo <= x[i] <= hi.
+void PackInRange(absl::Span<const float> x, float lo, float hi,
+                 absl::Span<uint8_t> out);
 // out[i] = bit i ? 1 : -1.
 void UnpackSigns(absl::Span<const uint8_t> packed, absl::Span<float> out);
 // out[i] = bit i ? x[i] : 0, in place: applies a packed mask to a gradient.

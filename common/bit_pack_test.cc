@@ -158,5 +158,13 @@ TEST(BitPackTest, AbsLeqMaskAndApply) {
                                       2.0f, 0.0f, 0.0f}));
 }
 
+TEST(BitPackTest, InRangeMask) {
+  const std::vector<float> x = {0.0f, -0.1f, 1.5f, 1.6f, 0.7f, -2.0f, 1.0f, 0.2f, 1.55f};
+  std::vector<uint8_t> mask(PackedBytes(x.size(), 1));
+  PackInRange(x, 0.0f, 1.55f, absl::MakeSpan(mask));
+  // in [0, 1.55]: 1 0 1 0 1 0 1 1 | 1
+  EXPECT_THAT(mask, ElementsAreArray({0xD5, 0x01}));
+}
+
 }  // namespace
 }  // namespace fedge

@@ -86,13 +86,12 @@ MemorySavingNet::MemorySavingNet(const ArchSpec& arch,
     layer->hooks.ledger = ledger;
     layer->hooks.grad_x = options.grad_x;
     if (spec.has_weights()) {
+      if (options.act_bits > 1) {
+        layer->config = SymmetricInput(
+            options.act_bits, options.act_range / ((1 << (options.act_bits - 1)) - 1));
+      }
       layer->config.padding = spec.padding;
       layer->config.real_input = static_cast<int>(i) == first;
-      layer->config.act_bits = options.act_bits;
-      if (options.act_bits > 1) {
-        layer->config.act_step =
-            options.act_range / ((1 << (options.act_bits - 1)) - 1);
-      }
       std::vector<int64_t> shape = {spec.out_channels, spec.in_channels};
       if (spec.kind == LayerKind::kConv) {
         shape.push_back(spec.kernel);

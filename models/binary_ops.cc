@@ -50,16 +50,26 @@ at::Tensor BinarizeWeights(const at::Tensor& w) {
 
 int SymmetricLevels(int bits) { return (1 << (bits - 1)) - 1; }
 
+at::Tensor InputCodes(const at::Tensor& x, const ConvConfig& config) {
+  return (x / config.act_step).round_().clamp_(config.code_min, config.code_max);
+}
+
 // The quantized input the layer computes with, from x (forward).
 at::Tensor QuantizedInput(const at::Tensor& x, const ConvConfig& config) {
   if (config.real_input) return x;
-  if (config.act_bits == 1) return SignOf(x);
-  return QuantizeSymmetric(x, config.act_bits, config.act_step);
+  if (config.sign_input) return SignOf(x);
+  return InputCodes(x, config).mul_(config.act_step);
 }
 
-at::Tensor Compute(const at::Tensor& in, const at::Tensor& wb, int padding) {
+at::Tensor LayerWeights(const at::Tensor& w, bool binary) {
+  if (binary) return BinarizeWeights(w);
+  return w.scalar_type() == at::kFloat ? w : w.to(at::kFloat);
+}
+
+at::Tensor Compute(const at::Tensor& in, const at::Tensor& wb, int64_t padding,
+                   int64_t stride, int64_t groups) {
   if (in.dim() == 2) return at::linear(in, wb);
-  return at::conv2d(in, wb, {}, {1, 1}, {padding, padding});
+  return at::conv2d(in, wb, {}, {stride, stride}, {padding, padding}, {1, 1}, groups);
 }
 
 // Binary weights, packed quantized input. Inputs: x, w (tensors), config
@@ -68,27 +78,34 @@ struct PackedConvFn : public Function<PackedConvFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& w, const ConvConfig* config,
                             const LayerHooks* hooks) {
-    const at::Tensor in = QuantizedInput(x, *config);
-    const at::Tensor y = Compute(in, BinarizeWeights(w), config->padding);
     std::vector<at::Tensor> saved;
+    at::Tensor in;
     if (config->real_input) {
+      in = x;
       saved = {x};
-    } else if (config->act_bits == 1) {
+    } else if (config->sign_input) {
       saved = {PackSignsOf(x), PackAbsLeqOf(x, 1.0f)};
+      in = UnpackSigns(saved[0], x.sizes());
     } else {
-      const int q = SymmetricLevels(config->act_bits);
-      const at::Tensor codes =
-          (in / config->act_step).round().add(q).to(at::kByte);
-      saved = {PackCodes(codes, config->act_bits),
-               PackAbsLeqOf(x, q * config->act_step)};
+      const at::Tensor codes = InputCodes(x, *config);
+      saved = {PackCodes(codes.sub(config->code_min).to(at::kByte), config->act_bits),
+               PackInRangeOf(x, config->clip_lo, config->clip_hi)};
+      in = codes.mul_(config->act_step);
     }
+    const at::Tensor y = Compute(in, LayerWeights(w, config->binary_weights),
+                                 config->padding, config->stride, config->groups);
     Hold(ctx, *hooks, SavedBytes(saved));
     saved.push_back(w);  // the parameter itself: no extra bytes
     ctx->save_for_backward(saved);
     ctx->saved_data["shape"] = x.sizes().vec();
     ctx->saved_data["padding"] = static_cast<int64_t>(config->padding);
+    ctx->saved_data["stride"] = static_cast<int64_t>(config->stride);
+    ctx->saved_data["groups"] = static_cast<int64_t>(config->groups);
+    ctx->saved_data["binary_weights"] = config->binary_weights;
+    ctx->saved_data["code_min"] = static_cast<int64_t>(config->code_min);
     ctx->saved_data["real_input"] = config->real_input;
     ctx->saved_data["act_bits"] = static_cast<int64_t>(config->act_bits);
+    ctx->saved_data["sign_input"] = config->sign_input;
     ctx->saved_data["act_step"] = static_cast<double>(config->act_step);
     SaveHooks(ctx, *hooks);
     return y;
@@ -99,6 +116,9 @@ struct PackedConvFn : public Function<PackedConvFn> {
     const variable_list saved = ctx->get_saved_variables();
     const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
     const int64_t padding = ctx->saved_data["padding"].toInt();
+    const int64_t stride = ctx->saved_data["stride"].toInt();
+    const int64_t groups = ctx->saved_data["groups"].toInt();
+    const bool binary_weights = ctx->saved_data["binary_weights"].toBool();
     const bool real_input = ctx->saved_data["real_input"].toBool();
     const int act_bits = static_cast<int>(ctx->saved_data["act_bits"].toInt());
     const at::Tensor& w = saved.back();
@@ -107,16 +127,16 @@ struct PackedConvFn : public Function<PackedConvFn> {
     at::Tensor in;
     if (real_input) {
       in = saved[0];
-    } else if (act_bits == 1) {
+    } else if (ctx->saved_data["sign_input"].toBool()) {
       in = UnpackSigns(saved[0], shape);
     } else {
       const double step = ctx->saved_data["act_step"].toDouble();
       in = UnpackCodes(saved[0], act_bits, shape)
                .to(at::kFloat)
-               .sub_(SymmetricLevels(act_bits))
+               .add_(ctx->saved_data["code_min"].toInt())
                .mul_(step);
     }
-    const at::Tensor wb = BinarizeWeights(w);
+    const at::Tensor wb = LayerWeights(w, binary_weights);
     const bool need_dx = ctx->needs_input_grad(0) && !real_input;
     at::Tensor dx, dw;
     if (in.dim() == 2) {
@@ -124,8 +144,8 @@ struct PackedConvFn : public Function<PackedConvFn> {
       dw = dy.t().mm(in);
     } else {
       std::tie(dx, dw, std::ignore) = at::convolution_backward(
-          dy, in, wb, c10::nullopt, {1, 1}, {padding, padding}, {1, 1},
-          /*transposed=*/false, {0, 0}, /*groups=*/1,
+          dy, in, wb, c10::nullopt, {stride, stride}, {padding, padding}, {1, 1},
+          /*transposed=*/false, {0, 0}, groups,
           {need_dx, true, false});
     }
     in.reset();
@@ -135,7 +155,7 @@ struct PackedConvFn : public Function<PackedConvFn> {
       dx = RoundGradX(dx, hooks.grad_x);
     }
     Release(ctx, hooks);
-    if (hooks.sign_grad != nullptr) {
+    if (hooks.sign_grad != nullptr && binary_weights) {
       hooks.sign_grad->scale = dw.abs().mean().item<float>();
       hooks.sign_grad->bits = PackSignsOf(dw.contiguous());
       hooks.sign_grad->ready = true;
@@ -272,6 +292,34 @@ at::Tensor SignOf(const at::Tensor& x) {
                    at::full({}, -1.0, x.options()));
 }
 
+ConvConfig SymmetricInput(int bits, float step) {
+  ConvConfig config;
+  const int q = SymmetricLevels(bits);
+  config.sign_input = false;
+  config.act_bits = bits;
+  config.act_step = step;
+  config.code_min = -q;
+  config.code_max = q;
+  config.clip_lo = -q * step;
+  config.clip_hi = q * step;
+  return config;
+}
+
+ConvConfig LearnedInput(float step, float range, bool is_signed) {
+  ConvConfig config;
+  const int levels = static_cast<int>(std::lround(range / step));
+  config.sign_input = false;
+  config.act_step = step;
+  config.code_min = is_signed ? -levels : 0;
+  config.code_max = levels;
+  config.clip_lo = is_signed ? -range : 0.0f;
+  config.clip_hi = range;
+  int bits = 1;
+  while ((1 << bits) < config.code_max - config.code_min + 1) ++bits;
+  config.act_bits = bits;
+  return config;
+}
+
 at::Tensor QuantizeSymmetric(const at::Tensor& x, int bits, float step) {
   TORCH_CHECK(bits >= 2 && bits <= 8, "activation bits ", bits,
               " outside [2, 8]");
@@ -307,13 +355,18 @@ at::Tensor RoundGradX(const at::Tensor& g, GradXPrecision precision) {
 
 at::Tensor PackedConv(const at::Tensor& x, const at::Tensor& w,
                       const ConvConfig& config, const LayerHooks& hooks) {
-  TORCH_CHECK(config.real_input || config.act_bits == 1 ||
-                  (config.act_bits >= 2 && config.act_bits <= 8),
+  TORCH_CHECK(config.real_input || config.sign_input ||
+                  (config.act_bits >= 1 && config.act_bits <= 8),
               hooks.name, ": activation bits ", config.act_bits,
               " outside [1, 8]");
+  TORCH_CHECK(config.sign_input || config.real_input ||
+                  (config.act_step > 0 && config.code_min <= config.code_max &&
+                   config.code_max - config.code_min < (1 << config.act_bits)),
+              hooks.name, ": codes [", config.code_min, ", ", config.code_max,
+              "] do not fit in ", config.act_bits, " bits");
   if (!Recording({&x, &w})) {
-    return Compute(QuantizedInput(x, config), BinarizeWeights(w),
-                   config.padding);
+    return Compute(QuantizedInput(x, config), LayerWeights(w, config.binary_weights),
+                   config.padding, config.stride, config.groups);
   }
   return PackedConvFn::apply(x, w, &config, &hooks);
 }

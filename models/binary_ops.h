@@ -52,10 +52,27 @@ struct LayerHooks {
 
 struct ConvConfig {
   int padding = 0;
+  int stride = 1;
+  int groups = 1;           // in_channels for a depthwise convolution
   bool real_input = false;  // first layer: input used and saved as is
-  int act_bits = 1;         // 1: sign(x); 2..8: symmetric codes of act_step
+  // sign(W) (latent binary weights), or W as given (already quantized by a
+  // learned weight quantizer, whose backward receives dW).
+  bool binary_weights = true;
+  // Input quantization. sign_input: sign(x), mask |x| <= 1. Otherwise
+  // codes = clamp(round(x / act_step), code_min, code_max), saved as
+  // code - code_min in act_bits bits, with the mask clip_lo <= x <= clip_hi.
+  bool sign_input = true;
+  int act_bits = 1;
   float act_step = 1.0f;
+  int code_min = 0, code_max = 0;
+  float clip_lo = 0, clip_hi = 0;
 };
+
+// k-bit symmetric input: codes -q..q of `step`, q = 2^(bits-1) - 1.
+ConvConfig SymmetricInput(int bits, float step);
+// The input quantizer of a learned (step, range): codes -N..N (signed) or
+// 0..N with N = round(range / step), packed at the fewest bits that hold them.
+ConvConfig LearnedInput(float step, float range, bool is_signed);
 
 // x: [N, C, H, W] with w: [O, C, k, k], or x: [N, C] with w: [O, C].
 // w may be float32 or float16 (latent weights); it must require grad for

@@ -86,9 +86,7 @@ TEST_F(BinaryOpsTest, KBitInputSavesCodesAndMatchesAutograd) {
   at::Tensor xa = x.clone().requires_grad_(true);
   at::Tensor wa = w.clone().requires_grad_(true);
   LayerHooks hooks{"conv", &ledger_};
-  ConvConfig config;
-  config.act_bits = 3;  // levels -3..3 of step 0.5: range 1.5
-  config.act_step = 0.5f;
+  const ConvConfig config = SymmetricInput(3, 0.5f);  // levels -3..3 of 0.5
   const at::Tensor y = PackedConv(xa, wa, config, hooks);
   EXPECT_EQ(ledger_.saved_bytes(),
             static_cast<int64_t>(PackedBytes(x.numel(), 3) +

@@ -66,6 +66,12 @@ at::Tensor PackAbsLeqOf(const at::Tensor& x, float limit) {
       });
 }
 
+at::Tensor PackInRangeOf(const at::Tensor& x, float lo, float hi) {
+  return PackFloats(x, [lo, hi](absl::Span<const float> in, absl::Span<uint8_t> out) {
+    PackInRange(in, lo, hi, out);
+  });
+}
+
 at::Tensor UnpackSigns(const at::Tensor& packed, at::IntArrayRef shape) {
   const int64_t n = Numel(shape);
   TORCH_CHECK(packed.scalar_type() == at::kByte &&

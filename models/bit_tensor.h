@@ -16,6 +16,8 @@ namespace fedge {
 at::Tensor PackSignsOf(const at::Tensor& x);
 // Bit = 1 where |x| <= limit.
 at::Tensor PackAbsLeqOf(const at::Tensor& x, float limit);
+// Bit = 1 where lo <= x <= hi.
+at::Tensor PackInRangeOf(const at::Tensor& x, float lo, float hi);
 // A float32 tensor of the given shape holding +1 / -1.
 at::Tensor UnpackSigns(const at::Tensor& packed, at::IntArrayRef shape);
 // Zeroes `grad` (float32, contiguous) where the mask bit is 0, in place.

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "models/binary_ops.h"
+
 namespace fedge {
 
 struct QuantNet::Layer {
@@ -14,9 +16,14 @@ struct QuantNet::Layer {
   at::Tensor a_step, a_range;         // [1]
   bool has_norm = false;
   at::Tensor gamma, beta, running_mean, running_var;
+  // The packed path's configuration, refreshed at each forward; the autograd
+  // graph points at it until backward.
+  ConvConfig config;
+  LayerHooks hooks;
 };
 
-QuantNet::QuantNet(const QuantArch& arch, const QuantNetOptions& options)
+QuantNet::QuantNet(const QuantArch& arch, const QuantNetOptions& options,
+                   MemoryLedger* ledger)
     : arch_(arch), options_(options) {
   at::Generator gen = at::detail::createCPUGenerator(options.seed);
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
@@ -25,6 +32,8 @@ QuantNet::QuantNet(const QuantArch& arch, const QuantNetOptions& options)
     layer->spec = arch.layers[i];
     const QuantLayerSpec& s = layer->spec;
     layer->act_config = i == 0 ? &options_.input_config : &options_.hidden_config;
+    layer->hooks.name = s.name;
+    layer->hooks.ledger = ledger;
     std::vector<int64_t> shape;
     int64_t fan_in = 0;
     switch (s.kind) {
@@ -68,13 +77,24 @@ at::Tensor QuantNet::Forward(const at::Tensor& x, bool training) {
     Layer& l = *layers_[i];
     const QuantLayerSpec& s = l.spec;
     if (s.kind == QuantLayerKind::kLinear && h.dim() != 2) h = h.flatten(1);
-    const at::Tensor a = Quantize(h, l.a_step, l.a_range, *l.act_config);
     const at::Tensor w = Quantize(l.weight, l.w_step, l.w_range, options_.weight_config);
-    if (s.kind == QuantLayerKind::kLinear) {
-      h = at::linear(a, w, l.bias.defined() ? l.bias : at::Tensor());
+    const int64_t groups = s.kind == QuantLayerKind::kDepthwise ? s.in_channels : 1;
+    if (training && at::GradMode::is_enabled() && !l.a_step.requires_grad()) {
+      l.config = LearnedInput(l.a_step.item<float>(), l.a_range.item<float>(),
+                              l.act_config->is_signed);
+      l.config.binary_weights = false;
+      l.config.padding = s.padding;
+      l.config.stride = s.stride;
+      l.config.groups = static_cast<int>(groups);
+      h = PackedConv(h, w, l.config, l.hooks);
+      if (l.bias.defined()) h = h + l.bias;
     } else {
-      h = at::conv2d(a, w, {}, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1},
-                     s.kind == QuantLayerKind::kDepthwise ? s.in_channels : 1);
+      const at::Tensor a = Quantize(h, l.a_step, l.a_range, *l.act_config);
+      if (s.kind == QuantLayerKind::kLinear) {
+        h = at::linear(a, w, l.bias.defined() ? l.bias : at::Tensor());
+      } else {
+        h = at::conv2d(a, w, {}, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1}, groups);
+      }
     }
     if (l.has_norm) {
       h = at::batch_norm(h, l.gamma, l.beta, l.running_mean, l.running_var, training,

@@ -8,6 +8,13 @@
 // Hidden layers are followed by batch norm and ReLU. The size of the network
 // at its current bit-widths is differentiable for the size penalty.
 //
+// While the activation quantizers are frozen (pretrain, finetune, and the
+// learn-precision steps between quantizer updates) each layer runs through
+// the packed-code path of binary_ops.h: it keeps its quantized input for
+// backward as integer codes at the current bit-width plus a 1-bit clip mask,
+// not as float32. When they learn, the float input is kept, since their
+// step and range gradients need it.
+//
 //   QuantNet net(arch, QuantNetOptions());
 //   net.Calibrate(first_batch, /*bits=*/8);
 //   at::Tensor logits = net.Forward(x, /*training=*/true);
@@ -19,6 +26,7 @@
 #include <memory>
 #include <vector>
 
+#include "models/memory_ledger.h"
 #include "models/quant_arch.h"
 #include "models/quantizer.h"
 #include "models/size_model.h"
@@ -35,7 +43,10 @@ struct QuantNetOptions {
 
 class QuantNet {
  public:
-  QuantNet(const QuantArch& arch, const QuantNetOptions& options);
+  // `ledger` (optional) records what the packed path saves; it must outlive
+  // the network.
+  QuantNet(const QuantArch& arch, const QuantNetOptions& options,
+           MemoryLedger* ledger = nullptr);
   ~QuantNet();
 
   const QuantArch& arch() const { return arch_; }
