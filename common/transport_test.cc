@@ -203,6 +203,31 @@ TEST(ZmqTransportTest, ClientReconnectsAfterServerRestart) {
   EXPECT_EQ(got->frames[0], "after");
 }
 
+TEST(ZmqTransportTest, OversizedMessageIsDroppedAndServerCarriesOn) {
+  ZmqServerOptions options;
+  options.endpoint = "tcp://127.0.0.1:*";
+  options.max_message_bytes = 4096;
+  auto server = std::move(*ZmqServerTransport::Create(options));
+  ZmqClientOptions big_options;
+  big_options.endpoint = server->bound_endpoint();
+  big_options.identity = "board-big";
+  auto big = std::move(*ZmqClientTransport::Create(big_options));
+  for (int i = 0; i < 10; ++i) {
+    (void)big->Send(Frames({std::string(100000, 'x')}));
+    EXPECT_FALSE(Next(*server, absl::Milliseconds(50)).has_value());
+  }
+  ZmqClientOptions small_options = big_options;
+  small_options.identity = "board-small";
+  auto small = std::move(*ZmqClientTransport::Create(small_options));
+  std::optional<Packet> got;
+  for (int i = 0; i < 50 && !got.has_value(); ++i) {
+    (void)small->Send(Frames({"fine"}));
+    got = Next(*server, absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->peer, "board-small");
+}
+
 TEST(ZmqTransportTest, KeyFilesAndAllowlist) {
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string prefix = std::string(dir != nullptr ? dir : "/tmp") + "/agent";
@@ -215,6 +240,16 @@ TEST(ZmqTransportTest, KeyFilesAndAllowlist) {
   auto allowlist = ParseAllowlist("# fleet\nboard-1 " + keys.public_key + "  # lab\n\n");
   ASSERT_TRUE(allowlist.ok()) << allowlist.status();
   EXPECT_EQ(allowlist->at(keys.public_key), "board-1");
+  // Z85 keys may contain '#' (about 4 keys in 10 do): only a '#' starting a
+  // word is a comment.
+  std::string hashed;
+  for (int i = 0; i < 200 && hashed.find('#') == std::string::npos; ++i) {
+    hashed = GenerateCurveKeyPair()->public_key;
+  }
+  ASSERT_NE(hashed.find('#'), std::string::npos);
+  auto with_hash = ParseAllowlist("board-2 " + hashed + " #comment");
+  ASSERT_TRUE(with_hash.ok()) << with_hash.status();
+  EXPECT_EQ(with_hash->at(hashed), "board-2");
   EXPECT_THAT(std::string(ParseAllowlist("board-1 short").status().message()),
               HasSubstr("line 1"));
   EXPECT_FALSE(ParseAllowlist("a " + keys.public_key + "\nb " + keys.public_key).ok());

@@ -123,7 +123,14 @@ absl::StatusOr<std::map<std::string, std::string>> ParseAllowlist(const std::str
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_number;
-    line = absl::StripAsciiWhitespace(line.substr(0, line.find('#')));
+    // '#' is a Z85 character, so only a '#' that starts a word starts a comment.
+    for (size_t at = line.find('#'); at != absl::string_view::npos; at = line.find('#', at + 1)) {
+      if (at == 0 || line[at - 1] == ' ' || line[at - 1] == '\t') {
+        line = line.substr(0, at);
+        break;
+      }
+    }
+    line = absl::StripAsciiWhitespace(line);
     if (line.empty()) continue;
     std::vector<absl::string_view> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());

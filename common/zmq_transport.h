@@ -40,7 +40,8 @@ absl::Status WriteKeyPair(const CurveKeyPair& keys, const std::string& prefix);
 absl::StatusOr<CurveKeyPair> ReadKeyPair(const std::string& prefix);
 absl::StatusOr<std::string> ReadPublicKey(const std::string& path);
 
-// Allowlist file: one "device_id public_key" per line; '#' starts a comment.
+// Allowlist file: one "device_id public_key" per line; a '#' at the start of
+// a word starts a comment (Z85 keys may contain '#' themselves).
 // Returns public key -> device id. Errors name the line.
 absl::StatusOr<std::map<std::string, std::string>> ParseAllowlist(
     const std::string& text);
