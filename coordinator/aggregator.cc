@@ -1,0 +1,113 @@
+#include "coordinator/aggregator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/update_codec.h"
+
+namespace fedge {
+
+Aggregator::Aggregator(std::vector<ShardShape> shards, const AggregatorOptions& options)
+    : shards_(std::move(shards)),
+      options_(options),
+      sums_(shards_.size()),
+      kept_(shards_.size()),
+      weights_(shards_.size(), 0.0),
+      contributors_(shards_.size(), 0) {}
+
+absl::Status Aggregator::Reject(int shard, absl::Status status) {
+  ++stats_.rejected;
+  const std::string name =
+      shard >= 0 && shard < static_cast<int>(shards_.size()) ? shards_[shard].name : "?";
+  stats_.rejections.push_back(absl::StrCat(name, ": ", status.message()));
+  if (stats_.rejections.size() > 100) stats_.rejections.erase(stats_.rejections.begin());
+  return status;
+}
+
+absl::Status Aggregator::Add(int shard, const WireTensor& update, uint64_t samples,
+                             int64_t staleness) {
+  if (shard < 0 || shard >= static_cast<int>(shards_.size())) {
+    return Reject(shard, absl::InvalidArgumentError(
+                             absl::StrCat("no shard ", shard, " in a model of ",
+                                          shards_.size())));
+  }
+  const ShardShape& shape = shards_[shard];
+  if (update.numel() != shape.elements) {
+    return Reject(shard, absl::InvalidArgumentError(absl::StrCat(
+                             "update has ", update.numel(), " elements, shard has ",
+                             shape.elements)));
+  }
+  if (samples == 0 || staleness < 0) {
+    return Reject(shard, absl::InvalidArgumentError(absl::StrCat(
+                             "samples ", samples, " and staleness ", staleness,
+                             " must be positive and non-negative")));
+  }
+  scratch_.resize(shape.elements);
+  if (absl::Status s = DecodeTensor(update, absl::MakeSpan(scratch_)); !s.ok()) {
+    return Reject(shard, s);
+  }
+  double norm2 = 0;
+  for (float v : scratch_) norm2 += static_cast<double>(v) * v;
+  if (!std::isfinite(norm2)) {
+    return Reject(shard, absl::InvalidArgumentError("update norm is not finite"));
+  }
+  if (options_.max_update_norm > 0 && std::sqrt(norm2) > options_.max_update_norm) {
+    return Reject(shard, absl::InvalidArgumentError(absl::StrCat(
+                             "update norm ", std::sqrt(norm2), " exceeds the bound ",
+                             options_.max_update_norm)));
+  }
+  const double weight = static_cast<double>(samples) *
+                        std::pow(1.0 + static_cast<double>(staleness),
+                                 -options_.staleness_exponent);
+  if (options_.rule == AggregationRule::kFedAvg) {
+    std::vector<double>& sum = sums_[shard];
+    if (sum.empty()) sum.assign(shape.elements, 0.0);
+    for (int64_t i = 0; i < shape.elements; ++i) sum[i] += weight * scratch_[i];
+  } else {
+    kept_[shard].push_back(scratch_);
+  }
+  weights_[shard] += weight;
+  ++contributors_[shard];
+  ++stats_.accepted;
+  return absl::OkStatus();
+}
+
+std::vector<ShardResult> Aggregator::Finish() {
+  std::vector<ShardResult> results(shards_.size());
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    ShardResult& r = results[s];
+    r.contributors = contributors_[s];
+    r.total_weight = weights_[s];
+    if (contributors_[s] == 0) continue;
+    r.updated = true;
+    const int64_t n = shards_[s].elements;
+    r.delta.resize(n);
+    if (options_.rule == AggregationRule::kFedAvg) {
+      for (int64_t i = 0; i < n; ++i) r.delta[i] = static_cast<float>(sums_[s][i] / weights_[s]);
+      continue;
+    }
+    const std::vector<std::vector<float>>& updates = kept_[s];
+    const size_t k = updates.size();
+    const size_t trim = options_.rule == AggregationRule::kTrimmedMean
+                            ? std::min((k - 1) / 2, static_cast<size_t>(options_.trim_fraction * k))
+                            : 0;
+    std::vector<float> column(k);
+    for (int64_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < k; ++j) column[j] = updates[j][i];
+      std::sort(column.begin(), column.end());
+      if (options_.rule == AggregationRule::kMedian) {
+        r.delta[i] = k % 2 ? column[k / 2] : 0.5f * (column[k / 2 - 1] + column[k / 2]);
+      } else {
+        double sum = 0;
+        for (size_t j = trim; j < k - trim; ++j) sum += column[j];
+        r.delta[i] = static_cast<float>(sum / (k - 2 * trim));
+      }
+    }
+  }
+  return results;
+}
+
+}  // namespace fedge

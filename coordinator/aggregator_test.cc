@@ -1,0 +1,88 @@
+#include "coordinator/aggregator.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/update_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedge {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+WireTensor Fp32(std::vector<float> values) {
+  WireTensor t;
+  t.name = "w";
+  t.shape = {static_cast<uint32_t>(values.size())};
+  EXPECT_TRUE(EncodeUpdate(values, {Codec::kFp32, 0, 1}, 0, nullptr, &t).ok());
+  return t;
+}
+
+TEST(AggregatorTest, WeightsBySampleCount) {
+  Aggregator agg({{"a", 3}, {"b", 2}}, AggregatorOptions());
+  ASSERT_TRUE(agg.Add(0, Fp32({1, 2, 3}), 100).ok());
+  ASSERT_TRUE(agg.Add(0, Fp32({4, 5, 6}), 300).ok());
+  const std::vector<ShardResult> r = agg.Finish();
+  ASSERT_TRUE(r[0].updated);
+  EXPECT_THAT(r[0].delta, ElementsAre(3.25f, 4.25f, 5.25f));  // (1*100 + 4*300) / 400
+  EXPECT_EQ(r[0].contributors, 2);
+  EXPECT_FALSE(r[1].updated);  // nobody trained shard b
+}
+
+TEST(AggregatorTest, StalenessDiscountsLateResults) {
+  AggregatorOptions options;
+  options.staleness_exponent = 1.0;
+  Aggregator agg({{"a", 1}}, options);
+  ASSERT_TRUE(agg.Add(0, Fp32({0}), 100, /*staleness=*/0).ok());
+  ASSERT_TRUE(agg.Add(0, Fp32({3}), 100, /*staleness=*/1).ok());  // weight 50
+  EXPECT_FLOAT_EQ(agg.Finish()[0].delta[0], 1.0f);
+}
+
+TEST(AggregatorTest, RejectionsLeaveTheAggregateUntouched) {
+  AggregatorOptions options;
+  options.max_update_norm = 10;
+  Aggregator agg({{"a", 2}}, options);
+  ASSERT_TRUE(agg.Add(0, Fp32({1, 1}), 10).ok());
+  EXPECT_THAT(std::string(agg.Add(0, Fp32({30, 40}), 10).message()), HasSubstr("norm 50"));
+  WireTensor nan = Fp32({1, 1});
+  const float bad = std::nanf("");
+  std::memcpy(&nan.payload[4], &bad, 4);
+  EXPECT_THAT(std::string(agg.Add(0, nan, 10).message()), HasSubstr("not finite"));
+  EXPECT_FALSE(agg.Add(0, Fp32({1, 2, 3}), 10).ok());  // wrong size
+  EXPECT_FALSE(agg.Add(3, Fp32({1, 1}), 10).ok());     // no such shard
+  EXPECT_FALSE(agg.Add(0, Fp32({1, 1}), 0).ok());      // no samples
+  EXPECT_EQ(agg.stats().accepted, 1);
+  EXPECT_EQ(agg.stats().rejected, 5);
+  EXPECT_THAT(agg.Finish()[0].delta, ElementsAre(1.0f, 1.0f));
+}
+
+TEST(AggregatorTest, DecodesCompressedUpdates) {
+  Aggregator agg({{"a", 8}}, AggregatorOptions());
+  std::vector<float> residual(8, 0.0f);
+  WireTensor t;
+  t.name = "w";
+  t.shape = {8};
+  const std::vector<float> v = {1, -1, 1, -1, 2, -2, 2, -2};
+  ASSERT_TRUE(EncodeUpdate(v, {Codec::kSignEf, 1, 2}, 0, &residual, &t).ok());
+  ASSERT_TRUE(agg.Add(0, t, 5).ok());
+  EXPECT_THAT(agg.Finish()[0].delta, ElementsAre(1, -1, 1, -1, 2, -2, 2, -2));
+}
+
+TEST(AggregatorTest, RobustRulesResistAnOutlier) {
+  for (AggregationRule rule : {AggregationRule::kMedian, AggregationRule::kTrimmedMean}) {
+    AggregatorOptions options;
+    options.rule = rule;
+    options.trim_fraction = 0.2;
+    Aggregator agg({{"a", 1}}, options);
+    for (float v : {1.0f, 2.0f, 3.0f, 4.0f, 1000.0f}) ASSERT_TRUE(agg.Add(0, Fp32({v}), 1).ok());
+    // median 3; trimmed mean drops one from each end: (2 + 3 + 4) / 3 = 3.
+    EXPECT_FLOAT_EQ(agg.Finish()[0].delta[0], 3.0f);
+  }
+}
+
+}  // namespace
+}  // namespace fedge
