@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "models/binary_ops.h"
@@ -141,6 +142,35 @@ void QuantNet::Calibrate(const at::Tensor& batch, int bits) {
   }
 }
 
+std::vector<QuantNet::NamedTensor> QuantNet::Named() {
+  std::vector<NamedTensor> out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    const std::pair<const char*, at::Tensor*> fields[] = {
+        {"weight", &l.weight},     {"bias", &l.bias},         {"w_step", &l.w_step},
+        {"w_range", &l.w_range},   {"a_step", &l.a_step},     {"a_range", &l.a_range},
+        {"gamma", &l.gamma},       {"beta", &l.beta},         {"running_mean", &l.running_mean},
+        {"running_var", &l.running_var}};
+    for (const auto& [field, tensor] : fields) {
+      if (tensor->defined()) {
+        out.push_back({l.spec.name + "." + field, static_cast<int>(i), tensor});
+      }
+    }
+  }
+  return out;
+}
+
+void QuantNet::FreezeBefore(int layer) {
+  trainable_from_ = std::max(0, std::min(layer, static_cast<int>(layers_.size())));
+  for (int i = 0; i < static_cast<int>(layers_.size()); ++i) {
+    const bool trainable = i >= trainable_from_;
+    Layer& l = *layers_[i];
+    for (at::Tensor* t : {&l.weight, &l.bias, &l.gamma, &l.beta}) {
+      if (t->defined()) t->set_requires_grad(trainable);
+    }
+  }
+}
+
 std::vector<at::Tensor> QuantNet::WeightParameters() const {
   std::vector<at::Tensor> params;
   for (const auto& l : layers_) {
@@ -164,7 +194,13 @@ std::vector<at::Tensor> QuantNet::QuantizerParameters() const {
 }
 
 void QuantNet::SetQuantizersTrainable(bool trainable) {
-  for (at::Tensor& p : QuantizerParameters()) p.set_requires_grad(trainable);
+  for (int i = 0; i < static_cast<int>(layers_.size()); ++i) {
+    Layer& l = *layers_[i];
+    const bool on = trainable && i >= trainable_from_;
+    for (at::Tensor* t : {&l.w_step, &l.w_range, &l.a_step, &l.a_range}) {
+      t->set_requires_grad(on);
+    }
+  }
 }
 
 void QuantNet::Constrain() {

@@ -24,6 +24,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "models/memory_ledger.h"
@@ -56,6 +57,21 @@ class QuantNet {
   // statistics, activations from the 99.9th percentile on `batch`.
   void Calibrate(const at::Tensor& batch, int bits);
 
+  // Every tensor of the model by name ("conv1.weight", "conv1.w_step",
+  // "conv1.running_mean", ...) with its layer index: the shards the
+  // coordinator distributes and aggregates.
+  struct NamedTensor {
+    std::string name;
+    int layer = 0;
+    at::Tensor* tensor = nullptr;
+  };
+  std::vector<NamedTensor> Named();
+
+  // Layers before `layer` run frozen: forward only, no gradients, nothing
+  // saved for backward (the shard planner's trainable suffix).
+  void FreezeBefore(int layer);
+  int trainable_from() const { return trainable_from_; }
+
   std::vector<at::Tensor> WeightParameters() const;     // weights, BN, bias
   std::vector<at::Tensor> QuantizerParameters() const;  // every d and xmax
   void SetQuantizersTrainable(bool trainable);
@@ -78,6 +94,7 @@ class QuantNet {
   QuantArch arch_;
   QuantNetOptions options_;
   std::vector<std::unique_ptr<Layer>> layers_;
+  int trainable_from_ = 0;
 };
 
 }  // namespace fedge

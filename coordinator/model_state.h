@@ -1,0 +1,45 @@
+#ifndef FEDGE_COORDINATOR_MODEL_STATE_H_
+#define FEDGE_COORDINATOR_MODEL_STATE_H_
+
+// The global model as the coordinator holds it: an ordered list of named
+// float32 shards (a layer's weights, its quantizer steps and ranges, its
+// batch-norm parameters and statistics), and a version bumped by every
+// aggregation. Free of LibTorch; the agent converts to and from its network.
+// Thread-compatible.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/aggregator.h"
+
+namespace fedge {
+
+struct ModelShard {
+  std::string name;  // "conv1.weight"
+  int layer = 0;
+  std::vector<uint32_t> shape;
+  std::vector<float> values;
+};
+
+struct ModelState {
+  uint64_t version = 0;
+  std::vector<ModelShard> shards;
+
+  int64_t parameter_count() const;
+  std::vector<ShardShape> Shapes() const;
+  // Adds each updated shard's delta (server learning rate 1: FedAvg),
+  // then bumps the version. Fails, changing nothing, on a size mismatch or
+  // a non-finite result.
+  absl::Status Apply(const std::vector<ShardResult>& deltas);
+};
+
+// Binary form with a magic, a checksum and explicit lengths; Parse rejects
+// anything truncated or corrupt.
+std::string SerializeModel(const ModelState& model);
+absl::StatusOr<ModelState> ParseModel(const std::string& bytes);
+
+}  // namespace fedge
+
+#endif  // FEDGE_COORDINATOR_MODEL_STATE_H_

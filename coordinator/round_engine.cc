@@ -1,0 +1,191 @@
+#include "coordinator/round_engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace fedge {
+
+RoundEngine::RoundEngine(const RunConfig& config, ShardPlanner planner)
+    : config_(config), planner_(std::move(planner)), rng_(config.seed) {}
+
+int RoundEngine::total_rounds() const {
+  int total = 0;
+  for (const PhaseSpan& span : config_.schedule) total += span.rounds;
+  return total;
+}
+
+Phase RoundEngine::PhaseOf(uint64_t round) const {
+  uint64_t at = 0;
+  for (const PhaseSpan& span : config_.schedule) {
+    if (round < at + span.rounds) return span.phase;
+    at += span.rounds;
+  }
+  return config_.schedule.empty() ? Phase::kFinetune : config_.schedule.back().phase;
+}
+
+double RoundEngine::RampOf(uint64_t round) const {
+  uint64_t at = 0;
+  for (const PhaseSpan& span : config_.schedule) {
+    if (round < at + span.rounds) {
+      // s(t) ramps 0.01 -> 1 over the first half of the phase's rounds.
+      const double half = std::max(1.0, span.rounds / 2.0);
+      return 0.01 + 0.99 * std::min(1.0, static_cast<double>(round - at) / half);
+    }
+    at += span.rounds;
+  }
+  return 1.0;
+}
+
+std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
+    const std::vector<const AgentRecord*>& live, const ModelState& model, absl::Time now) {
+  std::vector<OutgoingTask> out;
+  if (in_round_ || done()) return out;
+  const int wanted = std::max<int>(
+      config_.min_agents, static_cast<int>(std::ceil(config_.fraction * live.size())));
+  if (static_cast<int>(live.size()) < std::max(1, config_.min_agents)) return out;
+  std::vector<const AgentRecord*> pool = live;
+  std::shuffle(pool.begin(), pool.end(), rng_);
+  pool.resize(std::min<size_t>(pool.size(), wanted));
+
+  in_round_ = true;
+  round_started_ = now;
+  deadline_ = now + config_.deadline;
+  pending_.clear();
+  if (next_aggregator_) {
+    aggregator_ = std::move(next_aggregator_);
+    summary_ = next_summary_;
+  } else {
+    aggregator_ = std::make_unique<Aggregator>(model.Shapes(), config_.aggregation);
+    summary_ = RoundSummary();
+  }
+  summary_.round = completed_ + 1;
+  summary_.phase = PhaseOf(completed_);
+  summary_.sampled = static_cast<int>(pool.size());
+  for (const AgentRecord* agent : pool) {
+    OutgoingTask t;
+    t.device_id = agent->device_id;
+    t.task.round_id = completed_ + 1;
+    t.task.task_id = next_task_id_++;
+    t.task.model_version = model.version;
+    t.task.phase = summary_.phase;
+    t.task.deadline_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(config_.deadline));
+    t.task.hyper = config_.hyper;
+    t.task.hyper.penalty_scale = t.task.phase == Phase::kLearnPrecision
+                                     ? static_cast<float>(RampOf(completed_))
+                                     : 0.0f;
+    t.task.uplink_codec = config_.uplink;
+    t.task.uplink_bits = static_cast<uint8_t>(config_.uplink_bits);
+    t.task.trainable_from = planner_ ? planner_(*agent) : 0;
+    t.task.seed = rng_();
+    pending_[t.task.task_id] = {t.task.task_id, t.device_id, false};
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+absl::Status RoundEngine::OnResult(const std::string& device, const TaskResult& result,
+                                   const ModelState& model) {
+  auto fold = [&](Aggregator& agg, RoundSummary& summary, int64_t staleness) {
+    absl::Status status = absl::OkStatus();
+    int64_t bytes = 0;
+    for (const WireTensor& update : result.updates) {
+      bytes += static_cast<int64_t>(update.payload.size());
+      int shard = -1;
+      for (size_t s = 0; s < model.shards.size(); ++s) {
+        if (model.shards[s].name == update.name) shard = static_cast<int>(s);
+      }
+      absl::Status added =
+          shard < 0 ? absl::InvalidArgumentError(absl::StrCat("unknown shard '", update.name, "'"))
+                    : agg.Add(shard, update, std::max<uint64_t>(1, result.samples), staleness);
+      if (!added.ok() && status.ok()) status = added;
+    }
+    summary.uplink_bytes += bytes;
+    summary.max_peak_memory = std::max(summary.max_peak_memory, result.peak_memory_bytes);
+    summary.mean_train_loss += result.loss;
+    summary.mean_train_accuracy += result.accuracy;
+    return status;
+  };
+
+  auto it = pending_.find(result.task_id);
+  if (in_round_ && it != pending_.end() && result.round_id == completed_ + 1) {
+    if (it->second.device != device) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "task ", result.task_id, " was given to '", it->second.device, "', not '", device, "'"));
+    }
+    if (it->second.reported) {
+      return absl::AlreadyExistsError(absl::StrCat("task ", result.task_id, " already reported"));
+    }
+    it->second.reported = true;
+    ++summary_.reported;
+    return fold(*aggregator_, summary_, 0);
+  }
+  auto late = previous_round_tasks_.find(result.task_id);
+  if (late != previous_round_tasks_.end() && late->second == device && config_.async) {
+    previous_round_tasks_.erase(late);
+    if (!next_aggregator_ && !in_round_) {
+      next_aggregator_ = std::make_unique<Aggregator>(model.Shapes(), config_.aggregation);
+      next_summary_ = RoundSummary();
+    }
+    Aggregator& target = next_aggregator_ ? *next_aggregator_ : *aggregator_;
+    RoundSummary& summary = next_aggregator_ ? next_summary_ : summary_;
+    ++summary.late_folded;
+    return fold(target, summary, /*staleness=*/1);
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "result for task ", result.task_id, " of round ", result.round_id,
+      " arrived outside its round: dropped"));
+}
+
+void RoundEngine::OnFailed(const std::string& device, const TaskFailed& failed) {
+  auto it = pending_.find(failed.task_id);
+  if (!in_round_ || it == pending_.end() || it->second.device != device || it->second.reported) {
+    return;
+  }
+  it->second.reported = true;
+  ++summary_.failed;
+}
+
+void RoundEngine::OnAgentLost(const std::string& device) {
+  for (auto& [id, task] : pending_) {
+    if (task.device == device && !task.reported) {
+      task.reported = true;
+      ++summary_.failed;
+    }
+  }
+}
+
+std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
+  if (!in_round_) return std::nullopt;
+  int answered = 0;
+  for (const auto& [id, task] : pending_) answered += task.reported ? 1 : 0;
+  const int needed = std::max(1, static_cast<int>(std::ceil(config_.quorum * pending_.size())));
+  const bool quorum = summary_.reported >= needed || answered == static_cast<int>(pending_.size());
+  const bool expired = now >= deadline_;
+  if (!quorum && !expired) return std::nullopt;
+  if (summary_.reported == 0 && summary_.late_folded == 0) {
+    if (!expired && answered < static_cast<int>(pending_.size())) return std::nullopt;
+    // Nobody delivered: run the round again with whoever is live.
+    in_round_ = false;
+    return std::nullopt;
+  }
+  Finished finished;
+  finished.deltas = aggregator_->Finish();
+  const int contributions = summary_.reported + summary_.late_folded;
+  summary_.mean_train_loss /= contributions;
+  summary_.mean_train_accuracy /= contributions;
+  summary_.aggregation = aggregator_->stats();
+  finished.summary = summary_;
+  previous_round_tasks_.clear();
+  for (const auto& [id, task] : pending_) {
+    if (!task.reported) previous_round_tasks_[id] = task.device;
+  }
+  pending_.clear();
+  aggregator_.reset();
+  in_round_ = false;
+  ++completed_;
+  return finished;
+}
+
+}  // namespace fedge

@@ -1,0 +1,137 @@
+#ifndef FEDGE_COORDINATOR_ROUND_ENGINE_H_
+#define FEDGE_COORDINATOR_ROUND_ENGINE_H_
+
+// Decides what the coordinator does next (design 4.3): when to start a round,
+// whom to sample (a fraction of the live agents, at least a minimum), what
+// each task carries (phase, penalty ramp, budgets, hyperparameters, the
+// agent's trainable suffix), when to aggregate (a quorum of the sampled tasks
+// reported, or the deadline passed with at least one result), and what to do
+// with late results (dropped, or in the asynchronous mode folded into the
+// next round with a staleness discount). Pure: takes `now` and decoded
+// messages, returns tasks and aggregates; no I/O, no clock reads.
+//
+// Not thread-safe: owned by the coordinator's event loop.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/messages.h"
+#include "coordinator/aggregator.h"
+#include "coordinator/model_state.h"
+#include "coordinator/registry.h"
+
+namespace fedge {
+
+struct PhaseSpan {
+  Phase phase = Phase::kPretrain;
+  int rounds = 1;
+};
+
+struct RunConfig {
+  std::vector<PhaseSpan> schedule = {{Phase::kPretrain, 2},
+                                     {Phase::kLearnPrecision, 3},
+                                     {Phase::kFinetune, 2}};
+  double fraction = 1.0;
+  int min_agents = 1;
+  absl::Duration deadline = absl::Seconds(120);
+  double quorum = 1.0;  // fraction of sampled tasks to wait for
+  bool async = false;
+  Hyper hyper;
+  Codec uplink = Codec::kSignEf;
+  int uplink_bits = 0;
+  AggregatorOptions aggregation;
+  uint64_t seed = 1;
+};
+
+struct OutgoingTask {
+  std::string device_id;
+  Task task;  // shards are the caller's to fill in
+};
+
+struct RoundSummary {
+  uint64_t round = 0;
+  Phase phase = Phase::kPretrain;
+  int sampled = 0;
+  int reported = 0;
+  int failed = 0;
+  int late_folded = 0;
+  int64_t uplink_bytes = 0;
+  uint64_t max_peak_memory = 0;
+  double mean_train_loss = 0;
+  double mean_train_accuracy = 0;
+  AggregatorStats aggregation;
+};
+
+// Chooses each agent's first trainable layer: the largest suffix whose
+// training memory fits the agent's budget; at least the last layer.
+using ShardPlanner = std::function<uint32_t(const AgentRecord& agent)>;
+
+class RoundEngine {
+ public:
+  RoundEngine(const RunConfig& config, ShardPlanner planner);
+
+  int total_rounds() const;
+  bool done() const { return completed_ >= total_rounds(); }
+  uint64_t completed_rounds() const { return completed_; }
+  bool in_round() const { return in_round_; }
+  // Phase and ramp of round r (0-based).
+  Phase PhaseOf(uint64_t round) const;
+  double RampOf(uint64_t round) const;
+
+  // Resumes after `completed` rounds (from a checkpoint).
+  void Resume(uint64_t completed) { completed_ = completed; }
+
+  // Starts the next round if none is running and enough agents are live.
+  std::vector<OutgoingTask> MaybeStartRound(const std::vector<const AgentRecord*>& live,
+                                            const ModelState& model, absl::Time now);
+
+  // A result from `device`. Accepted into the aggregate, folded in late
+  // (async), or rejected with a status saying why (unknown task, wrong
+  // round, malformed update...), the aggregate untouched.
+  absl::Status OnResult(const std::string& device, const TaskResult& result,
+                        const ModelState& model);
+  void OnFailed(const std::string& device, const TaskFailed& failed);
+  // Agents found dead no longer count towards the quorum.
+  void OnAgentLost(const std::string& device);
+
+  // When the round is over: the deltas to apply and its summary.
+  struct Finished {
+    std::vector<ShardResult> deltas;
+    RoundSummary summary;
+  };
+  std::optional<Finished> MaybeFinish(absl::Time now);
+
+ private:
+  struct Pending {
+    uint64_t task_id;
+    std::string device;
+    bool reported = false;
+  };
+
+  RunConfig config_;
+  ShardPlanner planner_;
+  std::mt19937_64 rng_;
+  uint64_t completed_ = 0;
+  bool in_round_ = false;
+  uint64_t next_task_id_ = 1;
+  absl::Time round_started_;
+  absl::Time deadline_;
+  std::map<uint64_t, Pending> pending_;  // task id -> task
+  std::map<uint64_t, std::string> previous_round_tasks_;  // async: late results
+  std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<Aggregator> next_aggregator_;  // async: late results land here
+  RoundSummary summary_;
+  RoundSummary next_summary_;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_COORDINATOR_ROUND_ENGINE_H_

@@ -1,0 +1,180 @@
+#include "coordinator/round_engine.h"
+
+#include <vector>
+
+#include "common/update_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedge {
+namespace {
+
+using ::testing::HasSubstr;
+
+ModelState TwoShards() {
+  ModelState m;
+  m.shards = {{"fc1.weight", 0, {2, 2}, {0, 0, 0, 0}}, {"fc2.weight", 1, {2}, {1, 1}}};
+  return m;
+}
+
+std::vector<AgentRecord> Agents(int n) {
+  std::vector<AgentRecord> agents(n);
+  for (int i = 0; i < n; ++i) {
+    agents[i].device_id = "board-" + std::to_string(i);
+    agents[i].registration.memory_budget_bytes = (i + 1) << 20;
+  }
+  return agents;
+}
+
+std::vector<const AgentRecord*> Pointers(const std::vector<AgentRecord>& agents) {
+  std::vector<const AgentRecord*> out;
+  for (const AgentRecord& a : agents) out.push_back(&a);
+  return out;
+}
+
+TaskResult Result(const Task& task, float value, uint64_t samples) {
+  TaskResult r;
+  r.round_id = task.round_id;
+  r.task_id = task.task_id;
+  r.samples = samples;
+  WireTensor t;
+  t.name = "fc2.weight";
+  t.shape = {2};
+  const float v[] = {value, value};
+  EXPECT_TRUE(EncodeUpdate(v, {Codec::kFp32, 0, 1}, 0, nullptr, &t).ok());
+  r.updates.push_back(t);
+  return r;
+}
+
+TEST(RoundEngineTest, ScheduleMapsRoundsToPhasesWithRamp) {
+  RunConfig config;
+  config.schedule = {{Phase::kPretrain, 1}, {Phase::kLearnPrecision, 4}, {Phase::kFinetune, 1}};
+  RoundEngine engine(config, nullptr);
+  EXPECT_EQ(engine.total_rounds(), 6);
+  EXPECT_EQ(engine.PhaseOf(0), Phase::kPretrain);
+  EXPECT_EQ(engine.PhaseOf(1), Phase::kLearnPrecision);
+  EXPECT_EQ(engine.PhaseOf(5), Phase::kFinetune);
+  EXPECT_DOUBLE_EQ(engine.RampOf(1), 0.01);            // first learn round
+  EXPECT_DOUBLE_EQ(engine.RampOf(2), 0.01 + 0.99 / 2);  // half-way up
+  EXPECT_DOUBLE_EQ(engine.RampOf(3), 1.0);              // ramp done at half the phase
+}
+
+TEST(RoundEngineTest, SamplesFractionPlansShardsAndAggregatesOnQuorum) {
+  RunConfig config;
+  config.fraction = 0.5;
+  config.min_agents = 2;
+  config.quorum = 0.5;
+  RoundEngine engine(config, [](const AgentRecord& a) {
+    return a.registration.memory_budget_bytes >= (3u << 20) ? 0u : 1u;
+  });
+  const ModelState model = TwoShards();
+  const std::vector<AgentRecord> agents = Agents(6);
+  const absl::Time t0 = absl::FromUnixSeconds(10);
+  std::vector<OutgoingTask> tasks = engine.MaybeStartRound(Pointers(agents), model, t0);
+  ASSERT_EQ(tasks.size(), 3u);  // half of 6
+  EXPECT_TRUE(engine.MaybeStartRound(Pointers(agents), model, t0).empty());  // one at a time
+  for (const OutgoingTask& t : tasks) {
+    const bool big = t.device_id >= "board-2";
+    EXPECT_EQ(t.task.trainable_from, big ? 0u : 1u) << t.device_id;
+    EXPECT_EQ(t.task.phase, Phase::kPretrain);
+  }
+  ASSERT_TRUE(engine.OnResult(tasks[0].device_id, Result(tasks[0].task, 2, 100), model).ok());
+  EXPECT_FALSE(engine.MaybeFinish(t0).has_value());  // 1 of 3 < quorum of 2
+  // A result from the wrong device, or twice, is refused.
+  EXPECT_EQ(engine.OnResult("board-x", Result(tasks[1].task, 9, 1), model).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(engine.OnResult(tasks[0].device_id, Result(tasks[0].task, 9, 1), model).code(),
+            absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(engine.OnResult(tasks[1].device_id, Result(tasks[1].task, 4, 300), model).ok());
+  auto finished = engine.MaybeFinish(t0 + absl::Seconds(1));
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_FALSE(finished->deltas[0].updated);
+  EXPECT_FLOAT_EQ(finished->deltas[1].delta[0], 3.5f);  // (2*100 + 4*300) / 400
+  EXPECT_EQ(finished->summary.reported, 2);
+  EXPECT_EQ(engine.completed_rounds(), 1u);
+  // The third task's result is late: dropped in synchronous mode.
+  EXPECT_EQ(engine.OnResult(tasks[2].device_id, Result(tasks[2].task, 1, 1), model).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(RoundEngineTest, DeadlineEndsARoundWithSomeResults) {
+  RunConfig config;
+  config.deadline = absl::Seconds(30);
+  RoundEngine engine(config, nullptr);
+  const ModelState model = TwoShards();
+  const std::vector<AgentRecord> agents = Agents(3);
+  const absl::Time t0 = absl::FromUnixSeconds(10);
+  auto tasks = engine.MaybeStartRound(Pointers(agents), model, t0);
+  ASSERT_EQ(tasks.size(), 3u);
+  ASSERT_TRUE(engine.OnResult(tasks[0].device_id, Result(tasks[0].task, 1, 10), model).ok());
+  engine.OnFailed(tasks[1].device_id, TaskFailed{tasks[1].task.round_id, tasks[1].task.task_id, "oom"});
+  EXPECT_FALSE(engine.MaybeFinish(t0 + absl::Seconds(29)).has_value());
+  auto finished = engine.MaybeFinish(t0 + absl::Seconds(30));
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->summary.failed, 1);
+  EXPECT_EQ(finished->summary.reported, 1);
+}
+
+TEST(RoundEngineTest, AsyncFoldsLateResultsIntoTheNextRound) {
+  RunConfig config;
+  config.async = true;
+  config.quorum = 0.5;
+  config.aggregation.staleness_exponent = 1.0;
+  RoundEngine engine(config, nullptr);
+  const ModelState model = TwoShards();
+  const std::vector<AgentRecord> agents = Agents(2);
+  const absl::Time t0 = absl::FromUnixSeconds(10);
+  auto tasks = engine.MaybeStartRound(Pointers(agents), model, t0);
+  ASSERT_TRUE(engine.OnResult(tasks[0].device_id, Result(tasks[0].task, 1, 10), model).ok());
+  ASSERT_TRUE(engine.MaybeFinish(t0).has_value());
+  // The straggler reports after the round closed: kept for the next round at
+  // half weight (staleness 1).
+  ASSERT_TRUE(engine.OnResult(tasks[1].device_id, Result(tasks[1].task, 10, 10), model).ok());
+  auto next = engine.MaybeStartRound(Pointers(agents), model, t0 + absl::Seconds(1));
+  ASSERT_EQ(next.size(), 2u);
+  ASSERT_TRUE(engine.OnResult(next[0].device_id, Result(next[0].task, 1, 10), model).ok());
+  auto finished = engine.MaybeFinish(t0 + absl::Seconds(2));
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->summary.late_folded, 1);
+  // (10 * 5 + 1 * 10) / 15 = 4
+  EXPECT_FLOAT_EQ(finished->deltas[1].delta[0], 4.0f);
+}
+
+TEST(RoundEngineTest, LostAgentsStopBlockingTheQuorum) {
+  RunConfig config;
+  RoundEngine engine(config, nullptr);
+  const ModelState model = TwoShards();
+  const std::vector<AgentRecord> agents = Agents(2);
+  const absl::Time t0 = absl::FromUnixSeconds(10);
+  auto tasks = engine.MaybeStartRound(Pointers(agents), model, t0);
+  ASSERT_TRUE(engine.OnResult(tasks[0].device_id, Result(tasks[0].task, 1, 10), model).ok());
+  EXPECT_FALSE(engine.MaybeFinish(t0).has_value());  // quorum 1.0 waits for both
+  engine.OnAgentLost(tasks[1].device_id);
+  EXPECT_TRUE(engine.MaybeFinish(t0).has_value());
+}
+
+TEST(ModelStateTest, ApplySerializeParse) {
+  ModelState m = TwoShards();
+  std::vector<ShardResult> deltas(2);
+  deltas[1].updated = true;
+  deltas[1].delta = {0.5f, -1.0f};
+  ASSERT_TRUE(m.Apply(deltas).ok());
+  EXPECT_EQ(m.version, 1u);
+  EXPECT_EQ(m.shards[1].values, (std::vector<float>{1.5f, 0.0f}));
+  const std::string bytes = SerializeModel(m);
+  absl::StatusOr<ModelState> back = ParseModel(bytes);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->version, 1u);
+  EXPECT_EQ(back->shards[1].values, m.shards[1].values);
+  EXPECT_EQ(back->shards[0].shape, (std::vector<uint32_t>{2, 2}));
+  std::string corrupt = bytes;
+  corrupt[corrupt.size() - 3] ^= 1;
+  EXPECT_EQ(ParseModel(corrupt).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(ParseModel(bytes.substr(0, bytes.size() / 2)).ok());
+  deltas[1].delta = {1.0f};
+  EXPECT_FALSE(m.Apply(deltas).ok());
+  EXPECT_EQ(m.version, 1u);
+}
+
+}  // namespace
+}  // namespace fedge
