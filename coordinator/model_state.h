@@ -12,16 +12,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/model_shard.h"
 #include "coordinator/aggregator.h"
 
 namespace fedge {
-
-struct ModelShard {
-  std::string name;  // "conv1.weight"
-  int layer = 0;
-  std::vector<uint32_t> shape;
-  std::vector<float> values;
-};
 
 struct ModelState {
   uint64_t version = 0;

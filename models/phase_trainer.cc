@@ -86,8 +86,10 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
       at::Tensor loss = at::nll_loss(at::log_softmax(logits, 1), y);
       const double ce = loss.item<double>();
       if (learn) {
-        const at::Tensor penalty = PenaltyTensor(
-            net, config.budget, PenaltyRamp(config.step_offset + step, phase_steps));
+        const double ramp = config.ramp >= 0
+                                ? config.ramp
+                                : PenaltyRamp(config.step_offset + step, phase_steps);
+        const at::Tensor penalty = PenaltyTensor(net, config.budget, ramp);
         report.penalty = penalty.item<double>();
         loss = loss + penalty;
       }

@@ -38,6 +38,7 @@ struct PhaseConfig {
   // (federated rounds): s(t) is computed at step_offset + t of phase_steps.
   int64_t step_offset = 0;
   int64_t phase_steps = 0;  // 0: this call's steps
+  double ramp = -1;         // >= 0: a fixed s(t) (the coordinator's, per round)
   bool calibrate = false;   // pretrain: initialise quantizers first
   int pretrain_bits = 8;
   uint64_t seed = 1;

@@ -1,0 +1,52 @@
+#ifndef FEDGE_DEVICE_AGENT_TASK_RUNNER_H_
+#define FEDGE_DEVICE_AGENT_TASK_RUNNER_H_
+
+// Runs one task on the device: loads the task's shards into the local
+// mixed-precision network, freezes the layers before the task's trainable
+// suffix, trains one phase on the local data (models/phase_trainer.h), and
+// encodes the update of every trained shard with the codec the task names,
+// keeping the sign-ef residual across rounds (on disk when a path is given).
+// Reports the training memory it measured and the time it took.
+//
+// Not thread-safe: one task at a time.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/messages.h"
+#include "common/update_codec.h"
+#include "models/dataset.h"
+#include "models/quant_net.h"
+
+namespace fedge {
+
+struct TaskRunnerOptions {
+  std::string residual_path;  // "" keeps the residual in memory only
+  // Tensors smaller than this (steps, ranges, batch norm) travel as fp32:
+  // their bytes are negligible and they are sensitive to quantization.
+  int64_t small_tensor_elements = 1024;
+};
+
+class TaskRunner {
+ public:
+  TaskRunner(const QuantArch& arch, Dataset data, const TaskRunnerOptions& options);
+
+  // Loads the persisted residual, if any. A missing file is fine; a corrupt
+  // one is reported and the residual starts from zero.
+  absl::Status LoadResidual();
+
+  absl::StatusOr<TaskResult> Run(const Task& task);
+
+  int64_t samples() const { return data_.size(); }
+
+ private:
+  QuantNet net_;
+  Dataset data_;
+  TaskRunnerOptions options_;
+  ErrorFeedback feedback_;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_DEVICE_AGENT_TASK_RUNNER_H_
