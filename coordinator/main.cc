@@ -1,0 +1,440 @@
+// The coordinator service: registers agents, runs the phase schedule round by
+// round, aggregates updates into the global model, checkpoints after every
+// aggregation, evaluates on a held-out set, writes per-round metrics (JSON
+// lines) and, at the end, a table and a plot.
+//
+//   coordinator --listen=tcp://*:7070 --key=/var/lib/fedge/keys/coordinator \
+//       --allowlist=/etc/fedge/allowlist --state_dir=/var/lib/fedge
+//   coordinator --flagfile=/etc/fedge/coordinator.flags
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "common/svg_plot.h"
+#include "common/update_codec.h"
+#include "common/wire_codec.h"
+#include "common/zmq_transport.h"
+#include "coordinator/checkpoint.h"
+#include "coordinator/registry.h"
+#include "coordinator/round_engine.h"
+#include "models/dataset.h"
+#include "models/model_shards.h"
+#include "models/phase_trainer.h"
+#include "models/quant_net.h"
+
+ABSL_FLAG(std::string, listen, "tcp://127.0.0.1:7070", "ZeroMQ endpoint to bind");
+ABSL_FLAG(std::string, key, "", "path prefix of the coordinator's CURVE key pair (.key/.pub)");
+ABSL_FLAG(std::string, allowlist, "", "file of 'device_id public_key' lines");
+ABSL_FLAG(bool, plaintext, false, "run without CURVE (loopback development only)");
+ABSL_FLAG(std::string, state_dir, "coordinator_state", "checkpoints and metrics");
+ABSL_FLAG(std::string, arch, "fmnist-cnn", "model architecture (fmnist-cnn, fmnist-mlp)");
+ABSL_FLAG(std::string, schedule, "pretrain:2,learn:3,finetune:2", "phase:rounds,...");
+ABSL_FLAG(double, fraction, 1.0, "fraction of live agents sampled per round");
+ABSL_FLAG(int, min_agents, 2, "agents needed to start a round");
+ABSL_FLAG(double, quorum, 1.0, "fraction of sampled tasks to wait for");
+ABSL_FLAG(int, deadline_s, 300, "seconds an agent has for a task");
+ABSL_FLAG(bool, async, false, "fold late results into the next round (staleness-weighted)");
+ABSL_FLAG(int, local_steps, 60, "training steps per task");
+ABSL_FLAG(int, batch, 64, "batch size");
+ABSL_FLAG(double, lr, 1e-3, "learning rate");
+ABSL_FLAG(int, quantizer_every, 20, "learn precision: quantizer update interval");
+ABSL_FLAG(double, budget_bits, 2.0, "average bits of the weight and activation budgets");
+ABSL_FLAG(int, pretrain_bits, 8, "precision of the pretrain phase");
+ABSL_FLAG(std::string, uplink, "sign-ef", "update codec: fp32, fp16, q2..q8, sign-ef");
+ABSL_FLAG(std::string, downlink, "fp16", "weight shard codec: fp32 or fp16");
+ABSL_FLAG(std::string, rule, "fedavg", "aggregation: fedavg, median, trimmed");
+ABSL_FLAG(double, max_update_norm, 0, "reject shard updates above this L2 norm (0: off)");
+ABSL_FLAG(int, heartbeat_ms, 1000, "agents' heartbeat interval");
+ABSL_FLAG(int, agent_timeout_s, 30, "silence after which an agent counts as dead");
+ABSL_FLAG(int64_t, eval_samples, 10000, "held-out Fashion-MNIST test samples (0: none)");
+ABSL_FLAG(std::string, data_dir, fedge::kFashionMnistDir, "Fashion-MNIST IDX files");
+ABSL_FLAG(int, threads, 1, "intra-op threads for evaluation");
+
+namespace fedge {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+absl::StatusOr<std::vector<PhaseSpan>> ParseSchedule(const std::string& text) {
+  std::vector<PhaseSpan> spans;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::vector<std::string> kv = absl::StrSplit(part, ':');
+    PhaseSpan span;
+    if (kv.size() != 2 || !absl::SimpleAtoi(kv[1], &span.rounds) || span.rounds < 1 ||
+        span.rounds > 100000) {
+      return absl::InvalidArgumentError(absl::StrCat("--schedule: bad entry '", part, "'"));
+    }
+    if (kv[0] == "pretrain") {
+      span.phase = Phase::kPretrain;
+    } else if (kv[0] == "learn") {
+      span.phase = Phase::kLearnPrecision;
+    } else if (kv[0] == "finetune") {
+      span.phase = Phase::kFinetune;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("--schedule: unknown phase '", kv[0], "'"));
+    }
+    spans.push_back(span);
+  }
+  if (spans.empty()) return absl::InvalidArgumentError("--schedule is empty");
+  return spans;
+}
+
+absl::Status ParseCodec(const std::string& text, Codec* codec, int* bits) {
+  *bits = 0;
+  if (text == "fp32") {
+    *codec = Codec::kFp32;
+  } else if (text == "fp16") {
+    *codec = Codec::kFp16;
+  } else if (text == "sign-ef") {
+    *codec = Codec::kSignEf;
+  } else if (text.size() == 2 && text[0] == 'q' && text[1] >= '2' && text[1] <= '8') {
+    *codec = Codec::kQ;
+    *bits = text[1] - '0';
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("codec '", text, "': expected fp32, fp16, q2..q8 or sign-ef"));
+  }
+  return absl::OkStatus();
+}
+
+// Training memory of layers [from, end) on a device: fp32 weights, gradient
+// and Adam moments, plus what the packed path saves per sample (codes at up
+// to 8 bits and a mask) and the float saves of batch norm, ReLU and pooling.
+int64_t SuffixMemory(const QuantArch& arch, int from, int batch) {
+  int64_t bytes = 0;
+  for (size_t i = from; i < arch.layers.size(); ++i) {
+    const QuantLayerSpec& l = arch.layers[i];
+    const int64_t out = int64_t{l.out_channels} * l.out_height * l.out_width;
+    bytes += l.weight_count() * 16 + batch * (l.input_elements() * 9 / 8 + out * 12);
+  }
+  return bytes;
+}
+
+struct RoundRow {
+  uint64_t round;
+  Phase phase;
+  double accuracy;
+  double weight_bits, act_bits, model_kb;
+  int64_t uplink_bytes, fp32_bytes;
+  uint64_t peak_memory;
+  int reported, rejected;
+  double seconds;
+};
+
+void PrintTable(const std::vector<RoundRow>& rows) {
+  std::printf("\n%5s  %-15s %9s %7s %7s %10s %12s %8s %11s\n", "round", "phase", "test acc",
+              "w bits", "a bits", "model kB", "uplink B", "vs fp32", "peak mem MB");
+  for (const RoundRow& r : rows) {
+    std::printf("%5llu  %-15s %8.2f%% %7.2f %7.2f %10.1f %12lld %7.1fx %11.1f\n",
+                static_cast<unsigned long long>(r.round), PhaseName(r.phase), 100 * r.accuracy,
+                r.weight_bits, r.act_bits, r.model_kb, static_cast<long long>(r.uplink_bytes),
+                r.uplink_bytes > 0 ? static_cast<double>(r.fp32_bytes) / r.uplink_bytes : 0.0,
+                r.peak_memory / 1048576.0);
+  }
+}
+
+absl::Status Serve() {
+  at::set_num_threads(absl::GetFlag(FLAGS_threads));
+  const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+  if (std::system(absl::StrCat("mkdir -p '", state_dir, "'").c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot create --state_dir ", state_dir));
+  }
+  ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch(absl::GetFlag(FLAGS_arch)));
+  RunConfig config;
+  ASSIGN_OR_RETURN(config.schedule, ParseSchedule(absl::GetFlag(FLAGS_schedule)));
+  config.fraction = absl::GetFlag(FLAGS_fraction);
+  config.min_agents = absl::GetFlag(FLAGS_min_agents);
+  config.quorum = absl::GetFlag(FLAGS_quorum);
+  config.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
+  config.async = absl::GetFlag(FLAGS_async);
+  if (!(config.fraction > 0 && config.fraction <= 1) || !(config.quorum > 0 && config.quorum <= 1) ||
+      config.min_agents < 1 || absl::GetFlag(FLAGS_deadline_s) < 1) {
+    return absl::InvalidArgumentError(
+        "--fraction and --quorum must be in (0, 1], --min_agents and --deadline_s positive");
+  }
+  config.hyper.local_steps = absl::GetFlag(FLAGS_local_steps);
+  config.hyper.batch_size = absl::GetFlag(FLAGS_batch);
+  config.hyper.learning_rate = static_cast<float>(absl::GetFlag(FLAGS_lr));
+  config.hyper.quantizer_every = absl::GetFlag(FLAGS_quantizer_every);
+  const double budget_bits = absl::GetFlag(FLAGS_budget_bits);
+  config.hyper.weight_budget_kb = static_cast<float>(budget_bits * arch.weight_count() / 8000.0);
+  config.hyper.activation_budget_kb =
+      static_cast<float>(budget_bits * arch.activation_elements() / 8000.0);
+  RETURN_IF_ERROR(ParseCodec(absl::GetFlag(FLAGS_uplink), &config.uplink, &config.uplink_bits));
+  Codec downlink;
+  int unused_bits;
+  RETURN_IF_ERROR(ParseCodec(absl::GetFlag(FLAGS_downlink), &downlink, &unused_bits));
+  if (downlink != Codec::kFp32 && downlink != Codec::kFp16) {
+    return absl::InvalidArgumentError("--downlink must be fp32 or fp16");
+  }
+  const std::string rule = absl::GetFlag(FLAGS_rule);
+  config.aggregation.rule = rule == "median"    ? AggregationRule::kMedian
+                            : rule == "trimmed" ? AggregationRule::kTrimmedMean
+                                                : AggregationRule::kFedAvg;
+  if (rule != "fedavg" && rule != "median" && rule != "trimmed") {
+    return absl::InvalidArgumentError(absl::StrCat("--rule=", rule, ": expected fedavg, median or trimmed"));
+  }
+  config.aggregation.max_update_norm = absl::GetFlag(FLAGS_max_update_norm);
+
+  // Model: resume from the checkpoint, or start a fresh one calibrated at
+  // the pretrain precision on a slice of the training data.
+  const std::string checkpoint_path = state_dir + "/checkpoint.bin";
+  const std::string metrics_path = state_dir + "/metrics.jsonl";
+  QuantNet net(arch, QuantNetOptions());
+  ModelState model;
+  uint64_t resumed_rounds = 0;
+  absl::StatusOr<Checkpoint> checkpoint = ReadCheckpoint(checkpoint_path);
+  if (checkpoint.ok()) {
+    model = checkpoint->model;
+    resumed_rounds = checkpoint->completed_rounds;
+    RETURN_IF_ERROR(ImportShards(net, model.shards));
+    std::fprintf(stderr, "[coordinator] resumed from %s: %llu rounds done, model v%llu\n",
+                 checkpoint_path.c_str(), static_cast<unsigned long long>(resumed_rounds),
+                 static_cast<unsigned long long>(model.version));
+  } else if (checkpoint.status().code() == absl::StatusCode::kNotFound) {
+    ASSIGN_OR_RETURN(const Dataset calibration,
+                     LoadFashionMnist(absl::GetFlag(FLAGS_data_dir), DataSplit::kTrain, {256, 0}));
+    net.Calibrate(calibration.images, absl::GetFlag(FLAGS_pretrain_bits));
+    model.shards = ExportShards(net);
+    std::remove(metrics_path.c_str());
+  } else {
+    return Annotate(checkpoint.status(), "refusing to start over a damaged checkpoint");
+  }
+  Dataset eval;
+  if (absl::GetFlag(FLAGS_eval_samples) > 0) {
+    ASSIGN_OR_RETURN(eval, LoadFashionMnist(absl::GetFlag(FLAGS_data_dir), DataSplit::kTest,
+                                            {absl::GetFlag(FLAGS_eval_samples), 0}));
+  }
+
+  ZmqServerOptions server;
+  server.endpoint = absl::GetFlag(FLAGS_listen);
+  if (!absl::GetFlag(FLAGS_plaintext)) {
+    if (absl::GetFlag(FLAGS_key).empty() || absl::GetFlag(FLAGS_allowlist).empty()) {
+      return absl::InvalidArgumentError(
+          "CURVE needs --key and --allowlist (or --plaintext for loopback development)");
+    }
+    CurveServerConfig curve;
+    ASSIGN_OR_RETURN(curve.keys, ReadKeyPair(absl::GetFlag(FLAGS_key)));
+    ASSIGN_OR_RETURN(const std::string allow, ReadFileToString(absl::GetFlag(FLAGS_allowlist), 1 << 24));
+    ASSIGN_OR_RETURN(curve.allowlist, ParseAllowlist(allow));
+    server.curve = curve;
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ZmqServerTransport> transport, ZmqServerTransport::Create(server));
+  std::fprintf(stderr, "[coordinator] listening on %s (%s), %d rounds, model %lld parameters\n",
+               transport->bound_endpoint().c_str(), server.curve ? "CURVE" : "PLAINTEXT",
+               RoundEngine(config, nullptr).total_rounds(),
+               static_cast<long long>(model.parameter_count()));
+
+  RegistryOptions liveness;
+  liveness.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
+  liveness.timeout = absl::Seconds(absl::GetFlag(FLAGS_agent_timeout_s));
+  Registry registry(liveness);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  RoundEngine engine(config, [&](const AgentRecord& agent) {
+    for (int from = 0; from < static_cast<int>(arch.layers.size()); ++from) {
+      if (SuffixMemory(arch, from, batch) <= static_cast<int64_t>(agent.registration.memory_budget_bytes)) {
+        return static_cast<uint32_t>(from);
+      }
+    }
+    return static_cast<uint32_t>(arch.layers.size() - 1);  // the head, at least
+  });
+  engine.Resume(resumed_rounds);
+
+  auto send = [&](const std::string& peer, Message message) {
+    message.device_id = peer;
+    absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(message);
+    if (!frames.ok()) {
+      std::fprintf(stderr, "[coordinator] cannot encode %s for %s: %s\n", BodyName(message.body),
+                   peer.c_str(), frames.status().ToString().c_str());
+      return;
+    }
+    Packet packet;
+    packet.peer = peer;
+    packet.frames = std::move(*frames);
+    absl::Status sent = transport->Send(std::move(packet));
+    if (!sent.ok()) {
+      std::fprintf(stderr, "[coordinator] send to %s failed: %s\n", peer.c_str(), sent.ToString().c_str());
+    }
+  };
+  auto encode_shards = [&]() {
+    std::vector<WireTensor> shards;
+    for (const ModelShard& s : model.shards) {
+      WireTensor t;
+      t.layer = static_cast<uint32_t>(s.layer);
+      t.name = s.name;
+      t.shape = s.shape;
+      const Codec codec = s.values.size() >= 1024 ? downlink : Codec::kFp32;
+      (void)EncodeUpdate(s.values, {codec, 0, 1}, 0, nullptr, &t);
+      shards.push_back(std::move(t));
+    }
+    return shards;
+  };
+
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::vector<RoundRow> rows;
+  std::map<uint64_t, int64_t> fp32_bytes;  // round -> what fp32 updates would have cost
+  absl::Time round_start = absl::Now();
+  const auto run_start = absl::Now();
+  while (!g_stop && !engine.done()) {
+    absl::StatusOr<std::optional<Packet>> packet = transport->Receive(absl::Milliseconds(50));
+    const absl::Time now = absl::Now();
+    if (!packet.ok()) {
+      std::fprintf(stderr, "[coordinator] receive: %s\n", packet.status().ToString().c_str());
+    } else if (packet->has_value()) {
+      const Packet& p = **packet;
+      absl::StatusOr<Message> m = DecodeMessage(p.frames);
+      if (!m.ok()) {
+        std::fprintf(stderr, "[coordinator] rejected a message from %s: %s\n", p.peer.c_str(),
+                     m.status().ToString().c_str());
+        send(p.peer, Message{kProtocolVersion, p.peer, 0, Reject{std::string(m.status().message())}});
+      } else if (m->device_id != p.peer) {
+        send(p.peer, Message{kProtocolVersion, p.peer, 0,
+                             Reject{absl::StrCat("device id '", m->device_id,
+                                                 "' does not match the connection's '", p.peer, "'")}});
+      } else if (const auto* reg = std::get_if<Register>(&m->body)) {
+        absl::StatusOr<Welcome> w = registry.OnRegister(m->device_id, p.authenticated_id, *reg, now);
+        if (w.ok()) {
+          std::fprintf(stderr, "[coordinator] %s registered: %.0f MB budget, %llu samples\n",
+                       m->device_id.c_str(), reg->memory_budget_bytes / 1048576.0,
+                       static_cast<unsigned long long>(reg->samples));
+          send(p.peer, Message{kProtocolVersion, p.peer, w->session_id, *w});
+        } else {
+          send(p.peer, Message{kProtocolVersion, p.peer, 0, Reject{std::string(w.status().message())}});
+        }
+      } else {
+        absl::Status known = registry.OnHeard(m->device_id, m->session_id, now);
+        if (!known.ok()) {
+          send(p.peer, Message{kProtocolVersion, p.peer, 0, Reject{std::string(known.message())}});
+        } else if (std::holds_alternative<Heartbeat>(m->body)) {
+          (void)registry.OnHeartbeat(m->device_id, m->session_id, std::get<Heartbeat>(m->body), now);
+          send(p.peer, Message{kProtocolVersion, p.peer, m->session_id, NoTask{1000}});
+        } else if (const auto* result = std::get_if<TaskResult>(&m->body)) {
+          absl::Status accepted = engine.OnResult(m->device_id, *result, model);
+          int64_t full = 0;
+          for (const WireTensor& u : result->updates) full += 4 * u.numel();
+          fp32_bytes[result->round_id] += full;
+          if (!accepted.ok()) {
+            std::fprintf(stderr, "[coordinator] result of %s: %s\n", m->device_id.c_str(),
+                         accepted.ToString().c_str());
+          }
+        } else if (const auto* failed = std::get_if<TaskFailed>(&m->body)) {
+          std::fprintf(stderr, "[coordinator] %s failed task %llu: %s\n", m->device_id.c_str(),
+                       static_cast<unsigned long long>(failed->task_id), failed->reason.c_str());
+          engine.OnFailed(m->device_id, *failed);
+        }
+      }
+    }
+    for (const std::string& dead : registry.Expire(now)) {
+      std::fprintf(stderr, "[coordinator] %s stopped heartbeating: counted as dead\n", dead.c_str());
+      engine.OnAgentLost(dead);
+    }
+    if (!engine.in_round()) {
+      std::vector<OutgoingTask> tasks = engine.MaybeStartRound(registry.LiveAgents(), model, now);
+      if (!tasks.empty()) {
+        round_start = now;
+        const std::vector<WireTensor> shards = encode_shards();
+        std::fprintf(stderr, "[coordinator] round %llu/%d (%s): %zu agents\n",
+                     static_cast<unsigned long long>(tasks[0].task.round_id), engine.total_rounds(),
+                     PhaseName(tasks[0].task.phase), tasks.size());
+        for (OutgoingTask& t : tasks) {
+          t.task.shards = shards;
+          const AgentRecord* agent = registry.Find(t.device_id);
+          send(t.device_id, Message{kProtocolVersion, t.device_id, agent ? agent->session_id : 0, t.task});
+        }
+      }
+    }
+    if (auto finished = engine.MaybeFinish(now)) {
+      absl::Status applied = model.Apply(finished->deltas);
+      if (!applied.ok()) {
+        std::fprintf(stderr, "[coordinator] aggregate not applied: %s\n", applied.ToString().c_str());
+      }
+      RETURN_IF_ERROR(ImportShards(net, model.shards));
+      RoundRow row;
+      row.round = finished->summary.round;
+      row.phase = finished->summary.phase;
+      row.accuracy = eval.size() > 0 ? EvaluateQuant(net, eval).value_or(0.0) : 0.0;
+      const SizeReport size = net.Size();
+      row.weight_bits = size.mean_weight_bits;
+      row.act_bits = size.mean_activation_bits;
+      row.model_kb = size.total_kb();
+      row.uplink_bytes = finished->summary.uplink_bytes;
+      row.fp32_bytes = fp32_bytes[row.round];
+      row.peak_memory = finished->summary.max_peak_memory;
+      row.reported = finished->summary.reported;
+      row.rejected = static_cast<int>(finished->summary.aggregation.rejected);
+      row.seconds = absl::ToDoubleSeconds(now - round_start);
+      rows.push_back(row);
+      Checkpoint c;
+      c.model = model;
+      c.completed_rounds = engine.completed_rounds();
+      for (const auto& [id, record] : registry.agents()) c.known_agents.push_back(id);
+      RETURN_IF_ERROR(WriteCheckpoint(checkpoint_path, c));
+      std::ofstream(metrics_path, std::ios::app) << absl::StrFormat(
+          "{\"round\": %d, \"phase\": \"%s\", \"test_accuracy\": %.4f, \"mean_weight_bits\": %.3f, "
+          "\"mean_activation_bits\": %.3f, \"model_kb\": %.2f, \"uplink_bytes\": %d, "
+          "\"fp32_uplink_bytes\": %d, \"peak_device_memory_bytes\": %d, \"reported\": %d, "
+          "\"rejected_updates\": %d, \"seconds\": %.2f}\n",
+          row.round, PhaseName(row.phase), row.accuracy, row.weight_bits, row.act_bits, row.model_kb,
+          row.uplink_bytes, row.fp32_bytes, row.peak_memory, row.reported, row.rejected, row.seconds);
+      const double elapsed = absl::ToDoubleSeconds(now - run_start);
+      const int left = engine.total_rounds() - static_cast<int>(engine.completed_rounds());
+      std::fprintf(stderr,
+                   "[coordinator] round %llu/%d done: test acc %.2f%%, %.2f w bits, %.1f kB, "
+                   "uplink %lld B (%.1fx less than fp32), %d reported, %d rejected, %.1fs; ETA %.0fs\n",
+                   static_cast<unsigned long long>(row.round), engine.total_rounds(), 100 * row.accuracy,
+                   row.weight_bits, row.model_kb, static_cast<long long>(row.uplink_bytes),
+                   row.uplink_bytes ? static_cast<double>(row.fp32_bytes) / row.uplink_bytes : 0.0,
+                   row.reported, row.rejected, row.seconds,
+                   elapsed / std::max<size_t>(1, rows.size()) * left);
+    }
+  }
+  if (!rows.empty()) {
+    PrintTable(rows);
+    PlotSeries accuracy{"test accuracy (%)"}, size{"model W+A (kB / 10)"};
+    for (const RoundRow& r : rows) {
+      accuracy.x.push_back(static_cast<double>(r.round));
+      accuracy.y.push_back(100 * r.accuracy);
+      size.x.push_back(static_cast<double>(r.round));
+      size.y.push_back(r.model_kb / 10);
+    }
+    PlotOptions plot;
+    plot.title = "Federated training: accuracy and model size per round";
+    plot.x_label = "round";
+    plot.y_label = "accuracy (%) / model size (kB / 10)";
+    RETURN_IF_ERROR(WriteFileAtomically(state_dir + "/rounds.svg", RenderSvgPlot({accuracy, size}, plot)));
+    std::printf("\nmetrics: %s\nplot:    %s/rounds.svg\n", metrics_path.c_str(), state_dir.c_str());
+  }
+  if (g_stop) std::fprintf(stderr, "[coordinator] stopped by signal; state is in %s\n", state_dir.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace fedge
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const absl::Status status = fedge::Serve();
+  if (!status.ok()) {
+    std::fprintf(stderr, "coordinator: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

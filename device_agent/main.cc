@@ -1,0 +1,196 @@
+// The device agent: loads its local data, connects to the coordinator,
+// registers with its memory budget, heartbeats, runs each task it is given
+// (one phase of local training with memory-saving backprop) on a worker
+// thread while it keeps heartbeating, sends back the encoded update, and
+// reconnects and registers again by itself. Stops cleanly on SIGTERM.
+//
+//   agent --device_id=board-7 --coordinator=tcp://10.0.0.2:7070 \
+//       --key=/var/lib/fedge/keys/board-7 --server_key=/etc/fedge/coordinator.pub \
+//       --memory_budget_mb=512 --partition=dirichlet:0.5 --num_agents=10 --agent_index=7
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
+#include "common/torch_status.h"
+#include "common/wire_codec.h"
+#include "common/zmq_transport.h"
+#include "device_agent/session.h"
+#include "device_agent/task_runner.h"
+#include "models/counting_allocator.h"
+#include "models/dataset.h"
+#include "models/partition.h"
+
+ABSL_FLAG(std::string, device_id, "", "this device's id (as enrolled on the coordinator)");
+ABSL_FLAG(std::string, coordinator, "tcp://127.0.0.1:7070", "the coordinator's endpoint");
+ABSL_FLAG(std::string, key, "", "path prefix of this agent's CURVE key pair");
+ABSL_FLAG(std::string, server_key, "", "the coordinator's public key file");
+ABSL_FLAG(bool, plaintext, false, "connect without CURVE (loopback development only)");
+ABSL_FLAG(int, memory_budget_mb, 512, "memory this device may use for training");
+ABSL_FLAG(int, cores, 1, "cores for training");
+ABSL_FLAG(std::string, arch, "fmnist-cnn", "model architecture (must match the coordinator)");
+ABSL_FLAG(std::string, data_dir, fedge::kFashionMnistDir, "Fashion-MNIST IDX files");
+ABSL_FLAG(std::string, partition, "dirichlet:0.5", "iid or dirichlet:ALPHA");
+ABSL_FLAG(int, num_agents, 1, "agents the training set is split across");
+ABSL_FLAG(int, agent_index, 0, "which part of the split is this device's");
+ABSL_FLAG(int64_t, train_samples, -1, "use only the first N training samples (-1: all)");
+ABSL_FLAG(uint64_t, seed, 1, "partition seed (the same on every agent)");
+ABSL_FLAG(std::string, state_dir, "", "keeps the error-feedback residual across restarts");
+
+namespace fedge {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+absl::StatusOr<Dataset> LocalData() {
+  ASSIGN_OR_RETURN(const Dataset all, LoadFashionMnist(absl::GetFlag(FLAGS_data_dir), DataSplit::kTrain,
+                                                       {absl::GetFlag(FLAGS_train_samples), 0}));
+  const int agents = absl::GetFlag(FLAGS_num_agents), index = absl::GetFlag(FLAGS_agent_index);
+  if (index < 0 || index >= agents) {
+    return absl::InvalidArgumentError(absl::StrCat("--agent_index=", index, " is not in [0, ", agents, ")"));
+  }
+  ASSIGN_OR_RETURN(const PartitionSpec spec,
+                   ParsePartition(absl::GetFlag(FLAGS_partition), agents, absl::GetFlag(FLAGS_seed)));
+  const at::Tensor labels = all.labels.contiguous();
+  std::vector<int> label_list(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
+  ASSIGN_OR_RETURN(const auto parts, Partition(label_list, 10, spec));
+  Dataset mine;
+  RETURN_IF_ERROR(CallTorch("selecting the local partition", [&] {
+    mine = Subset(all, at::tensor(parts[index], at::kLong));
+    return absl::OkStatus();
+  }));
+  return mine;
+}
+
+absl::Status RunAgent() {
+  const std::string id = absl::GetFlag(FLAGS_device_id);
+  if (id.empty()) return absl::InvalidArgumentError("--device_id is required");
+  if (absl::GetFlag(FLAGS_memory_budget_mb) < 1 || absl::GetFlag(FLAGS_cores) < 1) {
+    return absl::InvalidArgumentError("--memory_budget_mb and --cores must be positive");
+  }
+  CountingCpuAllocator::Install();
+  at::set_num_threads(absl::GetFlag(FLAGS_cores));
+  ASSIGN_OR_RETURN(Dataset data, LocalData());
+  ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch(absl::GetFlag(FLAGS_arch)));
+  TaskRunnerOptions runner_options;
+  if (!absl::GetFlag(FLAGS_state_dir).empty()) {
+    runner_options.residual_path = absl::GetFlag(FLAGS_state_dir) + "/" + id + ".residual";
+  }
+  TaskRunner runner(arch, std::move(data), runner_options);
+  if (absl::Status s = runner.LoadResidual(); !s.ok()) {
+    std::fprintf(stderr, "[%s] error-feedback residual not loaded, starting from zero: %s\n",
+                 id.c_str(), s.ToString().c_str());
+  }
+
+  ZmqClientOptions client;
+  client.endpoint = absl::GetFlag(FLAGS_coordinator);
+  client.identity = id;
+  if (!absl::GetFlag(FLAGS_plaintext)) {
+    if (absl::GetFlag(FLAGS_key).empty() || absl::GetFlag(FLAGS_server_key).empty()) {
+      return absl::InvalidArgumentError(
+          "CURVE needs --key and --server_key (or --plaintext for loopback development)");
+    }
+    CurveClientConfig curve;
+    ASSIGN_OR_RETURN(curve.keys, ReadKeyPair(absl::GetFlag(FLAGS_key)));
+    ASSIGN_OR_RETURN(curve.server_public_key, ReadPublicKey(absl::GetFlag(FLAGS_server_key)));
+    client.curve = curve;
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ZmqClientTransport> transport, ZmqClientTransport::Create(client));
+
+  SessionOptions session_options;
+  session_options.device_id = id;
+  session_options.registration.memory_budget_bytes =
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_memory_budget_mb)) << 20;
+  session_options.registration.cores = static_cast<uint16_t>(absl::GetFlag(FLAGS_cores));
+  session_options.registration.samples = static_cast<uint64_t>(runner.samples());
+  session_options.registration.agent_version = "fedge 0.1";
+  AgentSession session(session_options);
+  std::fprintf(stderr, "[%s] %lld local samples, %d MB budget, connecting to %s (%s)\n", id.c_str(),
+               static_cast<long long>(runner.samples()), absl::GetFlag(FLAGS_memory_budget_mb),
+               client.endpoint.c_str(), client.curve ? "CURVE" : "PLAINTEXT");
+
+  auto send = [&](const Message& m) {
+    absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(m);
+    if (!frames.ok()) {
+      std::fprintf(stderr, "[%s] cannot encode %s: %s\n", id.c_str(), BodyName(m.body),
+                   frames.status().ToString().c_str());
+      return;
+    }
+    Packet p;
+    p.frames = std::move(*frames);
+    (void)transport->Send(std::move(p));  // lost while disconnected; the protocol retries
+  };
+
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::optional<std::future<absl::StatusOr<TaskResult>>> running;
+  std::optional<Task> current;
+  while (!g_stop) {
+    const absl::Time now = absl::Now();
+    for (const Message& m : session.OnTick(now)) send(m);
+    absl::StatusOr<std::optional<Packet>> packet = transport->Receive(absl::Milliseconds(50));
+    if (packet.ok() && packet->has_value()) {
+      absl::StatusOr<Message> m = DecodeMessage((**packet).frames);
+      if (!m.ok()) {
+        std::fprintf(stderr, "[%s] dropped a bad message: %s\n", id.c_str(), m.status().ToString().c_str());
+      } else {
+        if (const auto* reject = std::get_if<Reject>(&m->body)) {
+          std::fprintf(stderr, "[%s] coordinator: %s\n", id.c_str(), reject->reason.c_str());
+        }
+        for (const Message& out : session.OnMessage(*m, absl::Now())) send(out);
+      }
+    }
+    if (!running) {
+      if (std::optional<Task> task = session.TakeTask()) {
+        current = std::move(task);
+        session.SetBusy(current->task_id);
+        running = std::async(std::launch::async, [&runner, t = *current] { return runner.Run(t); });
+      }
+    } else if (running->wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      absl::StatusOr<TaskResult> result = running->get();
+      running.reset();
+      session.SetBusy(0);
+      if (result.ok()) {
+        std::fprintf(stderr, "[%s] round %llu %s: loss %.3f, acc %.1f%%, %.1fs, peak %.1f MB\n",
+                     id.c_str(), static_cast<unsigned long long>(current->round_id),
+                     PhaseName(current->phase), result->loss, 100 * result->accuracy,
+                     result->seconds, result->peak_memory_bytes / 1048576.0);
+        send(session.Wrap(*result));
+      } else {
+        std::fprintf(stderr, "[%s] task %llu failed: %s\n", id.c_str(),
+                     static_cast<unsigned long long>(current->task_id), result.status().ToString().c_str());
+        send(session.Wrap(TaskFailed{current->round_id, current->task_id,
+                                     std::string(result.status().message())}));
+      }
+    }
+  }
+  if (running) running->wait();  // finish the step in flight, then exit
+  std::fprintf(stderr, "[%s] stopped\n", id.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace fedge
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const absl::Status status = fedge::RunAgent();
+  if (!status.ok()) {
+    std::fprintf(stderr, "agent: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
