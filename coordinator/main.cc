@@ -34,6 +34,7 @@
 #include "coordinator/checkpoint.h"
 #include "coordinator/registry.h"
 #include "coordinator/round_engine.h"
+#include "coordinator/service.h"
 #include "models/dataset.h"
 #include "models/model_shards.h"
 #include "models/phase_trainer.h"
@@ -242,169 +243,66 @@ absl::Status Serve() {
                RoundEngine(config, nullptr).total_rounds(),
                static_cast<long long>(model.parameter_count()));
 
-  RegistryOptions liveness;
-  liveness.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
-  liveness.timeout = absl::Seconds(absl::GetFlag(FLAGS_agent_timeout_s));
-  Registry registry(liveness);
+  ServiceOptions service_options;
+  service_options.run = config;
+  service_options.liveness.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
+  service_options.liveness.timeout = absl::Seconds(absl::GetFlag(FLAGS_agent_timeout_s));
+  service_options.downlink = downlink;
+  service_options.checkpoint_path = checkpoint_path;
   const int batch = absl::GetFlag(FLAGS_batch);
-  RoundEngine engine(config, [&](const AgentRecord& agent) {
+  service_options.planner = [&arch, batch](const AgentRecord& agent) {
     for (int from = 0; from < static_cast<int>(arch.layers.size()); ++from) {
-      if (SuffixMemory(arch, from, batch) <= static_cast<int64_t>(agent.registration.memory_budget_bytes)) {
+      if (SuffixMemory(arch, from, batch) <=
+          static_cast<int64_t>(agent.registration.memory_budget_bytes)) {
         return static_cast<uint32_t>(from);
       }
     }
     return static_cast<uint32_t>(arch.layers.size() - 1);  // the head, at least
-  });
-  engine.Resume(resumed_rounds);
-
-  auto send = [&](const std::string& peer, Message message) {
-    message.device_id = peer;
-    absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(message);
-    if (!frames.ok()) {
-      std::fprintf(stderr, "[coordinator] cannot encode %s for %s: %s\n", BodyName(message.body),
-                   peer.c_str(), frames.status().ToString().c_str());
-      return;
-    }
-    Packet packet;
-    packet.peer = peer;
-    packet.frames = std::move(*frames);
-    absl::Status sent = transport->Send(std::move(packet));
-    if (!sent.ok()) {
-      std::fprintf(stderr, "[coordinator] send to %s failed: %s\n", peer.c_str(), sent.ToString().c_str());
-    }
-  };
-  auto encode_shards = [&]() {
-    std::vector<WireTensor> shards;
-    for (const ModelShard& s : model.shards) {
-      WireTensor t;
-      t.layer = static_cast<uint32_t>(s.layer);
-      t.name = s.name;
-      t.shape = s.shape;
-      const Codec codec = s.values.size() >= 1024 ? downlink : Codec::kFp32;
-      (void)EncodeUpdate(s.values, {codec, 0, 1}, 0, nullptr, &t);
-      shards.push_back(std::move(t));
-    }
-    return shards;
   };
 
+  std::vector<RoundRow> rows;
+  const absl::Time run_start = absl::Now();
+  int total_rounds = RoundEngine(config, nullptr).total_rounds();
+  auto on_round = [&](const RoundReport& report, const ModelState& updated) {
+    absl::Status loaded = ImportShards(net, updated.shards);
+    RoundRow row;
+    row.round = report.summary.round;
+    row.phase = report.summary.phase;
+    row.accuracy = loaded.ok() && eval.size() > 0 ? EvaluateQuant(net, eval).value_or(0.0) : 0.0;
+    const SizeReport size = net.Size();
+    row.weight_bits = size.mean_weight_bits;
+    row.act_bits = size.mean_activation_bits;
+    row.model_kb = size.total_kb();
+    row.uplink_bytes = report.summary.uplink_bytes;
+    row.fp32_bytes = report.fp32_uplink_bytes;
+    row.peak_memory = report.summary.max_peak_memory;
+    row.reported = report.summary.reported;
+    row.rejected = static_cast<int>(report.summary.aggregation.rejected);
+    row.seconds = report.seconds;
+    rows.push_back(row);
+    std::ofstream(metrics_path, std::ios::app) << absl::StrFormat(
+        "{\"round\": %d, \"phase\": \"%s\", \"test_accuracy\": %.4f, \"mean_weight_bits\": %.3f, "
+        "\"mean_activation_bits\": %.3f, \"model_kb\": %.2f, \"uplink_bytes\": %d, "
+        "\"fp32_uplink_bytes\": %d, \"peak_device_memory_bytes\": %d, \"reported\": %d, "
+        "\"rejected_updates\": %d, \"seconds\": %.2f}\n",
+        row.round, PhaseName(row.phase), row.accuracy, row.weight_bits, row.act_bits, row.model_kb,
+        row.uplink_bytes, row.fp32_bytes, row.peak_memory, row.reported, row.rejected, row.seconds);
+    const double elapsed = absl::ToDoubleSeconds(absl::Now() - run_start);
+    const int left = total_rounds - static_cast<int>(row.round);
+    std::fprintf(stderr,
+                 "[coordinator] round %llu/%d done: test acc %.2f%%, %.2f w bits, %.1f kB, "
+                 "uplink %lld B (%.1fx less than fp32), %d reported, %d rejected, %.1fs; ETA %.0fs\n",
+                 static_cast<unsigned long long>(row.round), total_rounds, 100 * row.accuracy,
+                 row.weight_bits, row.model_kb, static_cast<long long>(row.uplink_bytes),
+                 row.uplink_bytes ? static_cast<double>(row.fp32_bytes) / row.uplink_bytes : 0.0,
+                 row.reported, row.rejected, row.seconds,
+                 elapsed / std::max<size_t>(1, rows.size()) * left);
+  };
+  CoordinatorService service(service_options, model, resumed_rounds, transport.get(), on_round);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
-  std::vector<RoundRow> rows;
-  std::map<uint64_t, int64_t> fp32_bytes;  // round -> what fp32 updates would have cost
-  absl::Time round_start = absl::Now();
-  const auto run_start = absl::Now();
-  while (!g_stop && !engine.done()) {
-    absl::StatusOr<std::optional<Packet>> packet = transport->Receive(absl::Milliseconds(50));
-    const absl::Time now = absl::Now();
-    if (!packet.ok()) {
-      std::fprintf(stderr, "[coordinator] receive: %s\n", packet.status().ToString().c_str());
-    } else if (packet->has_value()) {
-      const Packet& p = **packet;
-      absl::StatusOr<Message> m = DecodeMessage(p.frames);
-      if (!m.ok()) {
-        std::fprintf(stderr, "[coordinator] rejected a message from %s: %s\n", p.peer.c_str(),
-                     m.status().ToString().c_str());
-        send(p.peer, Message{kProtocolVersion, p.peer, 0, Reject{std::string(m.status().message())}});
-      } else if (m->device_id != p.peer) {
-        send(p.peer, Message{kProtocolVersion, p.peer, 0,
-                             Reject{absl::StrCat("device id '", m->device_id,
-                                                 "' does not match the connection's '", p.peer, "'")}});
-      } else if (const auto* reg = std::get_if<Register>(&m->body)) {
-        absl::StatusOr<Welcome> w = registry.OnRegister(m->device_id, p.authenticated_id, *reg, now);
-        if (w.ok()) {
-          std::fprintf(stderr, "[coordinator] %s registered: %.0f MB budget, %llu samples\n",
-                       m->device_id.c_str(), reg->memory_budget_bytes / 1048576.0,
-                       static_cast<unsigned long long>(reg->samples));
-          send(p.peer, Message{kProtocolVersion, p.peer, w->session_id, *w});
-        } else {
-          send(p.peer, Message{kProtocolVersion, p.peer, 0, Reject{std::string(w.status().message())}});
-        }
-      } else {
-        absl::Status known = registry.OnHeard(m->device_id, m->session_id, now);
-        if (!known.ok()) {
-          send(p.peer, Message{kProtocolVersion, p.peer, 0, Reject{std::string(known.message())}});
-        } else if (std::holds_alternative<Heartbeat>(m->body)) {
-          (void)registry.OnHeartbeat(m->device_id, m->session_id, std::get<Heartbeat>(m->body), now);
-          send(p.peer, Message{kProtocolVersion, p.peer, m->session_id, NoTask{1000}});
-        } else if (const auto* result = std::get_if<TaskResult>(&m->body)) {
-          absl::Status accepted = engine.OnResult(m->device_id, *result, model);
-          int64_t full = 0;
-          for (const WireTensor& u : result->updates) full += 4 * u.numel();
-          fp32_bytes[result->round_id] += full;
-          if (!accepted.ok()) {
-            std::fprintf(stderr, "[coordinator] result of %s: %s\n", m->device_id.c_str(),
-                         accepted.ToString().c_str());
-          }
-        } else if (const auto* failed = std::get_if<TaskFailed>(&m->body)) {
-          std::fprintf(stderr, "[coordinator] %s failed task %llu: %s\n", m->device_id.c_str(),
-                       static_cast<unsigned long long>(failed->task_id), failed->reason.c_str());
-          engine.OnFailed(m->device_id, *failed);
-        }
-      }
-    }
-    for (const std::string& dead : registry.Expire(now)) {
-      std::fprintf(stderr, "[coordinator] %s stopped heartbeating: counted as dead\n", dead.c_str());
-      engine.OnAgentLost(dead);
-    }
-    if (!engine.in_round()) {
-      std::vector<OutgoingTask> tasks = engine.MaybeStartRound(registry.LiveAgents(), model, now);
-      if (!tasks.empty()) {
-        round_start = now;
-        const std::vector<WireTensor> shards = encode_shards();
-        std::fprintf(stderr, "[coordinator] round %llu/%d (%s): %zu agents\n",
-                     static_cast<unsigned long long>(tasks[0].task.round_id), engine.total_rounds(),
-                     PhaseName(tasks[0].task.phase), tasks.size());
-        for (OutgoingTask& t : tasks) {
-          t.task.shards = shards;
-          const AgentRecord* agent = registry.Find(t.device_id);
-          send(t.device_id, Message{kProtocolVersion, t.device_id, agent ? agent->session_id : 0, t.task});
-        }
-      }
-    }
-    if (auto finished = engine.MaybeFinish(now)) {
-      absl::Status applied = model.Apply(finished->deltas);
-      if (!applied.ok()) {
-        std::fprintf(stderr, "[coordinator] aggregate not applied: %s\n", applied.ToString().c_str());
-      }
-      RETURN_IF_ERROR(ImportShards(net, model.shards));
-      RoundRow row;
-      row.round = finished->summary.round;
-      row.phase = finished->summary.phase;
-      row.accuracy = eval.size() > 0 ? EvaluateQuant(net, eval).value_or(0.0) : 0.0;
-      const SizeReport size = net.Size();
-      row.weight_bits = size.mean_weight_bits;
-      row.act_bits = size.mean_activation_bits;
-      row.model_kb = size.total_kb();
-      row.uplink_bytes = finished->summary.uplink_bytes;
-      row.fp32_bytes = fp32_bytes[row.round];
-      row.peak_memory = finished->summary.max_peak_memory;
-      row.reported = finished->summary.reported;
-      row.rejected = static_cast<int>(finished->summary.aggregation.rejected);
-      row.seconds = absl::ToDoubleSeconds(now - round_start);
-      rows.push_back(row);
-      Checkpoint c;
-      c.model = model;
-      c.completed_rounds = engine.completed_rounds();
-      for (const auto& [id, record] : registry.agents()) c.known_agents.push_back(id);
-      RETURN_IF_ERROR(WriteCheckpoint(checkpoint_path, c));
-      std::ofstream(metrics_path, std::ios::app) << absl::StrFormat(
-          "{\"round\": %d, \"phase\": \"%s\", \"test_accuracy\": %.4f, \"mean_weight_bits\": %.3f, "
-          "\"mean_activation_bits\": %.3f, \"model_kb\": %.2f, \"uplink_bytes\": %d, "
-          "\"fp32_uplink_bytes\": %d, \"peak_device_memory_bytes\": %d, \"reported\": %d, "
-          "\"rejected_updates\": %d, \"seconds\": %.2f}\n",
-          row.round, PhaseName(row.phase), row.accuracy, row.weight_bits, row.act_bits, row.model_kb,
-          row.uplink_bytes, row.fp32_bytes, row.peak_memory, row.reported, row.rejected, row.seconds);
-      const double elapsed = absl::ToDoubleSeconds(now - run_start);
-      const int left = engine.total_rounds() - static_cast<int>(engine.completed_rounds());
-      std::fprintf(stderr,
-                   "[coordinator] round %llu/%d done: test acc %.2f%%, %.2f w bits, %.1f kB, "
-                   "uplink %lld B (%.1fx less than fp32), %d reported, %d rejected, %.1fs; ETA %.0fs\n",
-                   static_cast<unsigned long long>(row.round), engine.total_rounds(), 100 * row.accuracy,
-                   row.weight_bits, row.model_kb, static_cast<long long>(row.uplink_bytes),
-                   row.uplink_bytes ? static_cast<double>(row.fp32_bytes) / row.uplink_bytes : 0.0,
-                   row.reported, row.rejected, row.seconds,
-                   elapsed / std::max<size_t>(1, rows.size()) * left);
-    }
+  while (!g_stop && !service.done()) {
+    RETURN_IF_ERROR(service.Step(absl::Now(), absl::Milliseconds(50)));
   }
   if (!rows.empty()) {
     PrintTable(rows);

@@ -1,0 +1,84 @@
+#ifndef FEDGE_COORDINATOR_SERVICE_H_
+#define FEDGE_COORDINATOR_SERVICE_H_
+
+// The coordinator's event loop, one step at a time: takes at most one packet
+// from the transport, validates and dispatches it (registration, heartbeats,
+// results, failures), expires silent agents, starts rounds and sends their
+// tasks, and when a round is over applies the aggregate to the model, writes
+// the checkpoint and reports the round. Every bad message is answered with a
+// Reject or logged; nothing a peer sends stops the service.
+//
+// The same service runs in the coordinator binary (over ZeroMQ) and in fleet
+// simulations (over the in-memory transport). Not thread-safe: the thread
+// that owns the transport calls Step.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/transport.h"
+#include "coordinator/model_state.h"
+#include "coordinator/registry.h"
+#include "coordinator/round_engine.h"
+
+namespace fedge {
+
+struct ServiceOptions {
+  RunConfig run;
+  RegistryOptions liveness;
+  Codec downlink = Codec::kFp16;  // weight shards; small tensors go as fp32
+  std::string checkpoint_path;    // empty: no checkpoints
+  ShardPlanner planner;           // null: everyone trains everything
+  bool log = true;                // one line per notable event on stderr
+};
+
+struct RoundReport {
+  RoundSummary summary;
+  int64_t fp32_uplink_bytes = 0;  // what the same updates cost in fp32
+  double seconds = 0;
+};
+
+struct ServiceCounters {
+  int64_t messages = 0;
+  int64_t malformed = 0;
+  int64_t rejected_results = 0;
+};
+
+class CoordinatorService {
+ public:
+  using RoundCallback = std::function<void(const RoundReport&, const ModelState&)>;
+
+  CoordinatorService(ServiceOptions options, ModelState initial, uint64_t completed_rounds,
+                     Transport* transport, RoundCallback on_round);
+
+  absl::Status Step(absl::Time now, absl::Duration wait);
+
+  bool done() const { return engine_.done(); }
+  const ModelState& model() const { return model_; }
+  const Registry& registry() const { return registry_; }
+  const RoundEngine& engine() const { return engine_; }
+  const ServiceCounters& counters() const { return counters_; }
+
+ private:
+  void Send(const std::string& peer, uint64_t session, Body body);
+  void Dispatch(const Packet& packet, absl::Time now);
+  void StartRound(absl::Time now);
+  absl::Status FinishRound(absl::Time now);
+
+  ServiceOptions options_;
+  ModelState model_;
+  Transport* transport_;
+  RoundCallback on_round_;
+  Registry registry_;
+  RoundEngine engine_;
+  std::map<uint64_t, int64_t> fp32_bytes_;
+  absl::Time round_start_;
+  ServiceCounters counters_;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_COORDINATOR_SERVICE_H_
