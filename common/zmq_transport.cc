@@ -108,10 +108,10 @@ absl::StatusOr<CurveKeyPair> ReadKeyPair(const std::string& prefix) {
   CurveKeyPair keys;
   ASSIGN_OR_RETURN(keys.public_key, ReadPublicKey(prefix + ".pub"));
   ASSIGN_OR_RETURN(keys.secret_key, ReadPublicKey(prefix + ".key"));
-  uint8_t secret[32], derived[32];
-  zmq_z85_decode(secret, keys.secret_key.c_str());
-  if (zmq_curve_public(reinterpret_cast<char*>(derived), keys.secret_key.c_str()) != 0 ||
-      std::string(reinterpret_cast<char*>(derived)) != keys.public_key) {
+  // zmq_curve_public writes the Z85 text of the key: 40 characters and a NUL.
+  char derived[kZ85KeyLength + 1] = {};
+  if (zmq_curve_public(derived, keys.secret_key.c_str()) != 0 ||
+      std::string(derived) != keys.public_key) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, ".pub does not belong to ", prefix, ".key"));
   }
