@@ -62,6 +62,8 @@ ABSL_FLAG(std::string, uplink, "sign-ef", "update codec: fp32, fp16, q2..q8, sig
 ABSL_FLAG(std::string, downlink, "fp16", "weight shard codec: fp32 or fp16");
 ABSL_FLAG(std::string, rule, "fedavg", "aggregation: fedavg, median, trimmed");
 ABSL_FLAG(double, max_update_norm, 0, "reject shard updates above this L2 norm (0: off)");
+ABSL_FLAG(std::string, server_optimizer, "fedavg", "fedavg or fedadam");
+ABSL_FLAG(double, server_lr, 1e-2, "FedAdam's server learning rate");
 ABSL_FLAG(int, heartbeat_ms, 1000, "agents' heartbeat interval");
 ABSL_FLAG(int, agent_timeout_s, 30, "silence after which an agent counts as dead");
 ABSL_FLAG(int64_t, eval_samples, 10000, "held-out Fashion-MNIST test samples (0: none)");
@@ -249,6 +251,14 @@ absl::Status Serve() {
   service_options.liveness.timeout = absl::Seconds(absl::GetFlag(FLAGS_agent_timeout_s));
   service_options.downlink = downlink;
   service_options.checkpoint_path = checkpoint_path;
+  const std::string server_optimizer = absl::GetFlag(FLAGS_server_optimizer);
+  if (server_optimizer == "fedadam") {
+    service_options.server_optimizer.kind = ServerOptimizerKind::kFedAdam;
+    service_options.server_optimizer.learning_rate = absl::GetFlag(FLAGS_server_lr);
+  } else if (server_optimizer != "fedavg") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--server_optimizer=", server_optimizer, ": expected fedavg or fedadam"));
+  }
   const int batch = absl::GetFlag(FLAGS_batch);
   service_options.planner = [&arch, batch](const AgentRecord& agent) {
     for (int from = 0; from < static_cast<int>(arch.layers.size()); ++from) {

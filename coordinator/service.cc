@@ -18,7 +18,8 @@ CoordinatorService::CoordinatorService(ServiceOptions options, ModelState initia
       transport_(transport),
       on_round_(std::move(on_round)),
       registry_(options_.liveness),
-      engine_(options_.run, options_.planner) {
+      engine_(options_.run, options_.planner),
+      server_optimizer_(options_.server_optimizer) {
   engine_.Resume(completed_rounds);
 }
 
@@ -135,6 +136,7 @@ void CoordinatorService::StartRound(absl::Time now) {
 absl::Status CoordinatorService::FinishRound(absl::Time now) {
   std::optional<RoundEngine::Finished> finished = engine_.MaybeFinish(now);
   if (!finished) return absl::OkStatus();
+  server_optimizer_.Transform(&finished->deltas);
   if (absl::Status applied = model_.Apply(finished->deltas); !applied.ok() && options_.log) {
     std::fprintf(stderr, "[coordinator] aggregate not applied: %s\n", applied.ToString().c_str());
   }

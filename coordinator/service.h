@@ -23,6 +23,7 @@
 #include "coordinator/model_state.h"
 #include "coordinator/registry.h"
 #include "coordinator/round_engine.h"
+#include "coordinator/server_optimizer.h"
 
 namespace fedge {
 
@@ -32,6 +33,7 @@ struct ServiceOptions {
   Codec downlink = Codec::kFp16;  // weight shards; small tensors go as fp32
   std::string checkpoint_path;    // empty: no checkpoints
   ShardPlanner planner;           // null: everyone trains everything
+  ServerOptimizerOptions server_optimizer;
   bool log = true;                // one line per notable event on stderr
 };
 
@@ -74,6 +76,7 @@ class CoordinatorService {
   RoundCallback on_round_;
   Registry registry_;
   RoundEngine engine_;
+  ServerOptimizer server_optimizer_;
   std::map<uint64_t, int64_t> fp32_bytes_;
   absl::Time round_start_;
   ServiceCounters counters_;

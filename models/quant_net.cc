@@ -78,9 +78,15 @@ at::Tensor QuantNet::Forward(const at::Tensor& x, bool training) {
     Layer& l = *layers_[i];
     const QuantLayerSpec& s = l.spec;
     if (s.kind == QuantLayerKind::kLinear && h.dim() != 2) h = h.flatten(1);
-    const at::Tensor w = Quantize(l.weight, l.w_step, l.w_range, options_.weight_config);
+    const at::Tensor w = options_.quantize
+                             ? Quantize(l.weight, l.w_step, l.w_range, options_.weight_config)
+                             : l.weight;
     const int64_t groups = s.kind == QuantLayerKind::kDepthwise ? s.in_channels : 1;
-    if (training && at::GradMode::is_enabled() && !l.a_step.requires_grad()) {
+    if (!options_.quantize) {
+      h = s.kind == QuantLayerKind::kLinear
+              ? at::linear(h, w, l.bias.defined() ? l.bias : at::Tensor())
+              : at::conv2d(h, w, {}, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1}, groups);
+    } else if (training && at::GradMode::is_enabled() && !l.a_step.requires_grad()) {
       l.config = LearnedInput(l.a_step.item<float>(), l.a_range.item<float>(),
                               l.act_config->is_signed);
       l.config.binary_weights = false;

@@ -40,6 +40,9 @@ struct QuantNetOptions {
   QuantizerConfig hidden_config = ActivationQuantizerConfig(/*is_signed=*/false);
   double bn_momentum = 0.1;
   uint64_t seed = 1;
+  // false: a plain float network of the same layers (the central reference
+  // for the federated accuracy benchmark); quantizers are ignored.
+  bool quantize = true;
 };
 
 class QuantNet {
