@@ -45,33 +45,45 @@ absl::Status Aggregator::Add(int shard, const WireTensor& update, uint64_t sampl
                              "samples ", samples, " and staleness ", staleness,
                              " must be positive and non-negative")));
   }
-  scratch_.resize(shape.elements);
-  if (absl::Status s = DecodeTensor(update, absl::MakeSpan(scratch_)); !s.ok()) {
-    return Reject(shard, s);
-  }
-  // Decoding has checked every value is finite; the norm is needed only
-  // for the bound. Four partial sums break the dependency chain.
-  if (options_.max_update_norm > 0) {
-    double partial[4] = {0, 0, 0, 0};
-    for (int64_t i = 0; i < shape.elements; ++i) {
-      partial[i & 3] += static_cast<double>(scratch_[i]) * scratch_[i];
-    }
-    const double norm = std::sqrt(partial[0] + partial[1] + partial[2] + partial[3]);
-    if (!(norm <= options_.max_update_norm)) {
-      return Reject(shard, absl::InvalidArgumentError(absl::StrCat(
-                               "update norm ", norm, " exceeds the bound ",
-                               options_.max_update_norm)));
-    }
-  }
   const double weight = static_cast<double>(samples) *
                         std::pow(1.0 + static_cast<double>(staleness),
                                  -options_.staleness_exponent);
-  if (options_.rule == AggregationRule::kFedAvg) {
-    std::vector<double>& sum = sums_[shard];
-    if (sum.empty()) sum.assign(shape.elements, 0.0);
-    for (int64_t i = 0; i < shape.elements; ++i) sum[i] += weight * scratch_[i];
+  const bool fedavg = options_.rule == AggregationRule::kFedAvg;
+  if (fedavg && options_.max_update_norm <= 0) {
+    // The streaming path: checked in full, then folded straight into the sum
+    // from the encoded bytes, with no decoded copy.
+    std::vector<float>& sum = sums_[shard];
+    if (sum.empty()) sum.assign(shape.elements, 0.0f);
+    if (absl::Status s = AccumulateDecoded(update, static_cast<float>(weight), absl::MakeSpan(sum));
+        !s.ok()) {
+      return Reject(shard, s);
+    }
   } else {
-    kept_[shard].push_back(scratch_);
+    scratch_.resize(shape.elements);
+    if (absl::Status s = DecodeTensor(update, absl::MakeSpan(scratch_)); !s.ok()) {
+      return Reject(shard, s);
+    }
+    if (options_.max_update_norm > 0) {
+      // Four partial sums break the dependency chain.
+      double partial[4] = {0, 0, 0, 0};
+      for (int64_t i = 0; i < shape.elements; ++i) {
+        partial[i & 3] += static_cast<double>(scratch_[i]) * scratch_[i];
+      }
+      const double norm = std::sqrt(partial[0] + partial[1] + partial[2] + partial[3]);
+      if (!(norm <= options_.max_update_norm)) {
+        return Reject(shard, absl::InvalidArgumentError(absl::StrCat(
+                                 "update norm ", norm, " exceeds the bound ",
+                                 options_.max_update_norm)));
+      }
+    }
+    if (fedavg) {
+      std::vector<float>& sum = sums_[shard];
+      if (sum.empty()) sum.assign(shape.elements, 0.0f);
+      const float w = static_cast<float>(weight);
+      for (int64_t i = 0; i < shape.elements; ++i) sum[i] += w * scratch_[i];
+    } else {
+      kept_[shard].push_back(scratch_);
+    }
   }
   weights_[shard] += weight;
   ++contributors_[shard];
@@ -90,7 +102,8 @@ std::vector<ShardResult> Aggregator::Finish() {
     const int64_t n = shards_[s].elements;
     r.delta.resize(n);
     if (options_.rule == AggregationRule::kFedAvg) {
-      for (int64_t i = 0; i < n; ++i) r.delta[i] = static_cast<float>(sums_[s][i] / weights_[s]);
+      const double inverse = 1.0 / weights_[s];
+      for (int64_t i = 0; i < n; ++i) r.delta[i] = static_cast<float>(sums_[s][i] * inverse);
       continue;
     }
     const std::vector<std::vector<float>>& updates = kept_[s];

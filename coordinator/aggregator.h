@@ -2,9 +2,10 @@
 #define FEDGE_COORDINATOR_AGGREGATOR_H_
 
 // Aggregates one round's encoded updates per shard (design 4.3): each update
-// is decoded once into a scratch buffer of the shard's size, checked (finite,
-// norm within the bound), then folded into a running weighted sum, so memory
-// stays O(model) whatever the number of agents. Weighted FedAvg by sample
+// is checked in full (finite, well-formed) and folded into a running weighted
+// sum straight from its encoded bytes, so memory stays O(model) whatever the
+// number of agents. With a norm bound, an update is first decoded into one
+// scratch buffer of the shard's size to measure it. Weighted FedAvg by sample
 // count, with an optional staleness discount for late results in the
 // asynchronous mode. Coordinate-wise median and trimmed mean are offered as
 // robust rules; they must keep every update of a shard (O(agents x shard)).
@@ -74,7 +75,7 @@ class Aggregator {
 
   std::vector<ShardShape> shards_;
   AggregatorOptions options_;
-  std::vector<std::vector<double>> sums_;            // FedAvg running sums
+  std::vector<std::vector<float>> sums_;             // FedAvg running sums
   std::vector<std::vector<std::vector<float>>> kept_;  // robust rules
   std::vector<double> weights_;
   std::vector<int> contributors_;
