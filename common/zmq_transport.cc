@@ -47,17 +47,20 @@ int TimeoutMs(absl::Duration timeout) {
   return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(timeout) + 1, 1 << 30));
 }
 
-// Receives the remaining parts of a multipart message.
-absl::Status ReceiveParts(zmq::socket_t& socket, zmq::message_t first,
-                          std::vector<zmq::message_t>* parts) {
-  parts->push_back(std::move(first));
+// Waits up to `timeout` for a multipart message and receives all its parts;
+// an empty vector when none arrived.
+absl::Status PollParts(zmq::socket_t& socket, absl::Duration timeout,
+                       std::vector<zmq::message_t>* parts) {
+  zmq::pollitem_t item = {socket.handle(), 0, ZMQ_POLLIN, 0};
+  zmq::poll(&item, 1, std::chrono::milliseconds(TimeoutMs(timeout)));
+  if (!(item.revents & ZMQ_POLLIN)) return absl::OkStatus();
+  zmq::message_t part;
+  if (!socket.recv(part, zmq::recv_flags::dontwait)) return absl::OkStatus();
+  parts->push_back(std::move(part));
   while (parts->back().more()) {
-    zmq::message_t part;
-    RETURN_IF_ERROR(CallZmq("receiving a message part", [&] {
-      (void)socket.recv(part, zmq::recv_flags::none);
-      return absl::OkStatus();
-    }));
-    parts->push_back(std::move(part));
+    zmq::message_t next;
+    (void)socket.recv(next, zmq::recv_flags::none);
+    parts->push_back(std::move(next));
   }
   return absl::OkStatus();
 }
@@ -163,14 +166,10 @@ struct ZmqServerTransport::Impl {
   // user id is the device id the key is enrolled under.
   void ServeZap() {
     while (!stopping) {
-      zmq::pollitem_t item = {zap_socket.handle(), 0, ZMQ_POLLIN, 0};
       try {
-        zmq::poll(&item, 1, std::chrono::milliseconds(100));
-        if (!(item.revents & ZMQ_POLLIN)) continue;
         std::vector<zmq::message_t> request;
-        zmq::message_t first;
-        if (!zap_socket.recv(first, zmq::recv_flags::none)) continue;
-        if (!ReceiveParts(zap_socket, std::move(first), &request).ok()) continue;
+        (void)PollParts(zap_socket, absl::Milliseconds(100), &request);
+        if (request.empty()) continue;
         std::string status = "400", text = "denied", user;
         if (request.size() >= 7 && request[5].to_string() == "CURVE" &&
             request[6].size() == 32) {
@@ -265,13 +264,9 @@ absl::Status ZmqServerTransport::Send(Packet packet) {
 absl::StatusOr<std::optional<Packet>> ZmqServerTransport::Receive(absl::Duration timeout) {
   std::optional<Packet> out;
   RETURN_IF_ERROR(CallZmq("receiving", [&]() -> absl::Status {
-    zmq::pollitem_t item = {impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(TimeoutMs(timeout)));
-    if (!(item.revents & ZMQ_POLLIN)) return absl::OkStatus();
-    zmq::message_t first;
-    if (!impl_->socket.recv(first, zmq::recv_flags::dontwait)) return absl::OkStatus();
     std::vector<zmq::message_t> parts;
-    RETURN_IF_ERROR(ReceiveParts(impl_->socket, std::move(first), &parts));
+    RETURN_IF_ERROR(PollParts(impl_->socket, timeout, &parts));
+    if (parts.empty()) return absl::OkStatus();
     Packet packet;
     packet.peer = parts[0].to_string();
     if (parts.size() > 1) {
@@ -347,13 +342,9 @@ absl::Status ZmqClientTransport::Send(Packet packet) {
 absl::StatusOr<std::optional<Packet>> ZmqClientTransport::Receive(absl::Duration timeout) {
   std::optional<Packet> out;
   RETURN_IF_ERROR(CallZmq("receiving from the coordinator", [&]() -> absl::Status {
-    zmq::pollitem_t item = {impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(TimeoutMs(timeout)));
-    if (!(item.revents & ZMQ_POLLIN)) return absl::OkStatus();
-    zmq::message_t first;
-    if (!impl_->socket.recv(first, zmq::recv_flags::dontwait)) return absl::OkStatus();
     std::vector<zmq::message_t> parts;
-    RETURN_IF_ERROR(ReceiveParts(impl_->socket, std::move(first), &parts));
+    RETURN_IF_ERROR(PollParts(impl_->socket, timeout, &parts));
+    if (parts.empty()) return absl::OkStatus();
     Packet packet;
     for (auto& part : parts) packet.frames.push_back(part.to_string());
     out = std::move(packet);
