@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "common/file_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "common/update_codec.h"
@@ -113,7 +114,10 @@ int Run() {
   }
   json << "\n  }\n}\n";
   const std::string dir = absl::GetFlag(FLAGS_out_dir);
-  if (std::system(("mkdir -p '" + dir + "'").c_str()) != 0) return 1;
+  if (absl::Status s = CreateDirectories(dir); !s.ok()) {
+    std::fprintf(stderr, "codec_bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
   std::ofstream(dir + "/codec_bench.json") << json.str();
   std::ofstream(dir + "/codec_bench.csv") << csv.str();
   std::printf("\nthroughput counts fp32 bytes of parameters; wrote %s/codec_bench.{json,csv}\n",

@@ -105,6 +105,22 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path,
   return out;
 }
 
+absl::Status CreateDirectories(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("empty directory path");
+  for (size_t at = 1; at <= path.size(); ++at) {
+    if (at != path.size() && path[at] != '/') continue;
+    const std::string prefix = path.substr(0, at);
+    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoError("cannot create directory", prefix);
+    }
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a directory"));
+  }
+  return absl::OkStatus();
+}
+
 uint64_t Fingerprint64(absl::string_view data) {
   uint64_t hash = 0xcbf29ce484222325ull;
   for (unsigned char c : data) {

@@ -23,6 +23,10 @@ absl::Status WriteFileAtomically(const std::string& path,
 absl::StatusOr<std::string> ReadFileToString(const std::string& path,
                                              int64_t max_bytes);
 
+// Creates `path` and any missing parents (like mkdir -p); an existing
+// directory is fine.
+absl::Status CreateDirectories(const std::string& path);
+
 // 64-bit FNV-1a: a cheap integrity check for our own file formats.
 uint64_t Fingerprint64(absl::string_view data);
 

@@ -156,9 +156,7 @@ void PrintTable(const std::vector<RoundRow>& rows) {
 absl::Status Serve() {
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
   const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
-  if (std::system(absl::StrCat("mkdir -p '", state_dir, "'").c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot create --state_dir ", state_dir));
-  }
+  RETURN_IF_ERROR(Annotate(CreateDirectories(state_dir), "--state_dir"));
   ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch(absl::GetFlag(FLAGS_arch)));
   RunConfig config;
   ASSIGN_OR_RETURN(config.schedule, ParseSchedule(absl::GetFlag(FLAGS_schedule)));

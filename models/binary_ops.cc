@@ -37,6 +37,19 @@ void Hold(AutogradContext* ctx, const LayerHooks& hooks, int64_t bytes) {
   if (hooks.ledger != nullptr) hooks.ledger->Hold(hooks.name, bytes);
 }
 
+// Saves `packed` (what the op keeps, reported to the ledger) plus `refs`
+// (tensors held anyway, such as parameters: no extra bytes), the input's
+// shape and the hooks.
+void SaveForBackward(AutogradContext* ctx, const LayerHooks& hooks,
+                     std::vector<at::Tensor> packed, const at::Tensor& input,
+                     std::vector<at::Tensor> refs = {}) {
+  Hold(ctx, hooks, SavedBytes(packed));
+  packed.insert(packed.end(), refs.begin(), refs.end());
+  ctx->save_for_backward(packed);
+  ctx->saved_data["shape"] = input.sizes().vec();
+  SaveHooks(ctx, hooks);
+}
+
 void Release(AutogradContext* ctx, const LayerHooks& hooks) {
   if (hooks.ledger != nullptr) {
     hooks.ledger->Release(hooks.name, ctx->saved_data["ledger_bytes"].toInt());
@@ -94,10 +107,7 @@ struct PackedConvFn : public Function<PackedConvFn> {
     }
     const at::Tensor y = Compute(in, LayerWeights(w, config->binary_weights),
                                  config->padding, config->stride, config->groups);
-    Hold(ctx, *hooks, SavedBytes(saved));
-    saved.push_back(w);  // the parameter itself: no extra bytes
-    ctx->save_for_backward(saved);
-    ctx->saved_data["shape"] = x.sizes().vec();
+    SaveForBackward(ctx, *hooks, std::move(saved), x, {w});
     ctx->saved_data["padding"] = static_cast<int64_t>(config->padding);
     ctx->saved_data["stride"] = static_cast<int64_t>(config->stride);
     ctx->saved_data["groups"] = static_cast<int64_t>(config->groups);
@@ -107,7 +117,6 @@ struct PackedConvFn : public Function<PackedConvFn> {
     ctx->saved_data["act_bits"] = static_cast<int64_t>(config->act_bits);
     ctx->saved_data["sign_input"] = config->sign_input;
     ctx->saved_data["act_step"] = static_cast<double>(config->act_step);
-    SaveHooks(ctx, *hooks);
     return y;
   }
 
@@ -216,12 +225,7 @@ struct L1BatchNormFn : public Function<L1BatchNormFn> {
     running_mean->mul_(1 - momentum).add_(mu, momentum);
     running_sigma->mul_(1 - momentum).add_(sigma, momentum);
 
-    std::vector<at::Tensor> saved = {bits, sigma.to(at::kHalf),
-                                     mean_abs.to(at::kHalf)};
-    Hold(ctx, *hooks, SavedBytes(saved));
-    ctx->save_for_backward(saved);
-    ctx->saved_data["shape"] = x.sizes().vec();
-    SaveHooks(ctx, *hooks);
+    SaveForBackward(ctx, *hooks, {bits, sigma.to(at::kHalf), mean_abs.to(at::kHalf)}, x);
     return y;
   }
 
@@ -254,11 +258,7 @@ struct MaxPool2x2Fn : public Function<MaxPool2x2Fn> {
                                     at::TensorOptions().dtype(at::kByte));
     MaxPool2x2Forward(in.data_ptr<float>(), n * c, h, w, y.data_ptr<float>(),
                       position.data_ptr<uint8_t>(), TorchParallel());
-    std::vector<at::Tensor> saved = {PackCodes(position, 2)};
-    Hold(ctx, *hooks, SavedBytes(saved));
-    ctx->save_for_backward(saved);
-    ctx->saved_data["shape"] = x.sizes().vec();
-    SaveHooks(ctx, *hooks);
+    SaveForBackward(ctx, *hooks, {PackCodes(position, 2)}, x);
     return y;
   }
 

@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "models/binary_net.h"
 #include "models/counting_allocator.h"
@@ -200,9 +201,7 @@ absl::StatusOr<Result> RunChild(const char* self, const std::string& method,
 
 absl::Status RunBoth(const char* self) {
   const std::string out_dir = absl::GetFlag(FLAGS_out_dir);
-  if (system(absl::StrCat("mkdir -p '", out_dir, "'").c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot create ", out_dir));
-  }
+  RETURN_IF_ERROR(CreateDirectories(out_dir));
   ASSIGN_OR_RETURN(const Result standard, RunChild(self, "standard", out_dir));
   ASSIGN_OR_RETURN(const Result saving, RunChild(self, "memory-saving", out_dir));
 

@@ -22,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/svg_plot.h"
 #include "models/phase_trainer.h"
@@ -194,9 +195,7 @@ absl::Status Run() {
   }
   json << "\n}\n";
   const std::string dir = absl::GetFlag(FLAGS_out_dir);
-  if (std::system(("mkdir -p '" + dir + "'").c_str()) != 0) {
-    return absl::InternalError("cannot create " + dir);
-  }
+  RETURN_IF_ERROR(CreateDirectories(dir));
   std::ofstream(dir + "/mixed_precision_bench.json") << json.str();
   std::ofstream(dir + "/mixed_precision_bench.csv") << csv.str();
   PlotOptions plot;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "common/file_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -234,7 +235,7 @@ absl::Status Run() {
               "%.2f%% at %.2f weight / %.2f activation bits)\n",
               100 * (sign.accuracy - central_acc), 100 * sign.accuracy, sign.weight_bits, sign.act_bits);
   const std::string dir = absl::GetFlag(FLAGS_out_dir);
-  if (std::system(("mkdir -p '" + dir + "'").c_str()) != 0) return absl::InternalError("mkdir");
+  RETURN_IF_ERROR(CreateDirectories(dir));
   std::ofstream(dir + "/federated_accuracy_bench.json") << absl::StrFormat(
       "{\"central_float_accuracy\": %.4f, \"federated_sign_ef_accuracy\": %.4f, "
       "\"federated_fp32_accuracy\": %.4f, \"sign_ef_weight_bits\": %.3f, "

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "common/file_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "common/in_memory_transport.h"
@@ -200,7 +201,10 @@ int Run() {
   std::printf("%-52s %14.2f\n", "memcpy of the same bytes (GB/s), same run", copy_gbs);
   std::printf("%-52s %14.3f\n", "aggregation / memcpy", agg_gbs / copy_gbs);
   const std::string dir = absl::GetFlag(FLAGS_out_dir);
-  if (std::system(("mkdir -p '" + dir + "'").c_str()) != 0) return 1;
+  if (absl::Status s = CreateDirectories(dir); !s.ok()) {
+    std::fprintf(stderr, "scale_bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
   std::ofstream(dir + "/scale_bench.json") << absl::StrFormat(
       "{\"agents\": %d, \"parameters\": %d, \"reported\": %d, \"round_seconds\": %.3f, "
       "\"messages_per_second\": %.1f, \"aggregator_state_over_model\": %.2f, "

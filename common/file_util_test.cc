@@ -1,0 +1,35 @@
+#include "common/file_util.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace fedge {
+namespace {
+
+std::string Temp(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+}
+
+TEST(FileUtilTest, CreateDirectoriesMakesParentsAndAcceptsExisting) {
+  const std::string deep = Temp("a/b/c");
+  ASSERT_TRUE(CreateDirectories(deep).ok());
+  EXPECT_TRUE(CreateDirectories(deep).ok());
+  ASSERT_TRUE(WriteFileAtomically(deep + "/f", "x").ok());
+  EXPECT_EQ(*ReadFileToString(deep + "/f", 10), "x");
+  // A file in the way, and an empty path, are clear errors.
+  EXPECT_EQ(CreateDirectories(deep + "/f").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CreateDirectories(deep + "/f/g").code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(CreateDirectories("").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FileUtilTest, ReadRefusesMissingAndOversizedFiles) {
+  EXPECT_EQ(ReadFileToString(Temp("missing"), 10).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(WriteFileAtomically(Temp("big"), std::string(100, 'x')).ok());
+  EXPECT_EQ(ReadFileToString(Temp("big"), 10).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace fedge
