@@ -3,7 +3,7 @@
 // aggregation, evaluates on a held-out set, writes per-round metrics (JSON
 // lines) and, at the end, a table and a plot.
 //
-//   coordinator --listen=tcp://*:7070 --key=/var/lib/fedge/keys/coordinator \
+//   coordinator --listen=tcp://*:7070 --key=/var/lib/fedge/keys/coordinator
 //       --allowlist=/etc/fedge/allowlist --state_dir=/var/lib/fedge
 //   coordinator --flagfile=/etc/fedge/coordinator.flags
 
@@ -31,7 +31,9 @@
 #include "common/update_codec.h"
 #include "common/wire_codec.h"
 #include "common/zmq_transport.h"
+#include "common/http_server.h"
 #include "coordinator/checkpoint.h"
+#include "coordinator/metrics.h"
 #include "coordinator/registry.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/service.h"
@@ -69,6 +71,12 @@ ABSL_FLAG(int, agent_timeout_s, 30, "silence after which an agent counts as dead
 ABSL_FLAG(int64_t, eval_samples, 10000, "held-out Fashion-MNIST test samples (0: none)");
 ABSL_FLAG(std::string, data_dir, fedge::kFashionMnistDir, "Fashion-MNIST IDX files");
 ABSL_FLAG(int, threads, 1, "intra-op threads for evaluation");
+ABSL_FLAG(std::string, metrics_address, "",
+          "host:port for /metrics (Prometheus), /healthz and /readyz; empty: off");
+ABSL_FLAG(bool, exit_when_done, true,
+          "exit after the last round; false keeps serving agents and metrics until stopped");
+ABSL_FLAG(bool, check_config, false,
+          "validate the flags, keys, allowlist and checkpoint, print the plan and exit");
 
 namespace fedge {
 namespace {
@@ -194,6 +202,22 @@ absl::Status Serve() {
   }
   config.aggregation.max_update_norm = absl::GetFlag(FLAGS_max_update_norm);
 
+  const std::string metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  if (!metrics_address.empty()) {
+    RETURN_IF_ERROR(ValidateListenAddress(metrics_address, "--metrics_address"));
+  }
+  const bool check_only = absl::GetFlag(FLAGS_check_config);
+  std::unique_ptr<CoordinatorMetrics> metrics;
+  if (!check_only) {
+    MetricsOptions metrics_options;
+    metrics_options.address = metrics_address;
+    ASSIGN_OR_RETURN(metrics, CoordinatorMetrics::Start(metrics_options));
+    if (!metrics_address.empty()) {
+      std::fprintf(stderr, "[coordinator] metrics on http://%s/metrics (port %d)\n",
+                   metrics_address.c_str(), metrics->port());
+    }
+  }
+
   // Model: resume from the checkpoint, or start a fresh one calibrated at
   // the pretrain precision on a slice of the training data.
   const std::string checkpoint_path = state_dir + "/checkpoint.bin";
@@ -236,6 +260,15 @@ absl::Status Serve() {
     ASSIGN_OR_RETURN(const std::string allow, ReadFileToString(absl::GetFlag(FLAGS_allowlist), 1 << 24));
     ASSIGN_OR_RETURN(curve.allowlist, ParseAllowlist(allow));
     server.curve = curve;
+  }
+  if (check_only) {
+    std::printf("configuration OK: %s, %d rounds (%s), %s uplink, %s aggregation, %s, state in %s (%s)\n",
+                arch.name.c_str(), RoundEngine(config, nullptr).total_rounds(),
+                absl::GetFlag(FLAGS_schedule).c_str(), absl::GetFlag(FLAGS_uplink).c_str(),
+                rule.c_str(), server.curve ? "CURVE" : "PLAINTEXT", state_dir.c_str(),
+                resumed_rounds > 0 ? absl::StrCat("resumes after round ", resumed_rounds).c_str()
+                                   : "fresh start");
+    return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ZmqServerTransport> transport, ZmqServerTransport::Create(server));
   std::fprintf(stderr, "[coordinator] listening on %s (%s), %d rounds, model %lld parameters\n",
@@ -288,6 +321,12 @@ absl::Status Serve() {
     row.rejected = static_cast<int>(report.summary.aggregation.rejected);
     row.seconds = report.seconds;
     rows.push_back(row);
+    ModelStats stats;
+    stats.test_accuracy = eval.size() > 0 && loaded.ok() ? row.accuracy : -1;
+    stats.model_bytes = 1000 * row.model_kb;
+    stats.weight_bits = row.weight_bits;
+    stats.activation_bits = row.act_bits;
+    metrics->OnRound(report, stats);
     std::ofstream(metrics_path, std::ios::app) << absl::StrFormat(
         "{\"round\": %d, \"phase\": \"%s\", \"test_accuracy\": %.4f, \"mean_weight_bits\": %.3f, "
         "\"mean_activation_bits\": %.3f, \"model_kb\": %.2f, \"uplink_bytes\": %d, "
@@ -309,10 +348,9 @@ absl::Status Serve() {
   CoordinatorService service(service_options, model, resumed_rounds, transport.get(), on_round);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
-  while (!g_stop && !service.done()) {
-    RETURN_IF_ERROR(service.Step(absl::Now(), absl::Milliseconds(50)));
-  }
-  if (!rows.empty()) {
+  // The table and the plot, once the last round is in.
+  auto report_run = [&]() -> absl::Status {
+    if (rows.empty()) return absl::OkStatus();
     PrintTable(rows);
     PlotSeries accuracy{"test accuracy (%)"}, size{"model W+A (kB / 10)"};
     for (const RoundRow& r : rows) {
@@ -327,7 +365,33 @@ absl::Status Serve() {
     plot.y_label = "accuracy (%) / model size (kB / 10)";
     RETURN_IF_ERROR(WriteFileAtomically(state_dir + "/rounds.svg", RenderSvgPlot({accuracy, size}, plot)));
     std::printf("\nmetrics: %s\nplot:    %s/rounds.svg\n", metrics_path.c_str(), state_dir.c_str());
+    std::fflush(stdout);
+    return absl::OkStatus();
+  };
+  metrics->SetReady(true);
+  absl::Time published = absl::InfinitePast();
+  const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
+  bool reported = service.done();
+  if (reported) {
+    std::fprintf(stderr, "[coordinator] the schedule's %d rounds are all done\n", total_rounds);
   }
+  while (!g_stop && !(exit_when_done && service.done())) {
+    RETURN_IF_ERROR(service.Step(absl::Now(), absl::Milliseconds(50)));
+    const absl::Time now = absl::Now();
+    if (now - published >= absl::Milliseconds(200)) {
+      metrics->Publish(service, now);
+      published = now;
+    }
+    if (service.done() && !reported) {
+      reported = true;
+      RETURN_IF_ERROR(report_run());
+      if (!exit_when_done) {
+        std::fprintf(stderr, "[coordinator] run complete; serving agents and metrics until stopped\n");
+      }
+    }
+  }
+  metrics->Publish(service, absl::Now());
+  if (!reported) RETURN_IF_ERROR(report_run());
   if (g_stop) std::fprintf(stderr, "[coordinator] stopped by signal; state is in %s\n", state_dir.c_str());
   return absl::OkStatus();
 }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/update_codec.h"
 #include "common/wire_codec.h"
@@ -23,6 +24,28 @@ CoordinatorService::CoordinatorService(ServiceOptions options, ModelState initia
   engine_.Resume(completed_rounds);
 }
 
+std::string RejectionReason(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kPermissionDenied:
+      return "wrong_agent";
+    case absl::StatusCode::kAlreadyExists:
+      return "duplicate";
+    case absl::StatusCode::kFailedPrecondition:
+      return "outside_round";
+    default:
+      break;
+  }
+  if (absl::StrContains(status.message(), "not finite")) return "non_finite";
+  if (absl::StrContains(status.message(), "exceeds the bound")) return "norm_bound";
+  return "malformed_update";
+}
+
+void CoordinatorService::Refuse(const std::string& peer, const std::string& reason,
+                                std::string message) {
+  ++counters_.rejections[reason];
+  Send(peer, 0, Reject{std::move(message)});
+}
+
 void CoordinatorService::Send(const std::string& peer, uint64_t session, Body body) {
   Message m;
   m.device_id = peer;
@@ -39,6 +62,8 @@ void CoordinatorService::Send(const std::string& peer, uint64_t session, Body bo
   Packet packet;
   packet.peer = peer;
   packet.frames = std::move(*frames);
+  ++counters_.messages_out;
+  for (const std::string& f : packet.frames) counters_.bytes_out += static_cast<int64_t>(f.size());
   absl::Status sent = transport_->Send(std::move(packet));
   if (!sent.ok() && options_.log) {
     std::fprintf(stderr, "[coordinator] send to %s failed: %s\n", peer.c_str(),
@@ -48,6 +73,7 @@ void CoordinatorService::Send(const std::string& peer, uint64_t session, Body bo
 
 void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
   ++counters_.messages;
+  for (const std::string& f : p.frames) counters_.bytes_in += static_cast<int64_t>(f.size());
   absl::StatusOr<Message> m = DecodeMessage(p.frames);
   if (!m.ok()) {
     ++counters_.malformed;
@@ -55,18 +81,19 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
       std::fprintf(stderr, "[coordinator] rejected a message from %s: %s\n", p.peer.c_str(),
                    m.status().ToString().c_str());
     }
-    Send(p.peer, 0, Reject{std::string(m.status().message())});
+    Refuse(p.peer, "malformed_message", std::string(m.status().message()));
     return;
   }
   if (m->device_id != p.peer) {
-    Send(p.peer, 0, Reject{absl::StrCat("device id '", m->device_id,
-                                        "' does not match the connection's '", p.peer, "'")});
+    Refuse(p.peer, "identity_mismatch",
+           absl::StrCat("device id '", m->device_id, "' does not match the connection's '",
+                        p.peer, "'"));
     return;
   }
   if (const auto* reg = std::get_if<Register>(&m->body)) {
     absl::StatusOr<Welcome> w = registry_.OnRegister(m->device_id, p.authenticated_id, *reg, now);
     if (!w.ok()) {
-      Send(p.peer, 0, Reject{std::string(w.status().message())});
+      Refuse(p.peer, "registration", std::string(w.status().message()));
       return;
     }
     if (options_.log) {
@@ -78,7 +105,7 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
     return;
   }
   if (absl::Status known = registry_.OnHeard(m->device_id, m->session_id, now); !known.ok()) {
-    Send(p.peer, 0, Reject{std::string(known.message())});
+    Refuse(p.peer, "unknown_session", std::string(known.message()));
     return;
   }
   if (const auto* hb = std::get_if<Heartbeat>(&m->body)) {
@@ -87,9 +114,11 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
   } else if (const auto* result = std::get_if<TaskResult>(&m->body)) {
     absl::Status accepted = engine_.OnResult(m->device_id, *result, model_);
     if (accepted.ok()) {
+      ++counters_.accepted_results;
       for (const WireTensor& u : result->updates) fp32_bytes_[result->round_id] += 4 * u.numel();
     } else {
       ++counters_.rejected_results;
+      ++counters_.rejections[RejectionReason(accepted)];
       if (options_.log) {
         std::fprintf(stderr, "[coordinator] result of %s: %s\n", m->device_id.c_str(),
                      accepted.ToString().c_str());
@@ -102,6 +131,7 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
     }
     engine_.OnFailed(m->device_id, *failed);
   } else {
+    ++counters_.rejections["not_for_coordinator"];
     Send(p.peer, m->session_id,
          Reject{absl::StrCat(BodyName(m->body), " is not a message an agent sends")});
   }

@@ -44,10 +44,22 @@ struct RoundReport {
 };
 
 struct ServiceCounters {
-  int64_t messages = 0;
+  int64_t messages = 0;          // received
+  int64_t messages_out = 0;
+  int64_t bytes_in = 0;          // frame bytes, received
+  int64_t bytes_out = 0;
   int64_t malformed = 0;
+  int64_t accepted_results = 0;
   int64_t rejected_results = 0;
+  // Every message or result turned away, by RejectionReason.
+  std::map<std::string, int64_t> rejections;
 };
+
+// A short, stable label for why a message or a result was turned away (a
+// metrics label): malformed_message, identity_mismatch, registration,
+// unknown_session, not_for_coordinator, wrong_agent, duplicate,
+// outside_round, non_finite, norm_bound, malformed_update.
+std::string RejectionReason(const absl::Status& result_status);
 
 class CoordinatorService {
  public:
@@ -66,6 +78,7 @@ class CoordinatorService {
 
  private:
   void Send(const std::string& peer, uint64_t session, Body body);
+  void Refuse(const std::string& peer, const std::string& reason, std::string message);
   void Dispatch(const Packet& packet, absl::Time now);
   void StartRound(absl::Time now);
   absl::Status FinishRound(absl::Time now);

@@ -4,8 +4,8 @@
 // thread while it keeps heartbeating, sends back the encoded update, and
 // reconnects and registers again by itself. Stops cleanly on SIGTERM.
 //
-//   agent --device_id=board-7 --coordinator=tcp://10.0.0.2:7070 \
-//       --key=/var/lib/fedge/keys/board-7 --server_key=/etc/fedge/coordinator.pub \
+//   agent --device_id=board-7 --coordinator=tcp://10.0.0.2:7070
+//       --key=/var/lib/fedge/keys/board-7 --server_key=/etc/fedge/coordinator.pub
 //       --memory_budget_mb=512 --partition=dirichlet:0.5 --num_agents=10 --agent_index=7
 
 #include <ATen/ATen.h>

@@ -21,11 +21,19 @@ _LIBRARIES = {
         "absl_time",
     ],
     "benchmark": ["benchmark"],
+    "curl": ["libcurl"],
+    "prometheus": ["prometheus-cpp-core"],
     "capnp": ["capnp", "kj"],
     "gtest": ["gmock", "gtest"],
     "gtest_main": ["gmock_main", "gmock", "gtest"],
     "zlib": ["zlib"],
     "zmq": ["libzmq", "cppzmq"],
+}
+
+# target name -> link flags, for libraries Debian ships without a pkg-config
+# file.
+_PLAIN_LIBRARIES = {
+    "civetweb": ["-lcivetweb"],
 }
 
 def _pkg_config_libs(rctx, pkg_config, modules):
@@ -40,8 +48,10 @@ def _system_libs_impl(rctx):
     if not pkg_config:
         fail("pkg-config not found: run ./fedge setup to install the build dependencies")
     lines = ['package(default_visibility = ["//visibility:public"])', ""]
-    for name in sorted(_LIBRARIES.keys()):
-        linkopts = _pkg_config_libs(rctx, pkg_config, _LIBRARIES[name])
+    libraries = {name: _pkg_config_libs(rctx, pkg_config, modules) for name, modules in _LIBRARIES.items()}
+    libraries.update(_PLAIN_LIBRARIES)
+    for name in sorted(libraries.keys()):
+        linkopts = libraries[name]
         lines.append("cc_library(")
         lines.append("    name = %r," % name)
         lines.append("    linkopts = %r," % linkopts)

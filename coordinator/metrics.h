@@ -1,0 +1,64 @@
+#ifndef FEDGE_COORDINATOR_METRICS_H_
+#define FEDGE_COORDINATOR_METRICS_H_
+
+// The coordinator's operator endpoints over HTTP (common/http_server.h):
+//   /metrics  Prometheus text format: agents registered and live, round,
+//             phase, round duration, updates accepted and rejected by
+//             reason, messages and bytes in and out, model size, bits and
+//             accuracy;
+//   /healthz  200 while the event loop is turning (it publishes at least
+//             every `stall_timeout`), 503 when it is stuck;
+//   /readyz   200 once the model is loaded and the ZeroMQ socket is bound.
+//
+//   ASSIGN_OR_RETURN(auto metrics, CoordinatorMetrics::Start({"0.0.0.0:9090"}));
+//   metrics->SetReady(true);
+//   loop: service.Step(...); metrics->Publish(service, absl::Now());
+//   on_round: metrics->OnRound(report, model_stats);
+//
+// Publish and OnRound are called by the event loop's thread; the HTTP
+// threads only read (the metric types are atomic).
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "coordinator/service.h"
+
+namespace fedge {
+
+struct MetricsOptions {
+  std::string address;  // "host:port"; empty: no HTTP server (Render still works)
+  absl::Duration stall_timeout = absl::Seconds(60);
+};
+
+struct ModelStats {
+  double test_accuracy = -1;  // < 0: not evaluated
+  double model_bytes = 0;     // weights and activations at their bit-widths
+  double weight_bits = 0;
+  double activation_bits = 0;
+};
+
+class CoordinatorMetrics {
+ public:
+  static absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> Start(const MetricsOptions& options);
+  ~CoordinatorMetrics();
+
+  void SetReady(bool ready);
+  void Publish(const CoordinatorService& service, absl::Time now);
+  void OnRound(const RoundReport& report, const ModelStats& model);
+
+  // The /metrics body.
+  std::string Render() const;
+  // The HTTP port (0 without a server).
+  int port() const;
+
+ private:
+  struct State;
+  explicit CoordinatorMetrics(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_COORDINATOR_METRICS_H_
