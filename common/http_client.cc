@@ -1,64 +1,54 @@
 #include "common/http_client.h"
 
-#include <curl/curl.h>
+#include <httplib.h>
 
-#include <memory>
-
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace fedge {
-namespace {
-
-struct Sink {
-  std::string* body;
-  size_t max_bytes;
-  bool overflow = false;
-};
-
-size_t Append(char* data, size_t size, size_t count, void* user) {
-  Sink* sink = static_cast<Sink*>(user);
-  const size_t n = size * count;
-  if (sink->body->size() + n > sink->max_bytes) {
-    sink->overflow = true;
-    return 0;  // makes curl stop with CURLE_WRITE_ERROR
-  }
-  sink->body->append(data, n);
-  return n;
-}
-
-}  // namespace
 
 absl::StatusOr<HttpResponse> HttpGet(const std::string& url, absl::Duration timeout,
                                      size_t max_bytes) {
-  static const CURLcode global = curl_global_init(CURL_GLOBAL_DEFAULT);
-  if (global != CURLE_OK) {
-    return absl::InternalError(absl::StrCat("libcurl: ", curl_easy_strerror(global)));
+  // "scheme://host:port" and the path.
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos ||
+      !(absl::StartsWith(url, "http://") || absl::StartsWith(url, "https://"))) {
+    return absl::InvalidArgumentError(absl::StrCat("'", url, "': expected an http:// or https:// URL"));
   }
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) return absl::InternalError("libcurl: cannot create a handle");
+  const size_t path_start = url.find('/', scheme_end + 3);
+  const std::string origin = url.substr(0, path_start);
+  const std::string path = path_start == std::string::npos ? "/" : url.substr(path_start);
+  httplib::Client client(origin);
+  if (!client.is_valid()) return absl::InvalidArgumentError(absl::StrCat("'", url, "': bad URL"));
+  const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout));
+  client.set_connection_timeout(ms / 1000, (ms % 1000) * 1000);
+  client.set_read_timeout(ms / 1000, (ms % 1000) * 1000);
+  client.set_write_timeout(ms / 1000, (ms % 1000) * 1000);
+
   HttpResponse response;
-  Sink sink{&response.body, max_bytes};
-  const long timeout_ms = static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout)));
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, &Append);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &sink);
-  const CURLcode code = curl_easy_perform(curl.get());
-  if (sink.overflow) {
+  bool overflow = false;
+  httplib::Result result = client.Get(
+      path, httplib::Headers(),
+      [&](const httplib::Response& r) {
+        response.status = r.status;
+        response.content_type = r.get_header_value("Content-Type");
+        return true;
+      },
+      [&](const char* data, size_t length) {
+        if (response.body.size() + length > max_bytes) {
+          overflow = true;
+          return false;
+        }
+        response.body.append(data, length);
+        return true;
+      });
+  if (overflow) {
     return absl::ResourceExhaustedError(
         absl::StrCat("GET ", url, ": body larger than ", max_bytes, " bytes"));
   }
-  if (code != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(code)));
+  if (!result) {
+    return absl::UnavailableError(absl::StrCat("GET ", url, ": ", httplib::to_string(result.error())));
   }
-  long status = 0;
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
-  response.status = static_cast<int>(status);
-  char* type = nullptr;
-  curl_easy_getinfo(curl.get(), CURLINFO_CONTENT_TYPE, &type);
-  response.content_type = type != nullptr ? type : "";
   return response;
 }
 

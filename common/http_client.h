@@ -1,7 +1,7 @@
 #ifndef FEDGE_COMMON_HTTP_CLIENT_H_
 #define FEDGE_COMMON_HTTP_CLIENT_H_
 
-// A blocking HTTP GET on libcurl, for operators' tools (the status command)
+// A blocking HTTP GET on cpp-httplib, for operators' tools (the status command)
 // and tests that read the coordinator's endpoints.
 //
 //   ASSIGN_OR_RETURN(HttpResponse r, HttpGet("http://127.0.0.1:9090/metrics", absl::Seconds(5)));

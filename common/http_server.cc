@@ -1,10 +1,13 @@
 #include "common/http_server.h"
 
-#include <civetweb.h>
+#include <httplib.h>
 
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -12,21 +15,10 @@
 namespace fedge {
 namespace {
 
-void Reply(struct mg_connection* conn, const HttpResponse& response, bool head) {
-  mg_response_header_start(conn, response.status);
-  mg_response_header_add(conn, "Content-Type", response.content_type.c_str(), -1);
-  const std::string length = std::to_string(response.body.size());
-  mg_response_header_add(conn, "Content-Length", length.c_str(), -1);
-  mg_response_header_add(conn, "Cache-Control", "no-store", -1);
-  mg_response_header_send(conn);
-  if (!head && !response.body.empty()) mg_write(conn, response.body.data(), response.body.size());
-}
-
-// civetweb logs to stderr by default in some builds; keep its messages but
-// mark where they come from.
-int LogMessage(const struct mg_connection*, const char* message) {
-  std::fprintf(stderr, "[http] %s\n", message);
-  return 1;
+void Fill(const HttpResponse& from, httplib::Response& to) {
+  to.status = from.status;
+  to.set_header("Cache-Control", "no-store");
+  to.set_content(from.body, from.content_type.c_str());
 }
 
 }  // namespace
@@ -50,66 +42,72 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   if (options.threads < 1 || options.threads > 64) {
     return absl::InvalidArgumentError("http server threads must be in 1..64");
   }
-  static const unsigned initialized = mg_init_library(0);
-  (void)initialized;
+  const size_t colon = options.address.rfind(':');
+  const std::string host = colon == std::string::npos ? "0.0.0.0" : options.address.substr(0, colon);
+  int port = 0;
+  (void)absl::SimpleAtoi(colon == std::string::npos ? options.address : options.address.substr(colon + 1),
+                         &port);
+
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->options_ = std::move(options);
-  const std::string threads = std::to_string(server->options_.threads);
-  const char* config[] = {"listening_ports", server->options_.address.c_str(),
-                          "num_threads",     threads.c_str(),
-                          "request_timeout_ms", "10000",
-                          nullptr};
-  struct mg_callbacks callbacks;
-  std::memset(&callbacks, 0, sizeof(callbacks));
-  callbacks.log_message = LogMessage;
-  struct mg_init_data init;
-  init.callbacks = &callbacks;
-  init.user_data = nullptr;
-  init.configuration_options = config;
-  unsigned code = 0;
-  char text[256] = {0};
-  struct mg_error_data error;
-  error.code = &code;
-  error.text = text;
-  error.text_buffer_size = sizeof(text);
-  server->context_ = mg_start2(&init, &error);
-  if (server->context_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ",
-                                               server->options_.address, ": ", text));
+  server->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& http = *server->server_;
+  const int threads = server->options_.threads;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.set_read_timeout(10, 0);
+  http.set_write_timeout(10, 0);
+  http.set_keep_alive_max_count(10);
+  // SO_REUSEADDR only: without SO_REUSEPORT a second server on a port in use
+  // fails to bind instead of silently sharing it.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
+  });
+  for (const auto& [path, handler] : server->options_.handlers) {
+    // GET routes answer HEAD too (without the body).
+    http.Get(path, [handler = handler](const httplib::Request&, httplib::Response& res) {
+      Fill(handler(), res);
+    });
   }
-  struct mg_server_port ports[4];
-  std::memset(ports, 0, sizeof(ports));
-  const int n = mg_get_server_ports(server->context_, 4, ports);
-  if (n < 1) return absl::InternalError("HTTP server started without a listening port");
-  server->port_ = ports[0].port;
-  // One catch-all handler, so that unknown paths get a plain 404 from us.
-  mg_set_request_handler(server->context_, "/", &HttpServer::Handle, server.get());
+  std::string paths;
+  for (const auto& [path, unused] : server->options_.handlers) absl::StrAppend(&paths, " ", path);
+  const auto refuse = [](const httplib::Request&, httplib::Response& res) {
+    Fill({405, "text/plain; charset=utf-8", "only GET and HEAD\n"}, res);
+  };
+  http.Post(".*", refuse);
+  http.Put(".*", refuse);
+  http.Patch(".*", refuse);
+  http.Delete(".*", refuse);
+  http.set_error_handler([paths](const httplib::Request&, httplib::Response& res) {
+    if (res.status == 404) {
+      Fill({404, "text/plain; charset=utf-8", absl::StrCat("not found; try", paths, "\n")}, res);
+    }
+  });
+
+  if (port == 0) {
+    server->port_ = http.bind_to_any_port(host);
+    if (server->port_ <= 0) {
+      return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", server->options_.address,
+                                                 ": ", std::strerror(errno)));
+    }
+  } else {
+    if (!http.bind_to_port(host, port)) {
+      return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", server->options_.address,
+                                                 ": ", std::strerror(errno)));
+    }
+    server->port_ = port;
+  }
+  server->thread_ = std::thread([&http] { http.listen_after_bind(); });
+  // Until the loop runs, stop() would not reach it: wait for it.
+  for (int i = 0; i < 5000 && !http.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return server;
 }
 
-int HttpServer::Handle(struct mg_connection* conn, void* self) {
-  const HttpServer* server = static_cast<const HttpServer*>(self);
-  const struct mg_request_info* info = mg_get_request_info(conn);
-  const bool head = std::strcmp(info->request_method, "HEAD") == 0;
-  if (!head && std::strcmp(info->request_method, "GET") != 0) {
-    Reply(conn, {405, "text/plain; charset=utf-8", "only GET and HEAD\n"}, false);
-    return 405;
-  }
-  auto it = server->options_.handlers.find(info->local_uri != nullptr ? info->local_uri : "");
-  if (it == server->options_.handlers.end()) {
-    std::string paths;
-    for (const auto& [path, unused] : server->options_.handlers) absl::StrAppend(&paths, " ", path);
-    Reply(conn, {404, "text/plain; charset=utf-8", absl::StrCat("not found; try", paths, "\n")},
-          head);
-    return 404;
-  }
-  const HttpResponse response = it->second();
-  Reply(conn, response, head);
-  return response.status;
-}
-
 HttpServer::~HttpServer() {
-  if (context_ != nullptr) mg_stop(context_);
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace fedge

@@ -2,8 +2,8 @@
 #define FEDGE_COMMON_HTTP_SERVER_H_
 
 // A small HTTP server for operators' endpoints (metrics, health), on
-// civetweb: the caller maps exact paths to handlers; civetweb's threads call
-// them, so handlers must be thread-safe. Only GET and HEAD are answered;
+// cpp-httplib: the caller maps exact paths to handlers; the server's worker
+// threads call them, so handlers must be thread-safe. Only GET and HEAD are answered;
 // other paths get 404 and other methods 405.
 //
 //   HttpServerOptions options;
@@ -11,17 +11,19 @@
 //   options.handlers["/metrics"] = [&] { return HttpResponse{200, kText, Render()}; };
 //   ASSIGN_OR_RETURN(std::unique_ptr<HttpServer> server, HttpServer::Start(options));
 //
-// Stops (joining civetweb's threads) when destroyed.
+// Stops (joining the server's threads) when destroyed.
 
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 
-struct mg_context;
-struct mg_connection;
+namespace httplib {
+class Server;
+}
 
 namespace fedge {
 
@@ -50,10 +52,10 @@ class HttpServer {
 
  private:
   HttpServer() = default;
-  static int Handle(::mg_connection* conn, void* self);
 
   HttpServerOptions options_;
-  ::mg_context* context_ = nullptr;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
   int port_ = 0;
 };
 

@@ -48,6 +48,8 @@ ABSL_FLAG(int, agent_index, 0, "which part of the split is this device's");
 ABSL_FLAG(int64_t, train_samples, -1, "use only the first N training samples (-1: all)");
 ABSL_FLAG(uint64_t, seed, 1, "partition seed (the same on every agent)");
 ABSL_FLAG(std::string, state_dir, "", "keeps the error-feedback residual across restarts");
+ABSL_FLAG(bool, check_config, false,
+          "validate the flags, keys and local data, print what this agent would do and exit");
 
 namespace fedge {
 namespace {
@@ -107,6 +109,13 @@ absl::Status RunAgent() {
     ASSIGN_OR_RETURN(curve.keys, ReadKeyPair(absl::GetFlag(FLAGS_key)));
     ASSIGN_OR_RETURN(curve.server_public_key, ReadPublicKey(absl::GetFlag(FLAGS_server_key)));
     client.curve = curve;
+  }
+  if (absl::GetFlag(FLAGS_check_config)) {
+    std::printf("configuration OK: %s, %lld local samples, %d MB budget, %s, coordinator %s (%s)\n",
+                id.c_str(), static_cast<long long>(runner.samples()),
+                absl::GetFlag(FLAGS_memory_budget_mb), arch.name.c_str(), client.endpoint.c_str(),
+                client.curve ? "CURVE" : "PLAINTEXT");
+    return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ZmqClientTransport> transport, ZmqClientTransport::Create(client));
 

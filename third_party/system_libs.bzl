@@ -21,19 +21,13 @@ _LIBRARIES = {
         "absl_time",
     ],
     "benchmark": ["benchmark"],
-    "curl": ["libcurl"],
+    "httplib": ["cpp-httplib"],
     "prometheus": ["prometheus-cpp-core"],
     "capnp": ["capnp", "kj"],
     "gtest": ["gmock", "gtest"],
     "gtest_main": ["gmock_main", "gmock", "gtest"],
     "zlib": ["zlib"],
     "zmq": ["libzmq", "cppzmq"],
-}
-
-# target name -> link flags, for libraries Debian ships without a pkg-config
-# file.
-_PLAIN_LIBRARIES = {
-    "civetweb": ["-lcivetweb"],
 }
 
 def _pkg_config_libs(rctx, pkg_config, modules):
@@ -43,18 +37,27 @@ def _pkg_config_libs(rctx, pkg_config, modules):
              (" ".join(modules), result.stderr))
     return [flag for flag in result.stdout.strip().split(" ") if flag]
 
+# The -D flags a library's headers need (cpp-httplib's feature switches must
+# match how Debian built the library).
+def _pkg_config_defines(rctx, pkg_config, modules):
+    result = rctx.execute([pkg_config, "--cflags-only-other"] + modules)
+    if result.return_code != 0:
+        fail("pkg-config --cflags-only-other %s failed:\n%s" % (" ".join(modules), result.stderr))
+    return [flag[2:] for flag in result.stdout.strip().split(" ") if flag.startswith("-D")]
+
 def _system_libs_impl(rctx):
     pkg_config = rctx.which("pkg-config")
     if not pkg_config:
         fail("pkg-config not found: run ./fedge setup to install the build dependencies")
     lines = ['package(default_visibility = ["//visibility:public"])', ""]
-    libraries = {name: _pkg_config_libs(rctx, pkg_config, modules) for name, modules in _LIBRARIES.items()}
-    libraries.update(_PLAIN_LIBRARIES)
-    for name in sorted(libraries.keys()):
-        linkopts = libraries[name]
+    for name in sorted(_LIBRARIES.keys()):
+        linkopts = _pkg_config_libs(rctx, pkg_config, _LIBRARIES[name])
+        defines = _pkg_config_defines(rctx, pkg_config, _LIBRARIES[name])
         lines.append("cc_library(")
         lines.append("    name = %r," % name)
         lines.append("    linkopts = %r," % linkopts)
+        if defines:
+            lines.append("    defines = %r," % defines)
         lines.append(")")
         lines.append("")
     rctx.file("WORKSPACE", 'workspace(name = "%s")\n' % rctx.name)

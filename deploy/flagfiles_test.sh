@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The example flag files are accepted by the binaries they are for
+# (--check_config: every flag known, every value valid, keys and data
+# readable), with key, allowlist and state paths pointed at a scratch
+# directory.
+#   flagfiles_test.sh FLAG_DIR COORDINATOR AGENT KEYGEN
+set -euo pipefail
+flags=$1 coordinator=$2 agent=$3 keygen=$4
+work=${TEST_TMPDIR:-$(mktemp -d)}/flags
+rm -rf "$work"; mkdir -p "$work/keys"
+fail() { echo "FAIL: $*"; exit 1; }
+"$keygen" --out="$work/keys/coordinator" >/dev/null 2>&1
+"$keygen" --out="$work/keys/board-7" --device_id=board-7 > "$work/allowlist" 2>/dev/null
+
+for f in coordinator-small.flags coordinator-large.flags; do
+  out=$("$coordinator" --flagfile="$flags/$f" --key="$work/keys/coordinator" \
+        --allowlist="$work/allowlist" --state_dir="$work/state-$f" --check_config 2>&1) \
+    || fail "$f: $out"
+  echo "$f: $out"
+  echo "$out" | grep -q "configuration OK" || fail "$f: $out"
+done
+out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
+      --server_key="$work/keys/coordinator.pub" --state_dir="$work/agent" --train_samples=600 \
+      --check_config 2>&1) || fail "agent.flags: $out"
+echo "agent.flags: $out"
+echo "$out" | grep -q "configuration OK" || fail "agent.flags: $out"
+
+# And a bad value is refused with a message naming it.
+printf -- '--schedule=pretrain:2,warmup:3\n' > "$work/bad.flags"
+if out=$("$coordinator" --flagfile="$flags/coordinator-small.flags" --flagfile="$work/bad.flags" \
+         --key="$work/keys/coordinator" --allowlist="$work/allowlist" --state_dir="$work/bad" \
+         --check_config 2>&1); then
+  fail "an unknown phase was accepted"
+fi
+echo "$out" | grep -q "unknown phase 'warmup'" || fail "unclear error: $out"
+echo "PASS: the example flag files are valid"
