@@ -12,6 +12,7 @@
 #include <ATen/Parallel.h>
 
 #include <chrono>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <future>
@@ -55,6 +56,7 @@ namespace fedge {
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
+std::atomic<bool> g_cancel{false};
 void OnSignal(int) { g_stop = 1; }
 
 absl::StatusOr<Dataset> LocalData() {
@@ -166,7 +168,8 @@ absl::Status RunAgent() {
       if (std::optional<Task> task = session.TakeTask()) {
         current = std::move(task);
         session.SetBusy(current->task_id);
-        running = std::async(std::launch::async, [&runner, t = *current] { return runner.Run(t); });
+        running = std::async(std::launch::async,
+                             [&runner, t = *current] { return runner.Run(t, &g_cancel); });
       }
     } else if (running->wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
       absl::StatusOr<TaskResult> result = running->get();
@@ -186,7 +189,16 @@ absl::Status RunAgent() {
       }
     }
   }
-  if (running) running->wait();  // finish the step in flight, then exit
+  if (running) {
+    // Stop training after the step in flight and tell the coordinator, which
+    // counts the task out of the round's quorum.
+    g_cancel = true;
+    running->wait();
+    send(session.Wrap(TaskFailed{current->round_id, current->task_id, "agent stopping (SIGTERM)"}));
+    // The socket does not linger on close: give its I/O thread a moment to
+    // send the message while we wait for nothing in particular.
+    (void)transport->Receive(absl::Milliseconds(300));
+  }
   std::fprintf(stderr, "[%s] stopped\n", id.c_str());
   return absl::OkStatus();
 }

@@ -21,7 +21,7 @@ absl::Status TaskRunner::LoadResidual() {
   return status;
 }
 
-absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task) {
+absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<bool>* cancel) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<ModelShard> shards;
   for (const WireTensor& t : task.shards) {
@@ -52,6 +52,7 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task) {
   config.seed = task.seed;
   const int64_t live_before = CountingCpuAllocator::LiveBytes();
   CountingCpuAllocator::ResetPeak();
+  config.cancel = cancel;
   ASSIGN_OR_RETURN(const PhaseReport report, RunPhase(net_, data_, config));
   const int64_t peak = CountingCpuAllocator::PeakBytes() - live_before;
 

@@ -11,6 +11,7 @@
 // Not thread-safe: one task at a time.
 
 #include <memory>
+#include <atomic>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -36,7 +37,8 @@ class TaskRunner {
   // one is reported and the residual starts from zero.
   absl::Status LoadResidual();
 
-  absl::StatusOr<TaskResult> Run(const Task& task);
+  // `cancel` (optional) stops training between two steps with kCancelled.
+  absl::StatusOr<TaskResult> Run(const Task& task, const std::atomic<bool>* cancel = nullptr);
 
   int64_t samples() const { return data_.size(); }
 

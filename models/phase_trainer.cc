@@ -80,6 +80,9 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
     double loss_sum = 0, correct = 0, seen = 0, best_accuracy = -1, running = 0;
     std::vector<at::Tensor> best;
     for (int64_t step = 0; step < config.steps; ++step) {
+      if (config.cancel != nullptr && config.cancel->load()) {
+        return absl::CancelledError(absl::StrCat("stopped after ", step, " of ", config.steps, " steps"));
+      }
       at::Tensor x, y;
       next_batch(&x, &y);
       const at::Tensor logits = net.Forward(x, /*training=*/true);

@@ -15,6 +15,7 @@
 //
 // Not thread-safe.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 
@@ -42,6 +43,9 @@ struct PhaseConfig {
   bool calibrate = false;   // pretrain: initialise quantizers first
   int pretrain_bits = 8;
   uint64_t seed = 1;
+  // Checked before every step: when it turns true the phase stops with
+  // kCancelled (an agent shutting down).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct PhaseReport {
