@@ -37,6 +37,7 @@
 #include "coordinator/registry.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/service.h"
+#include "coordinator/shard_planner.h"
 #include "models/dataset.h"
 #include "models/model_shards.h"
 #include "models/phase_trainer.h"
@@ -123,19 +124,6 @@ absl::Status ParseCodec(const std::string& text, Codec* codec, int* bits) {
     return absl::InvalidArgumentError(absl::StrCat("codec '", text, "': expected fp32, fp16, q2..q8 or sign-ef"));
   }
   return absl::OkStatus();
-}
-
-// Training memory of layers [from, end) on a device: fp32 weights, gradient
-// and Adam moments, plus what the packed path saves per sample (codes at up
-// to 8 bits and a mask) and the float saves of batch norm, ReLU and pooling.
-int64_t SuffixMemory(const QuantArch& arch, int from, int batch) {
-  int64_t bytes = 0;
-  for (size_t i = from; i < arch.layers.size(); ++i) {
-    const QuantLayerSpec& l = arch.layers[i];
-    const int64_t out = int64_t{l.out_channels} * l.out_height * l.out_width;
-    bytes += l.weight_count() * 16 + batch * (l.input_elements() * 9 / 8 + out * 12);
-  }
-  return bytes;
 }
 
 struct RoundRow {
@@ -291,15 +279,7 @@ absl::Status Serve() {
         absl::StrCat("--server_optimizer=", server_optimizer, ": expected fedavg or fedadam"));
   }
   const int batch = absl::GetFlag(FLAGS_batch);
-  service_options.planner = [&arch, batch](const AgentRecord& agent) {
-    for (int from = 0; from < static_cast<int>(arch.layers.size()); ++from) {
-      if (SuffixMemory(arch, from, batch) <=
-          static_cast<int64_t>(agent.registration.memory_budget_bytes)) {
-        return static_cast<uint32_t>(from);
-      }
-    }
-    return static_cast<uint32_t>(arch.layers.size() - 1);  // the head, at least
-  };
+  service_options.planner = MakeMemoryPlanner(arch, batch);
 
   std::vector<RoundRow> rows;
   const absl::Time run_start = absl::Now();

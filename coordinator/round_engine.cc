@@ -42,10 +42,17 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
     const std::vector<const AgentRecord*>& live, const ModelState& model, absl::Time now) {
   std::vector<OutgoingTask> out;
   if (in_round_ || done()) return out;
+  std::vector<const AgentRecord*> pool;
+  std::map<const AgentRecord*, ShardPlan> plans;
+  for (const AgentRecord* agent : live) {
+    std::optional<ShardPlan> plan = planner_ ? planner_(*agent) : ShardPlan{};
+    if (!plan) continue;
+    plans[agent] = *plan;
+    pool.push_back(agent);
+  }
   const int wanted = std::max<int>(
-      config_.min_agents, static_cast<int>(std::ceil(config_.fraction * live.size())));
-  if (static_cast<int>(live.size()) < std::max(1, config_.min_agents)) return out;
-  std::vector<const AgentRecord*> pool = live;
+      config_.min_agents, static_cast<int>(std::ceil(config_.fraction * pool.size())));
+  if (static_cast<int>(pool.size()) < std::max(1, config_.min_agents)) return out;
   std::shuffle(pool.begin(), pool.end(), rng_);
   pool.resize(std::min<size_t>(pool.size(), wanted));
 
@@ -77,7 +84,8 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
                                      : 0.0f;
     t.task.uplink_codec = config_.uplink;
     t.task.uplink_bits = static_cast<uint8_t>(config_.uplink_bits);
-    t.task.trainable_from = planner_ ? planner_(*agent) : 0;
+    t.task.trainable_from = plans[agent].trainable_from;
+    if (plans[agent].batch_size > 0) t.task.hyper.batch_size = plans[agent].batch_size;
     t.task.seed = rng_();
     pending_[t.task.task_id] = {t.task.task_id, t.device_id, false};
     out.push_back(std::move(t));

@@ -70,9 +70,17 @@ struct RoundSummary {
   AggregatorStats aggregation;
 };
 
-// Chooses each agent's first trainable layer: the largest suffix whose
-// training memory fits the agent's budget; at least the last layer.
-using ShardPlanner = std::function<uint32_t(const AgentRecord& agent)>;
+// What one agent trains: layers [trainable_from, end), at `batch_size`
+// (0: the run's).
+struct ShardPlan {
+  uint32_t trainable_from = 0;
+  uint32_t batch_size = 0;
+};
+
+// Chooses each agent's plan from its registration (shard_planner.h);
+// nullopt: the agent cannot train anything within its budget and is not
+// sampled.
+using ShardPlanner = std::function<std::optional<ShardPlan>(const AgentRecord& agent)>;
 
 class RoundEngine {
  public:
@@ -89,7 +97,8 @@ class RoundEngine {
   // Resumes after `completed` rounds (from a checkpoint).
   void Resume(uint64_t completed) { completed_ = completed; }
 
-  // Starts the next round if none is running and enough agents are live.
+  // Starts the next round if none is running and enough live agents can
+  // train (have a plan).
   std::vector<OutgoingTask> MaybeStartRound(const std::vector<const AgentRecord*>& live,
                                             const ModelState& model, absl::Time now);
 

@@ -65,7 +65,7 @@ TEST(RoundEngineTest, SamplesFractionPlansShardsAndAggregatesOnQuorum) {
   config.min_agents = 2;
   config.quorum = 0.5;
   RoundEngine engine(config, [](const AgentRecord& a) {
-    return a.registration.memory_budget_bytes >= (3u << 20) ? 0u : 1u;
+    return ShardPlan{a.registration.memory_budget_bytes >= (3u << 20) ? 0u : 1u, 0};
   });
   const ModelState model = TwoShards();
   const std::vector<AgentRecord> agents = Agents(6);
@@ -95,6 +95,31 @@ TEST(RoundEngineTest, SamplesFractionPlansShardsAndAggregatesOnQuorum) {
   // The third task's result is late: dropped in synchronous mode.
   EXPECT_EQ(engine.OnResult(tasks[2].device_id, Result(tasks[2].task, 1, 1), model).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(RoundEngineTest, AgentsWithoutAPlanAreNotSampledAndPlansSetTheBatch) {
+  RunConfig config;
+  config.min_agents = 3;
+  // Budgets 1..6 MB: below 3 MB no plan, 3 MB a smaller batch.
+  RoundEngine engine(config, [](const AgentRecord& a) -> std::optional<ShardPlan> {
+    const uint64_t mb = a.registration.memory_budget_bytes >> 20;
+    if (mb < 3) return std::nullopt;
+    return ShardPlan{mb >= 5 ? 0u : 1u, mb == 3 ? 16u : 0u};
+  });
+  const ModelState model = TwoShards();
+  const std::vector<AgentRecord> agents = Agents(6);
+  std::vector<const AgentRecord*> live = Pointers(agents);
+  // Of boards 0..3 only two (2 and 3) can train: fewer than the minimum.
+  std::vector<const AgentRecord*> few(live.begin(), live.begin() + 4);  // budgets 1..4 MB
+  EXPECT_TRUE(engine.MaybeStartRound(few, model, absl::FromUnixSeconds(1)).empty());
+  std::vector<OutgoingTask> tasks = engine.MaybeStartRound(live, model, absl::FromUnixSeconds(2));
+  ASSERT_EQ(tasks.size(), 4u);  // boards 2..5; fraction 1.0 of those that can train
+  for (const OutgoingTask& t : tasks) {
+    EXPECT_NE(t.device_id, "board-0");
+    EXPECT_NE(t.device_id, "board-1");
+    EXPECT_EQ(t.task.hyper.batch_size, t.device_id == "board-2" ? 16u : config.hyper.batch_size)
+        << t.device_id;
+  }
 }
 
 TEST(RoundEngineTest, DeadlineEndsARoundWithSomeResults) {

@@ -97,9 +97,17 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
       return;
     }
     if (options_.log) {
-      std::fprintf(stderr, "[coordinator] %s registered: %.0f MB budget, %llu samples\n",
+      std::string plan = "trains every layer";
+      if (options_.planner) {
+        const AgentRecord* agent = registry_.Find(m->device_id);
+        std::optional<ShardPlan> p = agent != nullptr ? options_.planner(*agent) : std::nullopt;
+        plan = !p ? "cannot train within its budget: it will not be given tasks"
+                  : absl::StrCat("trains layers ", p->trainable_from, "+",
+                                 p->batch_size > 0 ? absl::StrCat(" at batch ", p->batch_size) : "");
+      }
+      std::fprintf(stderr, "[coordinator] %s registered: %.0f MB budget, %llu samples; %s\n",
                    m->device_id.c_str(), reg->memory_budget_bytes / 1048576.0,
-                   static_cast<unsigned long long>(reg->samples));
+                   static_cast<unsigned long long>(reg->samples), plan.c_str());
     }
     Send(p.peer, w->session_id, *w);
     return;
