@@ -9,7 +9,9 @@
 #   deploy/install.sh agent              # an edge board
 #
 # DESTDIR stages the files under another root (packaging, tests);
-# FEDGE_BIN_DIR takes binaries already built instead of building them.
+# FEDGE_BIN_DIR takes binaries already built (on a build machine of the same
+# Debian release and architecture) instead of building them here, and
+# installs only the runtime libraries: the way to install on small boards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 role=${1:-}
@@ -20,12 +22,19 @@ esac
 dest=${DESTDIR:-}
 
 if [ -z "${FEDGE_BIN_DIR:-}" ]; then
-  ./fedge setup >&2
+  ./fedge deps >&2
   bazel build -c opt //coordinator:coordinator //coordinator:status //coordinator:model_tool \
     //device_agent:agent //common:keygen >&2
   bin_dir=$(bazel info -c opt bazel-bin 2>/dev/null)
 else
   bin_dir=$FEDGE_BIN_DIR
+  # Binaries built elsewhere (same Debian release and architecture) need
+  # only the runtime libraries, the ones the container image installs.
+  if [ -z "$dest" ]; then
+    runtime=$(sed -n 's/^ARG RUNTIME_PACKAGES="\(.*\)"$/\1/p' deploy/container/Containerfile)
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $runtime >&2
+  fi
 fi
 find_bin() {  # target path under bazel-bin, or a plain name in FEDGE_BIN_DIR
   if [ -x "$bin_dir/$1" ]; then echo "$bin_dir/$1"; else echo "$bin_dir/$(basename "$1")"; fi
