@@ -21,14 +21,21 @@ void Fill(const HttpResponse& from, httplib::Response& to) {
   to.set_content(from.body, from.content_type.c_str());
 }
 
+// "host:port" or "port" (all interfaces).
+bool ParseListenAddress(const std::string& address, std::string* host, int* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == 0) return false;
+  *host = colon == std::string::npos ? "0.0.0.0" : address.substr(0, colon);
+  const std::string port_text = colon == std::string::npos ? address : address.substr(colon + 1);
+  return absl::SimpleAtoi(port_text, port) && *port >= 0 && *port <= 65535;
+}
+
 }  // namespace
 
 absl::Status ValidateListenAddress(const std::string& address, const std::string& flag) {
-  const size_t colon = address.rfind(':');
-  const std::string port_text = colon == std::string::npos ? address : address.substr(colon + 1);
-  int port = -1;
-  if (!absl::SimpleAtoi(port_text, &port) || port < 0 || port > 65535 ||
-      (colon != std::string::npos && colon == 0)) {
+  std::string host;
+  int port;
+  if (!ParseListenAddress(address, &host, &port)) {
     return absl::InvalidArgumentError(absl::StrCat(
         flag, "='", address, "': expected host:port or port, with a port in 0..65535"));
   }
@@ -36,17 +43,14 @@ absl::Status ValidateListenAddress(const std::string& address, const std::string
 }
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options) {
-  if (absl::Status valid = ValidateListenAddress(options.address, "address"); !valid.ok()) {
-    return valid;
-  }
   if (options.threads < 1 || options.threads > 64) {
     return absl::InvalidArgumentError("http server threads must be in 1..64");
   }
-  const size_t colon = options.address.rfind(':');
-  const std::string host = colon == std::string::npos ? "0.0.0.0" : options.address.substr(0, colon);
+  std::string host;
   int port = 0;
-  (void)absl::SimpleAtoi(colon == std::string::npos ? options.address : options.address.substr(colon + 1),
-                         &port);
+  if (!ParseListenAddress(options.address, &host, &port)) {
+    return ValidateListenAddress(options.address, "address");
+  }
 
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->options_ = std::move(options);
@@ -84,18 +88,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
     }
   });
 
-  if (port == 0) {
-    server->port_ = http.bind_to_any_port(host);
-    if (server->port_ <= 0) {
-      return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", server->options_.address,
-                                                 ": ", std::strerror(errno)));
-    }
-  } else {
-    if (!http.bind_to_port(host, port)) {
-      return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", server->options_.address,
-                                                 ": ", std::strerror(errno)));
-    }
-    server->port_ = port;
+  server->port_ = port == 0 ? http.bind_to_any_port(host) : (http.bind_to_port(host, port) ? port : -1);
+  if (server->port_ <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", server->options_.address,
+                                               ": ", std::strerror(errno)));
   }
   server->thread_ = std::thread([&http] { http.listen_after_bind(); });
   // Until the loop runs, stop() would not reach it: wait for it.

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/bit_pack.h"
+#include "common/byte_io.h"
 #include "common/file_util.h"
 #include "common/half.h"
 #include "common/status_macros.h"
@@ -465,18 +466,6 @@ std::vector<float>& ErrorFeedback::Residual(const std::string& key, size_t n) {
 
 namespace {
 constexpr char kEfMagic[8] = {'F', 'E', 'D', 'G', 'E', 'E', 'F', '1'};
-
-void PutU64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
-}
-
-bool GetU64(absl::string_view* in, uint64_t* v) {
-  if (in->size() < 8) return false;
-  *v = 0;
-  for (int i = 0; i < 8; ++i) *v |= static_cast<uint64_t>(static_cast<uint8_t>((*in)[i])) << (8 * i);
-  in->remove_prefix(8);
-  return true;
-}
 }  // namespace
 
 absl::Status ErrorFeedback::Save(const std::string& path) const {
@@ -488,40 +477,36 @@ absl::Status ErrorFeedback::Save(const std::string& path) const {
     PutU64(&body, values.size());
     body.append(reinterpret_cast<const char*>(values.data()), 4 * values.size());
   }
-  std::string file(kEfMagic, sizeof(kEfMagic));
-  PutU64(&file, Fingerprint64(body));
-  file += body;
-  return WriteFileAtomically(path, file);
+  return WriteFileAtomically(path, SealFile(absl::string_view(kEfMagic, sizeof(kEfMagic)), body));
 }
 
 absl::Status ErrorFeedback::Load(const std::string& path) {
   ASSIGN_OR_RETURN(const std::string file, ReadFileToString(path, int64_t{1} << 32));
-  absl::string_view in(file);
-  uint64_t fingerprint = 0, count = 0;
-  if (in.size() < sizeof(kEfMagic) ||
-      std::memcmp(in.data(), kEfMagic, sizeof(kEfMagic)) != 0) {
-    return absl::DataLossError(absl::StrCat(path, ": not an error-feedback file"));
+  absl::string_view body;
+  switch (OpenSealedFile(file, absl::string_view(kEfMagic, sizeof(kEfMagic)), &body)) {
+    case SealCheck::kBadMagic:
+      return absl::DataLossError(absl::StrCat(path, ": not an error-feedback file"));
+    case SealCheck::kBadChecksum:
+      return absl::DataLossError(absl::StrCat(path, ": checksum mismatch (truncated or corrupt)"));
+    case SealCheck::kOk:
+      break;
   }
-  in.remove_prefix(sizeof(kEfMagic));
-  if (!GetU64(&in, &fingerprint) || Fingerprint64(in) != fingerprint) {
-    return absl::DataLossError(absl::StrCat(path, ": checksum mismatch (truncated or corrupt)"));
-  }
+  ByteReader in(body);
+  uint64_t count = 0;
   std::map<std::string, std::vector<float>> loaded;
-  if (!GetU64(&in, &count)) return absl::DataLossError(absl::StrCat(path, ": truncated"));
+  if (!in.U64(&count)) return absl::DataLossError(absl::StrCat(path, ": truncated"));
   for (uint64_t k = 0; k < count; ++k) {
     uint64_t key_size = 0, n = 0;
-    if (!GetU64(&in, &key_size) || in.size() < key_size) {
+    absl::string_view key, raw;
+    if (!in.U64(&key_size) || !in.Bytes(key_size, &key)) {
       return absl::DataLossError(absl::StrCat(path, ": truncated key"));
     }
-    std::string key(in.substr(0, key_size));
-    in.remove_prefix(key_size);
-    if (!GetU64(&in, &n) || n > in.size() / 4) {
+    if (!in.U64(&n) || n > in.size() / 4 || !in.Bytes(4 * n, &raw)) {
       return absl::DataLossError(absl::StrCat(path, ": truncated values of '", key, "'"));
     }
     std::vector<float> values(n);
-    std::memcpy(values.data(), in.data(), 4 * n);
-    in.remove_prefix(4 * n);
-    loaded[key] = std::move(values);
+    std::memcpy(values.data(), raw.data(), raw.size());
+    loaded[std::string(key)] = std::move(values);
   }
   if (!in.empty()) return absl::DataLossError(absl::StrCat(path, ": trailing bytes"));
   residuals_ = std::move(loaded);

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <thread>
@@ -300,7 +301,8 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
   auto impl = std::make_unique<Impl>();
   RETURN_IF_ERROR(CallZmq(absl::StrCat("connecting to ", options.endpoint), [&]() -> absl::Status {
     impl->socket = zmq::socket_t(impl->context, zmq::socket_type::dealer);
-    impl->socket.set(zmq::sockopt::linger, 0);
+    impl->socket.set(zmq::sockopt::linger,
+                     static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(options.linger))));
     impl->socket.set(zmq::sockopt::routing_id, options.identity);
     impl->socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
     impl->socket.set(zmq::sockopt::reconnect_ivl, 200);

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/transport.h"
 
 namespace fedge {
@@ -67,6 +68,8 @@ struct ZmqClientOptions {
   std::string identity;  // the device id
   std::optional<CurveClientConfig> curve;
   int64_t max_message_bytes = int64_t{256} << 20;
+  // How long closing the transport waits to send what is still queued.
+  absl::Duration linger = absl::ZeroDuration();
 };
 
 class ZmqServerTransport : public Transport {

@@ -105,11 +105,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
                     .Name("fedge_updates_rejected_total")
                     .Help("Messages and task results turned away, by reason.")
                     .Register(r);
-  for (const char* reason : {"malformed_message", "identity_mismatch", "registration",
-                             "unknown_session", "not_for_coordinator", "wrong_agent", "duplicate",
-                             "outside_round", "non_finite", "norm_bound", "malformed_update"}) {
-    s.rejected->Add({{"reason", reason}});
-  }
+  for (const char* reason : kRejectionReasons) s.rejected->Add({{"reason", reason}});
   s.messages_in = NewCounter(r, "fedge_messages_received_total", "Messages received from agents.");
   s.messages_out = NewCounter(r, "fedge_messages_sent_total", "Messages sent to agents.");
   s.bytes_in = NewCounter(r, "fedge_bytes_received_total", "Frame bytes received from agents.");
@@ -178,9 +174,10 @@ void CoordinatorMetrics::Publish(const CoordinatorService& service, absl::Time n
   s.rounds_completed->Set(static_cast<double>(completed));
   s.rounds_planned->Set(engine.total_rounds());
   s.in_round->Set(engine.in_round() ? 1 : 0);
-  s.round->Set(static_cast<double>(engine.in_round() || completed == 0 ? completed + 1 : completed));
-  const Phase current = engine.PhaseOf(engine.in_round() || completed == 0 ? completed : completed - 1);
-  for (auto& [p, gauge] : s.phase) gauge->Set(p == current ? 1 : 0);
+  // The round running now, or the last one finished; 0-based.
+  const uint64_t current = engine.in_round() || completed == 0 ? completed : completed - 1;
+  s.round->Set(static_cast<double>(current + 1));
+  for (auto& [p, gauge] : s.phase) gauge->Set(p == engine.PhaseOf(current) ? 1 : 0);
   s.model_parameters->Set(static_cast<double>(service.model().parameter_count()));
 
   const ServiceCounters& c = service.counters();

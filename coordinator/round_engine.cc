@@ -42,13 +42,12 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
     const std::vector<const AgentRecord*>& live, const ModelState& model, absl::Time now) {
   std::vector<OutgoingTask> out;
   if (in_round_ || done()) return out;
-  std::vector<const AgentRecord*> pool;
-  std::map<const AgentRecord*, ShardPlan> plans;
+  // The agents that can train something, with what.
+  std::vector<std::pair<const AgentRecord*, ShardPlan>> pool;
   for (const AgentRecord* agent : live) {
-    std::optional<ShardPlan> plan = planner_ ? planner_(*agent) : ShardPlan{};
-    if (!plan) continue;
-    plans[agent] = *plan;
-    pool.push_back(agent);
+    if (std::optional<ShardPlan> plan = planner_ ? planner_(*agent) : ShardPlan{}) {
+      pool.emplace_back(agent, *plan);
+    }
   }
   const int wanted = std::max<int>(
       config_.min_agents, static_cast<int>(std::ceil(config_.fraction * pool.size())));
@@ -70,7 +69,7 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
   summary_.round = completed_ + 1;
   summary_.phase = PhaseOf(completed_);
   summary_.sampled = static_cast<int>(pool.size());
-  for (const AgentRecord* agent : pool) {
+  for (const auto& [agent, plan] : pool) {
     OutgoingTask t;
     t.device_id = agent->device_id;
     t.task.round_id = completed_ + 1;
@@ -84,8 +83,8 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
                                      : 0.0f;
     t.task.uplink_codec = config_.uplink;
     t.task.uplink_bits = static_cast<uint8_t>(config_.uplink_bits);
-    t.task.trainable_from = plans[agent].trainable_from;
-    if (plans[agent].batch_size > 0) t.task.hyper.batch_size = plans[agent].batch_size;
+    t.task.trainable_from = plan.trainable_from;
+    if (plan.batch_size > 0) t.task.hyper.batch_size = plan.batch_size;
     t.task.seed = rng_();
     pending_[t.task.task_id] = {t.task.task_id, t.device_id, false};
     out.push_back(std::move(t));

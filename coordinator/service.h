@@ -55,10 +55,14 @@ struct ServiceCounters {
   std::map<std::string, int64_t> rejections;
 };
 
-// A short, stable label for why a message or a result was turned away (a
-// metrics label): malformed_message, identity_mismatch, registration,
-// unknown_session, not_for_coordinator, wrong_agent, duplicate,
-// outside_round, non_finite, norm_bound, malformed_update.
+// Short, stable labels for why a message or a result was turned away (the
+// metrics' `reason`): the first five are the service's own checks, the rest
+// what RejectionReason makes of a result's status.
+inline constexpr const char* kRejectionReasons[] = {
+    "malformed_message", "identity_mismatch", "registration", "unknown_session",
+    "not_for_coordinator", "wrong_agent", "duplicate", "outside_round",
+    "non_finite", "norm_bound", "malformed_update"};
+
 std::string RejectionReason(const absl::Status& result_status);
 
 class CoordinatorService {

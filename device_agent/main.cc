@@ -11,8 +11,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <future>
@@ -102,6 +102,8 @@ absl::Status RunAgent() {
   ZmqClientOptions client;
   client.endpoint = absl::GetFlag(FLAGS_coordinator);
   client.identity = id;
+  // On SIGTERM the last message (the task given up) must still go out.
+  client.linger = absl::Milliseconds(500);
   if (!absl::GetFlag(FLAGS_plaintext)) {
     if (absl::GetFlag(FLAGS_key).empty() || absl::GetFlag(FLAGS_server_key).empty()) {
       return absl::InvalidArgumentError(
@@ -195,9 +197,7 @@ absl::Status RunAgent() {
     g_cancel = true;
     running->wait();
     send(session.Wrap(TaskFailed{current->round_id, current->task_id, "agent stopping (SIGTERM)"}));
-    // The socket does not linger on close: give its I/O thread a moment to
-    // send the message while we wait for nothing in particular.
-    (void)transport->Receive(absl::Milliseconds(300));
+    transport.reset();  // waits up to the linger for it to be sent
   }
   std::fprintf(stderr, "[%s] stopped\n", id.c_str());
   return absl::OkStatus();

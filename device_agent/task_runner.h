@@ -10,8 +10,8 @@
 //
 // Not thread-safe: one task at a time.
 
-#include <memory>
 #include <atomic>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/byte_io.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/torch_status.h"
@@ -22,51 +23,18 @@ constexpr uint8_t kPacked = 1;
 constexpr uint32_t kMaxDims = 8;
 constexpr uint32_t kMaxTensors = 1 << 16;
 
-void PutU32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
-}
-void PutU64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
-}
 void PutString(std::string* out, const std::string& s) {
   PutU32(out, static_cast<uint32_t>(s.size()));
   *out += s;
 }
 
-class Reader {
- public:
-  explicit Reader(absl::string_view in) : in_(in) {}
-  bool U8(uint8_t* v) {
-    if (in_.empty()) return false;
-    *v = static_cast<uint8_t>(in_[0]);
-    in_.remove_prefix(1);
-    return true;
-  }
-  bool U32(uint32_t* v) {
-    if (in_.size() < 4) return false;
-    *v = 0;
-    for (int i = 0; i < 4; ++i) *v |= static_cast<uint32_t>(static_cast<uint8_t>(in_[i])) << (8 * i);
-    in_.remove_prefix(4);
-    return true;
-  }
-  bool String(std::string* s, size_t max) {
-    uint32_t n;
-    if (!U32(&n) || n > max || in_.size() < n) return false;
-    *s = std::string(in_.substr(0, n));
-    in_.remove_prefix(n);
-    return true;
-  }
-  bool Bytes(size_t n, absl::string_view* out) {
-    if (in_.size() < n) return false;
-    *out = in_.substr(0, n);
-    in_.remove_prefix(n);
-    return true;
-  }
-  bool empty() const { return in_.empty(); }
-
- private:
-  absl::string_view in_;
-};
+bool GetString(ByteReader* in, std::string* s, size_t max) {
+  uint32_t n;
+  absl::string_view bytes;
+  if (!in->U32(&n) || n > max || !in->Bytes(n, &bytes)) return false;
+  *s = std::string(bytes);
+  return true;
+}
 
 // The per-slice view of d and xmax against a weight tensor (as the
 // quantizer broadcasts them).
@@ -173,9 +141,7 @@ absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* 
     r.size_model_weight_bytes = net.Size().weight_kb * 1000;
     return absl::OkStatus();
   }));
-  std::string file(kMagic, sizeof(kMagic));
-  PutU64(&file, Fingerprint64(body));
-  file += body;
+  const std::string file = SealFile(absl::string_view(kMagic, sizeof(kMagic)), body);
   r.file_bytes = static_cast<int64_t>(file.size());
   r.other_bytes += r.file_bytes - static_cast<int64_t>(body.size());  // magic and fingerprint
   r.other_bytes += 8;  // the arch name's length prefix and the tensor count
@@ -190,20 +156,19 @@ absl::Status ExportModel(QuantNet& net, const std::string& path, ExportReport* r
 }
 
 absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& bytes) {
-  absl::string_view in(bytes);
-  if (in.size() < 16 || std::memcmp(in.data(), kMagic, sizeof(kMagic)) != 0) {
-    return absl::InvalidArgumentError("not a fedge model file (bad magic)");
+  absl::string_view in;
+  switch (OpenSealedFile(bytes, absl::string_view(kMagic, sizeof(kMagic)), &in)) {
+    case SealCheck::kBadMagic:
+      return absl::InvalidArgumentError("not a fedge model file (bad magic)");
+    case SealCheck::kBadChecksum:
+      return absl::DataLossError("model file checksum mismatch (truncated or corrupt)");
+    case SealCheck::kOk:
+      break;
   }
-  uint64_t fingerprint = 0;
-  for (int i = 0; i < 8; ++i) fingerprint |= static_cast<uint64_t>(static_cast<uint8_t>(in[8 + i])) << (8 * i);
-  in.remove_prefix(16);
-  if (Fingerprint64(in) != fingerprint) {
-    return absl::DataLossError("model file checksum mismatch (truncated or corrupt)");
-  }
-  Reader reader(in);
+  ByteReader reader(in);
   std::string arch_name;
   uint32_t count = 0;
-  if (!reader.String(&arch_name, 256) || !reader.U32(&count) || count > kMaxTensors) {
+  if (!GetString(&reader, &arch_name, 256) || !reader.U32(&count) || count > kMaxTensors) {
     return absl::InvalidArgumentError("model file: bad header");
   }
   ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch(arch_name));
@@ -211,7 +176,7 @@ absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& 
   for (uint32_t k = 0; k < count; ++k) {
     Record rec;
     uint32_t dims = 0;
-    if (!reader.String(&rec.name, 1024) || !reader.U32(&rec.layer) || !reader.U32(&dims) ||
+    if (!GetString(&reader, &rec.name, 1024) || !reader.U32(&rec.layer) || !reader.U32(&dims) ||
         dims > kMaxDims) {
       return absl::InvalidArgumentError(absl::StrCat("model file: bad record ", k));
     }

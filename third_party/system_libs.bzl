@@ -21,11 +21,11 @@ _LIBRARIES = {
         "absl_time",
     ],
     "benchmark": ["benchmark"],
-    "httplib": ["cpp-httplib"],
-    "prometheus": ["prometheus-cpp-core"],
     "capnp": ["capnp", "kj"],
     "gtest": ["gmock", "gtest"],
     "gtest_main": ["gmock_main", "gmock", "gtest"],
+    "httplib": ["cpp-httplib"],
+    "prometheus": ["prometheus-cpp-core"],
     "zlib": ["zlib"],
     "zmq": ["libzmq", "cppzmq"],
 }
