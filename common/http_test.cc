@@ -74,6 +74,13 @@ TEST(HttpClientTest, RefusedConnectionIsAnError) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
 }
 
+TEST(HttpClientTest, UrlsThatAreNotHttpAreRefused) {
+  for (const char* url : {"127.0.0.1:9464/metrics", "ftp://127.0.0.1/metrics", "", "http//x"}) {
+    EXPECT_EQ(HttpGet(url, absl::Seconds(1)).status().code(), absl::StatusCode::kInvalidArgument)
+        << url;
+  }
+}
+
 TEST(HttpClientTest, BodyOverTheLimitIsAnError) {
   HttpServerOptions options;
   options.handlers["/big"] = [] { return HttpResponse{200, "text/plain", std::string(100000, 'x')}; };

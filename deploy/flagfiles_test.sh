@@ -33,4 +33,11 @@ if out=$("$coordinator" --flagfile="$flags/coordinator-small.flags" --flagfile="
   fail "an unknown phase was accepted"
 fi
 echo "$out" | grep -q "unknown phase 'warmup'" || fail "unclear error: $out"
+printf -- '--metrics_address=0.0.0.0:99999\n' > "$work/bad-metrics.flags"
+if out=$("$coordinator" --flagfile="$flags/coordinator-small.flags" --flagfile="$work/bad-metrics.flags" \
+         --key="$work/keys/coordinator" --allowlist="$work/allowlist" --state_dir="$work/bad" \
+         --check_config 2>&1); then
+  fail "a metrics port out of range was accepted"
+fi
+echo "$out" | grep -q -- "--metrics_address='0.0.0.0:99999'" || fail "unclear error: $out"
 echo "PASS: the example flag files are valid"
