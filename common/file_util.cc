@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace fedge {
 namespace {
@@ -118,6 +119,19 @@ absl::Status CreateDirectories(const std::string& path) {
   if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a directory"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWritableDirectory(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return ErrnoError("cannot use directory", path);
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a directory"));
+  }
+  // The way the real writes go: a file created, written, synced, renamed.
+  const std::string probe = absl::StrCat(path, "/.fedge-write-check-", getpid());
+  RETURN_IF_ERROR(WriteFileAtomically(probe, "ok\n"));
+  if (unlink(probe.c_str()) != 0) return ErrnoError("cannot remove", probe);
   return absl::OkStatus();
 }
 

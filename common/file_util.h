@@ -27,6 +27,10 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path,
 // directory is fine.
 absl::Status CreateDirectories(const std::string& path);
 
+// Checks that `path` is an existing directory this process can write files
+// in, by writing and removing a probe file the way WriteFileAtomically does.
+absl::Status CheckWritableDirectory(const std::string& path);
+
 // 64-bit FNV-1a: a cheap integrity check for our own file formats.
 uint64_t Fingerprint64(absl::string_view data);
 

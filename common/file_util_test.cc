@@ -24,6 +24,17 @@ TEST(FileUtilTest, CreateDirectoriesMakesParentsAndAcceptsExisting) {
   EXPECT_EQ(CreateDirectories("").code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(FileUtilTest, CheckWritableDirectoryNamesWhatIsWrong) {
+  const std::string dir = Temp("writable");
+  ASSERT_TRUE(CreateDirectories(dir).ok());
+  EXPECT_TRUE(CheckWritableDirectory(dir).ok());
+  const absl::Status missing = CheckWritableDirectory(Temp("no-such-dir"));
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound) << missing;
+  EXPECT_NE(missing.message().find("no-such-dir"), absl::string_view::npos);
+  ASSERT_TRUE(WriteFileAtomically(dir + "/file", "x").ok());
+  EXPECT_EQ(CheckWritableDirectory(dir + "/file").code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(FileUtilTest, ReadRefusesMissingAndOversizedFiles) {
   EXPECT_EQ(ReadFileToString(Temp("missing"), 10).status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(WriteFileAtomically(Temp("big"), std::string(100, 'x')).ok());

@@ -39,7 +39,7 @@ int64_t WireTensor::numel() const {
 const char* BodyName(const Body& body) {
   static constexpr const char* kNames[] = {
       "Register", "Heartbeat", "TaskResult", "TaskFailed",
-      "Welcome",  "Task",      "NoTask",     "Reject"};
+      "Welcome",  "Task",      "NoTask",     "Reject",     "ResultAck"};
   return kNames[body.index()];
 }
 

@@ -61,6 +61,9 @@ struct Register {
   uint16_t cores = 1;
   uint64_t samples = 0;
   std::string agent_version;
+  // A task the agent already holds (running, queued, or its result not yet
+  // acknowledged), so the coordinator need not send it again; 0: none.
+  uint64_t has_task = 0;
 };
 
 struct Heartbeat {
@@ -124,8 +127,17 @@ struct Reject {
   std::string reason;
 };
 
+// The coordinator's answer to every TaskResult: the agent keeps a result and
+// sends it again (after a reconnect or a re-registration) until it is
+// acknowledged, accepted or not.
+struct ResultAck {
+  uint64_t task_id = 0;
+  bool accepted = false;
+  std::string reason;  // why not, when not accepted
+};
+
 using Body = std::variant<Register, Heartbeat, TaskResult, TaskFailed, Welcome,
-                          Task, NoTask, Reject>;
+                          Task, NoTask, Reject, ResultAck>;
 
 struct Message {
   uint16_t version = kProtocolVersion;

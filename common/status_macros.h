@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
 
 #define FEDGE_STATUS_CONCAT_INNER_(a, b) a##b
 #define FEDGE_STATUS_CONCAT_(a, b) FEDGE_STATUS_CONCAT_INNER_(a, b)
@@ -39,15 +40,20 @@
 
 namespace fedge {
 
-// Prefixes a non-OK status's message with `context`, keeping its code.
-// An OK status passes through unchanged.
+// Prefixes a non-OK status's message with `context`, keeping its code and
+// payloads (a RejectReason tag among them). An OK status passes through
+// unchanged.
 inline absl::Status Annotate(const absl::Status& status,
                              absl::string_view context) {
   if (status.ok()) return status;
   std::string message(context);
   message.append(": ");
   message.append(status.message().data(), status.message().size());
-  return absl::Status(status.code(), message);
+  absl::Status annotated(status.code(), message);
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    annotated.SetPayload(url, payload);
+  });
+  return annotated;
 }
 
 }  // namespace fedge

@@ -19,8 +19,10 @@
 namespace fedge {
 
 struct Packet {
-  // On the coordinator side: the peer it came from or goes to. Unused on the
-  // agent side.
+  // On the coordinator side: the peer (routing id) it came from or goes to.
+  // Unused on the agent side. A peer's routing id is its device id,
+  // optionally followed by '/' and a random per-connection nonce (the ZeroMQ
+  // agent adds one so that no other connection can take its route).
   std::string peer;
   // The identity the transport authenticated for `peer` (the device id its
   // CURVE key is enrolled under), empty when the link is not authenticated.
@@ -28,11 +30,18 @@ struct Packet {
   std::vector<std::string> frames;
 };
 
+// The device id a routing id names: what precedes the first '/'.
+inline std::string DeviceOfRoute(const std::string& route) {
+  return route.substr(0, route.find('/'));
+}
+
 class Transport {
  public:
   virtual ~Transport() = default;
-  // Queues a packet for sending. kUnavailable when the peer is unknown or
-  // the link is down; the packet is then lost (the protocol retries).
+  // Queues a packet for sending; never blocks. kUnavailable when the peer is
+  // unknown or the link is down, kResourceExhausted when the peer's queue is
+  // full (it does not read what it is sent); the packet is then lost (the
+  // protocol retries).
   virtual absl::Status Send(Packet packet) = 0;
   // Waits up to `timeout` for a packet; nullopt when none arrived.
   virtual absl::StatusOr<std::optional<Packet>> Receive(absl::Duration timeout) = 0;

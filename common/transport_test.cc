@@ -115,10 +115,13 @@ TEST(ZmqTransportTest, PlaintextRoundTrip) {
     got = Next(**server, absl::Milliseconds(100));
   }
   ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(got->peer, "board-1");
+  // The routing id names the device, plus a nonce nobody else can know.
+  EXPECT_EQ(DeviceOfRoute(got->peer), "board-1");
+  EXPECT_EQ(got->peer.size(), std::string("board-1/").size() + 16) << got->peer;
   EXPECT_TRUE(got->authenticated_id.empty());
   EXPECT_EQ(got->frames[1].size(), 100000u);
-  ASSERT_TRUE((*server)->Send(Frames({"welcome"}, "board-1")).ok());
+  EXPECT_EQ((*server)->Send(Frames({"x"}, "board-1")).code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE((*server)->Send(Frames({"welcome"}, got->peer)).ok());
   EXPECT_EQ(Next(**client)->frames[0], "welcome");
   EXPECT_EQ((*server)->Send(Frames({"x"}, "ghost")).code(), absl::StatusCode::kUnavailable);
 }
@@ -225,7 +228,7 @@ TEST(ZmqTransportTest, OversizedMessageIsDroppedAndServerCarriesOn) {
     got = Next(*server, absl::Milliseconds(100));
   }
   ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(got->peer, "board-small");
+  EXPECT_EQ(DeviceOfRoute(got->peer), "board-small");
 }
 
 TEST(ZmqTransportTest, KeyFilesAndAllowlist) {

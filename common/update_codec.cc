@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/bit_pack.h"
 #include "common/byte_io.h"
 #include "common/file_util.h"
 #include "common/half.h"
+#include "common/reject_reason.h"
 #include "common/status_macros.h"
 
 namespace fedge {
@@ -151,48 +153,79 @@ absl::Status ForEachCodeChunk(const WireTensor& t, Fn fn) {
   return absl::OkStatus();
 }
 
-// Everything that could make decoding fail, checked before any output is
+// Everything that could make decoding fail, and every decoded value finite
+// and no larger than `max_abs` in magnitude, checked before any output is
 // written, so a bad tensor never half-lands in an aggregate.
-absl::Status CheckDecodable(const WireTensor& t) {
-  RETURN_IF_ERROR(ValidateTensor(t));
+absl::Status CheckDecodable(const WireTensor& t, float max_abs) {
+  RETURN_IF_ERROR(WithReason(ValidateTensor(t), RejectReason::kMalformedUpdate));
   const int64_t n = t.numel();
   const auto* bytes = reinterpret_cast<const uint8_t*>(t.payload.data());
+  const bool bounded = max_abs < std::numeric_limits<float>::infinity();
+  auto too_large = [&](int64_t i, float v) {
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "element ", i, " = ", v, " exceeds the magnitude bound ", max_abs)),
+                      RejectReason::kTooLarge);
+  };
+  auto non_finite = [](int64_t i) {
+    return WithReason(absl::InvalidArgumentError(absl::StrCat("element ", i, " is not finite")),
+                      RejectReason::kNonFinite);
+  };
   switch (t.codec) {
     case Codec::kFp32: {
-      // A branch-free scan the compiler vectorizes; the index is looked up
-      // only when something is wrong.
+      // Positive floats order like their bit patterns, so one integer
+      // compare per element checks both "finite" and "|v| <= max_abs"; the
+      // scan is branch-free (the compiler vectorizes it) and the index is
+      // looked up only when something is wrong.
+      uint32_t limit = 0x7F7FFFFFu;  // the largest finite float
+      if (bounded) std::memcpy(&limit, &max_abs, 4);
       uint32_t any = 0;
       for (int64_t i = 0; i < n; ++i) {
         uint32_t u;
         std::memcpy(&u, bytes + 4 * i, 4);
-        any |= static_cast<uint32_t>((u & 0x7F800000u) == 0x7F800000u);
+        any |= static_cast<uint32_t>((u & 0x7FFFFFFFu) > limit);
       }
       if (any == 0) return absl::OkStatus();
       for (int64_t i = 0; i < n; ++i) {
-        uint32_t u;
-        std::memcpy(&u, bytes + 4 * i, 4);
-        if ((u & 0x7F800000u) == 0x7F800000u) {
-          return absl::InvalidArgumentError(absl::StrCat("element ", i, " is not finite"));
-        }
+        float v;
+        std::memcpy(&v, bytes + 4 * i, 4);
+        if (!std::isfinite(v)) return non_finite(i);
+        if (std::fabs(v) > max_abs) return too_large(i, v);
       }
       return absl::OkStatus();
     }
     case Codec::kFp16:
       for (int64_t i = 0; i < n; ++i) {
-        if ((bytes[2 * i + 1] & 0x7C) == 0x7C) {
-          return absl::InvalidArgumentError(absl::StrCat("element ", i, " is not finite"));
+        if ((bytes[2 * i + 1] & 0x7C) == 0x7C) return non_finite(i);
+      }
+      if (bounded && max_abs < 65504.0f) {
+        for (int64_t i = 0; i < n; ++i) {
+          const float v =
+              HalfToFloat(static_cast<uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8)));
+          if (std::fabs(v) > max_abs) return too_large(i, v);
         }
       }
       return absl::OkStatus();
     case Codec::kSignEf:
-      return absl::OkStatus();  // every 1-bit code is valid
+      // Every 1-bit code is valid; each value is +-scale.
+      for (size_t s = 0; s < t.slices.size(); ++s) {
+        if (std::fabs(t.slices[s].step) > max_abs) {
+          return too_large(static_cast<int64_t>(s) * (n / static_cast<int64_t>(t.slices.size())),
+                           t.slices[s].step);
+        }
+      }
+      return absl::OkStatus();
     default:
-      return ForEachCodeChunk(t, [](size_t s, const SliceCoding& c, int64_t, const uint8_t* codes,
-                                    int64_t count) -> absl::Status {
+      return ForEachCodeChunk(t, [&](size_t s, const SliceCoding& c, int64_t base,
+                                     const uint8_t* codes, int64_t count) -> absl::Status {
         for (int64_t i = 0; i < count; ++i) {
           if (codes[i] > c.max_code) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "slice ", s, ": code ", int{codes[i]}, " exceeds ", c.max_code));
+            return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                                  "slice ", s, ": code ", int{codes[i]}, " exceeds ", c.max_code)),
+                              RejectReason::kMalformedUpdate);
+          }
+          if (bounded) {
+            const float v = static_cast<float>(codes[i] - c.zero) * c.unit;
+            if (std::fabs(v) > max_abs) return too_large(base + i, v);
           }
         }
         return absl::OkStatus();
@@ -440,7 +473,7 @@ absl::Status DecodeTensor(const WireTensor& t, absl::Span<float> out) {
         "decoding '", t.name, "': output holds ", out.size(), " elements, tensor has ",
         t.numel()));
   }
-  RETURN_IF_ERROR(CheckDecodable(t));
+  RETURN_IF_ERROR(CheckDecodable(t, std::numeric_limits<float>::infinity()));
   return DecodeChecked<Mode::kAssign>(t, 1.0f, out.data());
 }
 
@@ -454,7 +487,23 @@ absl::Status AccumulateDecoded(const WireTensor& t, float weight,
   if (!std::isfinite(weight)) {
     return absl::InvalidArgumentError(absl::StrCat("weight ", weight, " is not finite"));
   }
-  RETURN_IF_ERROR(CheckDecodable(t));
+  RETURN_IF_ERROR(CheckDecodable(t, std::numeric_limits<float>::infinity()));
+  return DecodeChecked<Mode::kAccumulate>(t, weight, sum.data());
+}
+
+absl::Status CheckUpdate(const WireTensor& t, float max_abs) {
+  if (!(max_abs > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("magnitude bound ", max_abs, " must be > 0"));
+  }
+  return CheckDecodable(t, max_abs);
+}
+
+absl::Status AccumulateChecked(const WireTensor& t, float weight, absl::Span<float> sum) {
+  if (static_cast<int64_t>(sum.size()) != t.numel() || !std::isfinite(weight)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "accumulating '", t.name, "': sum of ", sum.size(), " for ", t.numel(),
+        " elements at weight ", weight));
+  }
   return DecodeChecked<Mode::kAccumulate>(t, weight, sum.data());
 }
 

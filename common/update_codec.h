@@ -87,6 +87,16 @@ absl::Status DecodeTensor(const WireTensor& t, absl::Span<float> out);
 absl::Status AccumulateDecoded(const WireTensor& t, float weight,
                                absl::Span<float> sum);
 
+// Checks `t` in full as decoding would, and that every decoded value is
+// finite and at most `max_abs` in magnitude. Errors carry a RejectReason
+// (kNonFinite, kTooLarge, kMalformedUpdate). A result is validated whole
+// with this before any of it is folded (AccumulateChecked).
+absl::Status CheckUpdate(const WireTensor& t, float max_abs);
+
+// sum += weight * decoded, for a tensor that passed CheckUpdate: no second
+// scan. Fails only when `sum` does not fit `t` or the weight is not finite.
+absl::Status AccumulateChecked(const WireTensor& t, float weight, absl::Span<float> sum);
+
 }  // namespace fedge
 
 #endif  // FEDGE_COMMON_UPDATE_CODEC_H_

@@ -1,5 +1,6 @@
 #include "common/update_codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "common/bit_pack.h"
+#include "common/reject_reason.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -236,6 +238,44 @@ TEST(UpdateCodecTest, RejectsInconsistentTensors) {
   EXPECT_FALSE(EncodeUpdate(v, {Codec::kSignEf, 1, 3}, 0, &residual, &t).ok());
   EXPECT_FALSE(EncodeUpdate(v, {Codec::kQ, 4, 5}, 0, nullptr, &t).ok());
   EXPECT_FALSE(EncodeUpdate(v, {Codec::kMixed, 4, 1}, 0, nullptr, &t).ok());
+}
+
+TEST(UpdateCodecTest, CheckUpdateBoundsEveryCodecsMagnitude) {
+  std::vector<float> values = RandomValues(256, 11, 0.1f);
+  values[17] = 3.0f;  // the largest by far
+  for (Codec codec : {Codec::kFp32, Codec::kFp16, Codec::kQ, Codec::kSignEf}) {
+    WireTensor t = Shaped({16, 16});
+    std::vector<float> residual(values.size(), 0.0f);
+    ASSERT_TRUE(EncodeUpdate(values, {codec, 4, 16}, 1, &residual, &t).ok());
+    std::vector<float> decoded = Decoded(t);
+    float largest = 0;
+    for (float v : decoded) largest = std::max(largest, std::fabs(v));
+    SCOPED_TRACE(CodecName(codec));
+    EXPECT_TRUE(CheckUpdate(t, largest).ok());
+    const absl::Status over = CheckUpdate(t, largest * 0.99f);
+    EXPECT_EQ(ReasonOf(over), RejectReason::kTooLarge) << over;
+  }
+}
+
+TEST(UpdateCodecTest, CheckUpdateTagsNonFiniteAndHugeFp32) {
+  std::vector<float> values(64, 0.5f);
+  WireTensor t = Shaped({64});
+  values[9] = 3e38f;  // finite, but would overflow a running sum
+  ASSERT_TRUE(EncodeUpdate(values, {Codec::kFp32, 0, 1}, 0, nullptr, &t).ok());
+  EXPECT_EQ(ReasonOf(CheckUpdate(t, 1e6f)), RejectReason::kTooLarge);
+  const float nan = std::nanf("");
+  std::memcpy(&t.payload[4 * 9], &nan, 4);
+  const absl::Status s = CheckUpdate(t, 1e6f);
+  EXPECT_EQ(ReasonOf(s), RejectReason::kNonFinite) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("element 9"));
+  // A checked tensor folds with no second scan.
+  values[9] = 0.5f;
+  ASSERT_TRUE(EncodeUpdate(values, {Codec::kFp32, 0, 1}, 0, nullptr, &t).ok());
+  ASSERT_TRUE(CheckUpdate(t, 1.0f).ok());
+  std::vector<float> sum(64, 1.0f);
+  ASSERT_TRUE(AccumulateChecked(t, 2.0f, absl::MakeSpan(sum)).ok());
+  EXPECT_EQ(sum[0], 2.0f);
+  EXPECT_FALSE(AccumulateChecked(t, 2.0f, absl::MakeSpan(sum).subspan(1)).ok());
 }
 
 TEST(UpdateCodecTest, ErrorFeedbackPersists) {

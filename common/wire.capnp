@@ -47,6 +47,7 @@ struct Register {
   cores @1 :UInt16;
   samples @2 :UInt64;
   agentVersion @3 :Text;
+  hasTask @4 :UInt64;    # a task it holds (running, or its result unacknowledged); 0: none
 }
 
 struct Heartbeat {
@@ -110,6 +111,13 @@ struct Reject {
   reason @0 :Text;
 }
 
+# Answers every TaskResult; the agent re-sends a result until it gets one.
+struct ResultAck {
+  taskId @0 :UInt64;
+  accepted @1 :Bool;
+  reason @2 :Text;     # why not, when not accepted
+}
+
 struct Envelope {
   version @0 :UInt16;
   deviceId @1 :Text;
@@ -123,5 +131,6 @@ struct Envelope {
     task @8 :Task;
     noTask @9 :NoTask;
     reject @10 :Reject;
+    resultAck @11 :ResultAck;
   }
 }

@@ -130,6 +130,9 @@ struct BodyValidator {
   absl::Status operator()(const NoTask& n) const {
     return CheckRange("retry after ms", n.retry_after_ms, 0, 3.6e6);
   }
+  absl::Status operator()(const ResultAck& a) const {
+    return CheckText("acknowledgement reason", a.reason, limits.max_text_bytes);
+  }
   absl::Status operator()(const Reject& r) const {
     return CheckText("reject reason", r.reason, limits.max_text_bytes);
   }
@@ -189,6 +192,7 @@ struct BodyWriter {
     b.setCores(r.cores);
     b.setSamples(r.samples);
     b.setAgentVersion(r.agent_version);
+    b.setHasTask(r.has_task);
   }
   void operator()(const Heartbeat& h) const { body.initHeartbeat().setBusyTask(h.busy_task); }
   void operator()(const TaskResult& r) const {
@@ -230,6 +234,12 @@ struct BodyWriter {
   }
   void operator()(const NoTask& n) const { body.initNoTask().setRetryAfterMs(n.retry_after_ms); }
   void operator()(const Reject& r) const { body.initReject().setReason(r.reason); }
+  void operator()(const ResultAck& a) const {
+    auto ack = body.initResultAck();
+    ack.setTaskId(a.task_id);
+    ack.setAccepted(a.accepted);
+    ack.setReason(a.reason);
+  }
 };
 
 // --- decoding -------------------------------------------------------------
@@ -303,6 +313,7 @@ absl::StatusOr<Body> ReadBody(wire::Envelope::Body::Reader body,
       out.cores = r.getCores();
       out.samples = r.getSamples();
       out.agent_version = r.getAgentVersion().cStr();
+      out.has_task = r.getHasTask();
       return Body(out);
     }
     case wire::Envelope::Body::HEARTBEAT:
@@ -353,6 +364,10 @@ absl::StatusOr<Body> ReadBody(wire::Envelope::Body::Reader body,
       return Body(NoTask{body.getNoTask().getRetryAfterMs()});
     case wire::Envelope::Body::REJECT:
       return Body(Reject{body.getReject().getReason().cStr()});
+    case wire::Envelope::Body::RESULT_ACK: {
+      const auto ack = body.getResultAck();
+      return Body(ResultAck{ack.getTaskId(), ack.getAccepted(), ack.getReason().cStr()});
+    }
   }
   return Invalid(absl::StrCat("unknown message type ", static_cast<int>(body.which())));
 }

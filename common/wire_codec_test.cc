@@ -64,8 +64,9 @@ void ExpectSameTensors(const std::vector<WireTensor>& a, const std::vector<WireT
 }
 
 TEST(WireCodecTest, EveryMessageRoundTrips) {
-  Register reg{512ull << 20, 4, 6000, "fedge 0.1"};
+  Register reg{512ull << 20, 4, 6000, "fedge 0.1", 31};
   const Message r = RoundTrip(Sample(reg));
+  EXPECT_EQ(std::get<Register>(r.body).has_task, 31u);
   EXPECT_EQ(std::get<Register>(r.body).memory_budget_bytes, 512ull << 20);
   EXPECT_EQ(std::get<Register>(r.body).agent_version, "fedge 0.1");
 
@@ -73,6 +74,11 @@ TEST(WireCodecTest, EveryMessageRoundTrips) {
   EXPECT_EQ(std::get<Welcome>(RoundTrip(Sample(Welcome{9, 250})).body).heartbeat_interval_ms,
             250u);
   EXPECT_EQ(std::get<NoTask>(RoundTrip(Sample(NoTask{1500})).body).retry_after_ms, 1500u);
+  const ResultAck ack = std::get<ResultAck>(RoundTrip(Sample(ResultAck{77, true, ""})).body);
+  EXPECT_EQ(ack.task_id, 77u);
+  EXPECT_TRUE(ack.accepted);
+  EXPECT_EQ(std::get<ResultAck>(RoundTrip(Sample(ResultAck{78, false, "non_finite"})).body).reason,
+            "non_finite");
   EXPECT_EQ(std::get<Reject>(RoundTrip(Sample(Reject{"unknown key"})).body).reason,
             "unknown key");
   EXPECT_EQ(std::get<TaskFailed>(RoundTrip(Sample(TaskFailed{3, 4, "out of memory"})).body)

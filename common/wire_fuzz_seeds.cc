@@ -37,6 +37,7 @@ int Write(const std::string& dir) {
   bodies.push_back(Welcome{7, 500});
   bodies.push_back(NoTask{1000});
   bodies.push_back(Reject{"unknown device"});
+  bodies.push_back(ResultAck{7, false, "outside_round"});
   bodies.push_back(TaskFailed{1, 2, "oom"});
   Task task;
   task.shards = {Tensor(Codec::kFp16), Tensor(Codec::kMixed)};

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <random>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -43,6 +44,20 @@ std::string Z85(const uint8_t* raw32) {
   return out;
 }
 
+// 16 random hex digits: with router handover on, a connection that knew a
+// device's routing id could take its route; nobody can guess this one.
+std::string RouteNonce() {
+  std::random_device device;
+  const uint64_t nonce = (static_cast<uint64_t>(device()) << 32) ^ device();
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(nonce));
+  return text;
+}
+
+int LinkTimeoutMs(absl::Duration timeout) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(timeout), 2000, 3600000));
+}
+
 int TimeoutMs(absl::Duration timeout) {
   if (timeout <= absl::ZeroDuration()) return 0;
   return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(timeout) + 1, 1 << 30));
@@ -53,7 +68,11 @@ int TimeoutMs(absl::Duration timeout) {
 absl::Status PollParts(zmq::socket_t& socket, absl::Duration timeout,
                        std::vector<zmq::message_t>* parts) {
   zmq::pollitem_t item = {socket.handle(), 0, ZMQ_POLLIN, 0};
-  zmq::poll(&item, 1, std::chrono::milliseconds(TimeoutMs(timeout)));
+  // A signal (SIGTERM) interrupting the wait is no error: nothing arrived.
+  if (zmq_poll(&item, 1, TimeoutMs(timeout)) < 0) {
+    if (zmq_errno() == EINTR) return absl::OkStatus();
+    return ZmqErrnoToStatus(zmq_errno(), "polling");
+  }
   if (!(item.revents & ZMQ_POLLIN)) return absl::OkStatus();
   zmq::message_t part;
   if (!socket.recv(part, zmq::recv_flags::dontwait)) return absl::OkStatus();
@@ -66,17 +85,34 @@ absl::Status PollParts(zmq::socket_t& socket, absl::Duration timeout,
   return absl::OkStatus();
 }
 
+// Never blocks: with ZMQ_ROUTER_MANDATORY a peer whose queue is at its
+// high-water mark makes the first frame fail with EAGAIN (the message is not
+// queued: kResourceExhausted), an unknown peer with EHOSTUNREACH
+// (kUnavailable). Once the first frame is queued, ZeroMQ queues the rest of
+// the message whole.
 absl::Status SendFrames(zmq::socket_t& socket, const std::string* routing,
                         std::vector<std::string>& frames) {
-  return CallZmq("sending", [&] {
+  return CallZmq("sending", [&]() -> absl::Status {
+    size_t first = 0;
     if (routing != nullptr) {
-      socket.send(zmq::buffer(*routing),
-                  frames.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+      if (!socket.send(zmq::buffer(*routing),
+                       (frames.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore) |
+                           zmq::send_flags::dontwait)) {
+        return absl::ResourceExhaustedError("the peer's queue is full (it is not reading)");
+      }
+    } else if (!frames.empty()) {
+      if (!socket.send(zmq::message_t(frames[0].data(), frames[0].size()),
+                       (frames.size() > 1 ? zmq::send_flags::sndmore : zmq::send_flags::none) |
+                           zmq::send_flags::dontwait)) {
+        return absl::ResourceExhaustedError("the peer's queue is full (it is not reading)");
+      }
+      first = 1;
     }
-    for (size_t i = 0; i < frames.size(); ++i) {
+    for (size_t i = first; i < frames.size(); ++i) {
       const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore
                                                : zmq::send_flags::none;
-      socket.send(zmq::message_t(frames[i].data(), frames[i].size()), flags);
+      socket.send(zmq::message_t(frames[i].data(), frames[i].size()),
+                  flags | zmq::send_flags::dontwait);
     }
     return absl::OkStatus();
   });
@@ -228,10 +264,10 @@ absl::StatusOr<std::unique_ptr<ZmqServerTransport>> ZmqServerTransport::Create(
     // A restarted agent reconnecting under its id takes over the old route.
     impl->socket.set(zmq::sockopt::router_handover, 1);
     impl->socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
-    impl->socket.set(zmq::sockopt::sndhwm, 100000);
+    impl->socket.set(zmq::sockopt::sndhwm, options.send_queue_messages);
     impl->socket.set(zmq::sockopt::rcvhwm, 100000);
     impl->socket.set(zmq::sockopt::heartbeat_ivl, 2000);
-    impl->socket.set(zmq::sockopt::heartbeat_timeout, 10000);
+    impl->socket.set(zmq::sockopt::heartbeat_timeout, LinkTimeoutMs(options.link_timeout));
     if (options.curve.has_value()) {
       impl->socket.set(zmq::sockopt::curve_server, 1);
       impl->socket.set(zmq::sockopt::curve_secretkey, options.curve->keys.secret_key);
@@ -259,7 +295,11 @@ std::string ZmqServerTransport::bound_endpoint() const {
 int64_t ZmqServerTransport::denied() const { return impl_->denied; }
 
 absl::Status ZmqServerTransport::Send(Packet packet) {
-  return SendFrames(impl_->socket, &packet.peer, packet.frames);
+  absl::Status sent = SendFrames(impl_->socket, &packet.peer, packet.frames);
+  if (absl::IsUnavailable(sent)) {
+    return absl::UnavailableError(absl::StrCat("peer is not connected: ", sent.message()));
+  }
+  return sent;
 }
 
 absl::StatusOr<std::optional<Packet>> ZmqServerTransport::Receive(absl::Duration timeout) {
@@ -303,12 +343,12 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
     impl->socket = zmq::socket_t(impl->context, zmq::socket_type::dealer);
     impl->socket.set(zmq::sockopt::linger,
                      static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(options.linger))));
-    impl->socket.set(zmq::sockopt::routing_id, options.identity);
+    impl->socket.set(zmq::sockopt::routing_id, options.identity + "/" + RouteNonce());
     impl->socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
     impl->socket.set(zmq::sockopt::reconnect_ivl, 200);
     impl->socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
     impl->socket.set(zmq::sockopt::heartbeat_ivl, 2000);
-    impl->socket.set(zmq::sockopt::heartbeat_timeout, 10000);
+    impl->socket.set(zmq::sockopt::heartbeat_timeout, LinkTimeoutMs(options.link_timeout));
     // Don't queue messages for a peer that is not there: a stale Register
     // delivered after a reconnect would only confuse the coordinator.
     impl->socket.set(zmq::sockopt::immediate, 1);

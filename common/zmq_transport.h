@@ -56,6 +56,13 @@ struct ZmqServerOptions {
   std::string endpoint = "tcp://*:7070";
   std::optional<CurveServerConfig> curve;  // nullopt: plaintext
   int64_t max_message_bytes = int64_t{256} << 20;
+  // Messages queued per peer before Send refuses more for it
+  // (kResourceExhausted): a peer that does not read costs at most this.
+  int send_queue_messages = 1000;
+  // ZeroMQ's own heartbeat: a connection that delivers no whole frame for
+  // this long (after a PING) is dropped. A frame must fit in it: a task's
+  // largest tensor (~800 kB for fmnist-cnn) takes ~25 s at 256 kbit/s.
+  absl::Duration link_timeout = absl::Seconds(60);
 };
 
 struct CurveClientConfig {
@@ -65,11 +72,15 @@ struct CurveClientConfig {
 
 struct ZmqClientOptions {
   std::string endpoint = "tcp://127.0.0.1:7070";
-  std::string identity;  // the device id
+  // The device id. The routing id is "<identity>/<random nonce>", new for
+  // each transport, so that no other connection can take this one's route.
+  std::string identity;
   std::optional<CurveClientConfig> curve;
   int64_t max_message_bytes = int64_t{256} << 20;
   // How long closing the transport waits to send what is still queued.
   absl::Duration linger = absl::ZeroDuration();
+  // As ZmqServerOptions::link_timeout, for the frames the agent receives.
+  absl::Duration link_timeout = absl::Seconds(60);
 };
 
 class ZmqServerTransport : public Transport {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/reject_reason.h"
 #include "common/status_macros.h"
 #include "common/update_codec.h"
 
@@ -16,6 +17,7 @@ Aggregator::Aggregator(std::vector<ShardShape> shards, const AggregatorOptions& 
       sums_(shards_.size()),
       kept_(shards_.size()),
       weights_(shards_.size(), 0.0),
+      sum_bound_(shards_.size(), 0.0),
       contributors_(shards_.size(), 0) {}
 
 absl::Status Aggregator::Reject(int shard, absl::Status status) {
@@ -27,64 +29,93 @@ absl::Status Aggregator::Reject(int shard, absl::Status status) {
   return status;
 }
 
-absl::Status Aggregator::Add(int shard, const WireTensor& update, uint64_t samples,
-                             int64_t staleness) {
+namespace {
+// Past this a float sum could reach infinity within a few more folds.
+constexpr double kSumLimit = 1e37;
+}  // namespace
+
+float Aggregator::MaxAbs(int shard) const {
+  const double scale = std::max(1.0, static_cast<double>(shards_[shard].scale));
+  return static_cast<float>(std::min(1e30, options_.max_update_scale * scale));
+}
+
+double Aggregator::Weight(uint64_t samples, int64_t staleness) const {
+  return static_cast<double>(samples) *
+         std::pow(1.0 + static_cast<double>(staleness), -options_.staleness_exponent);
+}
+
+absl::Status Aggregator::Check(int shard, const WireTensor& update, uint64_t samples,
+                               int64_t staleness) {
+  const RejectReason malformed = RejectReason::kMalformedUpdate;
   if (shard < 0 || shard >= static_cast<int>(shards_.size())) {
-    return Reject(shard, absl::InvalidArgumentError(
-                             absl::StrCat("no shard ", shard, " in a model of ",
-                                          shards_.size())));
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "no shard ", shard, " in a model of ", shards_.size())),
+                      malformed);
   }
   const ShardShape& shape = shards_[shard];
   if (update.numel() != shape.elements) {
-    return Reject(shard, absl::InvalidArgumentError(absl::StrCat(
-                             "update has ", update.numel(), " elements, shard has ",
-                             shape.elements)));
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "update has ", update.numel(), " elements, shard has ", shape.elements)),
+                      malformed);
   }
   if (samples == 0 || staleness < 0) {
-    return Reject(shard, absl::InvalidArgumentError(absl::StrCat(
-                             "samples ", samples, " and staleness ", staleness,
-                             " must be positive and non-negative")));
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "samples ", samples, " and staleness ", staleness,
+                          " must be positive and non-negative")),
+                      malformed);
   }
-  const double weight = static_cast<double>(samples) *
-                        std::pow(1.0 + static_cast<double>(staleness),
-                                 -options_.staleness_exponent);
-  const bool fedavg = options_.rule == AggregationRule::kFedAvg;
-  if (fedavg && options_.max_update_norm <= 0) {
-    // The streaming path: checked in full, then folded straight into the sum
-    // from the encoded bytes, with no decoded copy.
+  const float max_abs = MaxAbs(shard);
+  RETURN_IF_ERROR(CheckUpdate(update, max_abs));
+  const double weight = Weight(samples, staleness);
+  if (sum_bound_[shard] + weight * max_abs > kSumLimit) {
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "weight ", weight, " at magnitude bound ", max_abs,
+                          " could overflow the aggregate")),
+                      RejectReason::kTooLarge);
+  }
+  if (options_.max_update_norm > 0) {
+    scratch_.resize(shape.elements);
+    RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(scratch_)));
+    // Four partial sums break the dependency chain.
+    double partial[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < shape.elements; ++i) {
+      partial[i & 3] += static_cast<double>(scratch_[i]) * scratch_[i];
+    }
+    const double norm = std::sqrt(partial[0] + partial[1] + partial[2] + partial[3]);
+    if (!(norm <= options_.max_update_norm)) {
+      return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                            "update norm ", norm, " exceeds the bound ", options_.max_update_norm)),
+                        RejectReason::kNormBound);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Aggregator::Add(int shard, const WireTensor& update, uint64_t samples,
+                             int64_t staleness) {
+  if (absl::Status s = Check(shard, update, samples, staleness); !s.ok()) return Reject(shard, s);
+  return AddChecked(shard, update, samples, staleness);
+}
+
+absl::Status Aggregator::AddChecked(int shard, const WireTensor& update, uint64_t samples,
+                                    int64_t staleness) {
+  if (shard < 0 || shard >= static_cast<int>(shards_.size()) ||
+      update.numel() != shards_[shard].elements) {
+    return Reject(shard, absl::InternalError("folding an update that was not checked"));
+  }
+  const ShardShape& shape = shards_[shard];
+  const double weight = Weight(samples, staleness);
+  if (options_.rule == AggregationRule::kFedAvg) {
+    // Straight from the encoded bytes, with no decoded copy.
     std::vector<float>& sum = sums_[shard];
     if (sum.empty()) sum.assign(shape.elements, 0.0f);
-    if (absl::Status s = AccumulateDecoded(update, static_cast<float>(weight), absl::MakeSpan(sum));
-        !s.ok()) {
-      return Reject(shard, s);
-    }
+    RETURN_IF_ERROR(AccumulateChecked(update, static_cast<float>(weight), absl::MakeSpan(sum)));
   } else {
-    scratch_.resize(shape.elements);
-    if (absl::Status s = DecodeTensor(update, absl::MakeSpan(scratch_)); !s.ok()) {
-      return Reject(shard, s);
-    }
-    if (options_.max_update_norm > 0) {
-      // Four partial sums break the dependency chain.
-      double partial[4] = {0, 0, 0, 0};
-      for (int64_t i = 0; i < shape.elements; ++i) {
-        partial[i & 3] += static_cast<double>(scratch_[i]) * scratch_[i];
-      }
-      const double norm = std::sqrt(partial[0] + partial[1] + partial[2] + partial[3]);
-      if (!(norm <= options_.max_update_norm)) {
-        return Reject(shard, absl::InvalidArgumentError(absl::StrCat(
-                                 "update norm ", norm, " exceeds the bound ",
-                                 options_.max_update_norm)));
-      }
-    }
-    if (fedavg) {
-      std::vector<float>& sum = sums_[shard];
-      if (sum.empty()) sum.assign(shape.elements, 0.0f);
-      const float w = static_cast<float>(weight);
-      for (int64_t i = 0; i < shape.elements; ++i) sum[i] += w * scratch_[i];
-    } else {
-      kept_[shard].push_back(scratch_);
-    }
+    std::vector<float> decoded(shape.elements);
+    RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(decoded)));
+    kept_[shard].push_back(std::move(decoded));
   }
+  sum_bound_[shard] += weight * MaxAbs(shard);
   weights_[shard] += weight;
   ++contributors_[shard];
   ++stats_.accepted;

@@ -2,7 +2,8 @@
 #define FEDGE_COORDINATOR_AGGREGATOR_H_
 
 // Aggregates one round's encoded updates per shard (design 4.3): each update
-// is checked in full (finite, well-formed) and folded into a running weighted
+// is checked in full (well-formed, finite, within the magnitude bound, within
+// the norm bound) and folded into a running weighted
 // sum straight from its encoded bytes, so memory stays O(model) whatever the
 // number of agents. With a norm bound, an update is first decoded into one
 // scratch buffer of the shard's size to measure it. Weighted FedAvg by sample
@@ -13,6 +14,15 @@
 //   Aggregator agg({{"conv1.weight", 1728}, {"fc.weight", 5120}}, options);
 //   RETURN_IF_ERROR(agg.Add(0, update, /*samples=*/600));
 //   std::vector<ShardResult> deltas = agg.Finish();
+//
+// A result of several shards is all or nothing: Check every shard first,
+// then AddChecked each (round_engine.cc does).
+//
+// Magnitude bound: an update value may be at most
+// max_update_scale x max(1, the shard's largest |value|). With every folded
+// value bounded, the aggregator also tracks the largest |sum| possible and
+// refuses an update that could carry it past 1e37, so finite inputs never
+// overflow into an infinity.
 //
 // Pure: no I/O, no clock. Not thread-safe.
 
@@ -31,12 +41,15 @@ struct AggregatorOptions {
   AggregationRule rule = AggregationRule::kFedAvg;
   double trim_fraction = 0.1;    // trimmed mean: from each end
   double max_update_norm = 0;    // L2 bound per shard update; 0: none
+  // Magnitude bound per update value, relative to the shard's scale (> 0).
+  double max_update_scale = 100;
   double staleness_exponent = 0.5;  // weight *= (1 + staleness)^-exponent
 };
 
 struct ShardShape {
   std::string name;
   int64_t elements = 0;
+  float scale = 0;  // the shard's largest |value| in the model
 };
 
 struct ShardResult {
@@ -63,21 +76,36 @@ class Aggregator {
   absl::Status Add(int shard, const WireTensor& update, uint64_t samples,
                    int64_t staleness = 0);
 
+  // Everything Add checks, the aggregate untouched; errors carry a
+  // RejectReason. Not const: it may decode into the scratch buffer.
+  absl::Status Check(int shard, const WireTensor& update, uint64_t samples,
+                     int64_t staleness = 0);
+  // Folds an update that passed Check with the same arguments.
+  absl::Status AddChecked(int shard, const WireTensor& update, uint64_t samples,
+                          int64_t staleness = 0);
+  // The magnitude bound of `shard`'s update values.
+  float MaxAbs(int shard) const;
+
   // The weighted mean (or robust statistic) per shard; shards nobody
   // updated come back with updated = false.
   std::vector<ShardResult> Finish();
+
+  // Counts a rejected update in stats() (Add does this itself) and returns
+  // `status`.
+  absl::Status Reject(int shard, absl::Status status);
 
   const AggregatorStats& stats() const { return stats_; }
   size_t shard_count() const { return shards_.size(); }
 
  private:
-  absl::Status Reject(int shard, absl::Status status);
+  double Weight(uint64_t samples, int64_t staleness) const;
 
   std::vector<ShardShape> shards_;
   AggregatorOptions options_;
   std::vector<std::vector<float>> sums_;             // FedAvg running sums
   std::vector<std::vector<std::vector<float>>> kept_;  // robust rules
   std::vector<double> weights_;
+  std::vector<double> sum_bound_;  // the largest |sum| the folded updates allow
   std::vector<int> contributors_;
   std::vector<float> scratch_;
   AggregatorStats stats_;

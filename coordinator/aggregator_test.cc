@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/reject_reason.h"
 #include "common/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -77,11 +78,47 @@ TEST(AggregatorTest, RobustRulesResistAnOutlier) {
     AggregatorOptions options;
     options.rule = rule;
     options.trim_fraction = 0.2;
-    Aggregator agg({{"a", 1}}, options);
+    Aggregator agg({{"a", 1, 10.0f}}, options);  // bound: 100 x 10
     for (float v : {1.0f, 2.0f, 3.0f, 4.0f, 1000.0f}) ASSERT_TRUE(agg.Add(0, Fp32({v}), 1).ok());
     // median 3; trimmed mean drops one from each end: (2 + 3 + 4) / 3 = 3.
     EXPECT_FLOAT_EQ(agg.Finish()[0].delta[0], 3.0f);
   }
+}
+
+TEST(AggregatorTest, UpdatesBeyondTheModelsScaleAreRefused) {
+  // A shard whose largest value is 0.5: the bound is 100 x max(1, 0.5).
+  Aggregator agg({{"a", 2, 0.5f}}, AggregatorOptions());
+  EXPECT_EQ(agg.MaxAbs(0), 100.0f);
+  ASSERT_TRUE(agg.Add(0, Fp32({100, -100}), 10).ok());
+  const absl::Status over = agg.Add(0, Fp32({100.5f, 0}), 10);
+  EXPECT_EQ(ReasonOf(over), RejectReason::kTooLarge) << over;
+  EXPECT_EQ(agg.stats().rejected, 1);
+  EXPECT_THAT(agg.Finish()[0].delta, ElementsAre(100, -100));
+}
+
+TEST(AggregatorTest, FiniteUpdatesNeverOverflowTheSum) {
+  // Even with the bound opened wide, a fold that could carry the sum past
+  // 1e37 is refused before it lands: the honest updates survive.
+  AggregatorOptions options;
+  options.max_update_scale = 1e30;
+  Aggregator agg({{"a", 2}}, options);
+  ASSERT_TRUE(agg.Add(0, Fp32({1, 2}), 100).ok());
+  const absl::Status huge = agg.Add(0, Fp32({3e29f, 3e29f}), 100000000);
+  EXPECT_EQ(ReasonOf(huge), RejectReason::kTooLarge) << huge;
+  ASSERT_TRUE(agg.Add(0, Fp32({3, 4}), 100).ok());
+  const std::vector<ShardResult> r = agg.Finish();
+  EXPECT_THAT(r[0].delta, ElementsAre(2, 3));
+}
+
+TEST(AggregatorTest, CheckLeavesTheAggregateUntouched) {
+  Aggregator agg({{"a", 2}}, AggregatorOptions());
+  const WireTensor good = Fp32({1, 1});
+  ASSERT_TRUE(agg.Check(0, good, 5).ok());
+  EXPECT_FALSE(agg.Finish()[0].updated);  // checked, not folded
+  Aggregator agg2({{"a", 2}}, AggregatorOptions());
+  ASSERT_TRUE(agg2.Check(0, good, 5).ok());
+  ASSERT_TRUE(agg2.AddChecked(0, good, 5).ok());
+  EXPECT_THAT(agg2.Finish()[0].delta, ElementsAre(1, 1));
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
+#include "common/flags_help.h"
 #include "common/http_server.h"
 #include "common/status_macros.h"
 #include "common/svg_plot.h"
@@ -65,6 +66,13 @@ ABSL_FLAG(std::string, uplink, "sign-ef", "update codec: fp32, fp16, q2..q8, sig
 ABSL_FLAG(std::string, downlink, "fp16", "weight shard codec: fp32 or fp16");
 ABSL_FLAG(std::string, rule, "fedavg", "aggregation: fedavg, median, trimmed");
 ABSL_FLAG(double, max_update_norm, 0, "reject shard updates above this L2 norm (0: off)");
+ABSL_FLAG(double, max_update_scale, 100,
+          "reject updates with a value above this many times the shard's largest |value| "
+          "(at least 1): one agent cannot swamp an aggregate or overflow it");
+ABSL_FLAG(int, link_timeout_s, 60,
+          "drop a connection that delivers no whole frame for this long; must exceed the "
+          "time the slowest link takes for the largest tensor");
+ABSL_FLAG(int, send_queue, 1000, "messages queued per agent before replies to it are dropped");
 ABSL_FLAG(std::string, server_optimizer, "fedavg", "fedavg or fedadam");
 ABSL_FLAG(double, server_lr, 1e-2, "FedAdam's server learning rate");
 ABSL_FLAG(int, heartbeat_ms, 1000, "agents' heartbeat interval");
@@ -189,6 +197,13 @@ absl::Status Serve() {
     return absl::InvalidArgumentError(absl::StrCat("--rule=", rule, ": expected fedavg, median or trimmed"));
   }
   config.aggregation.max_update_norm = absl::GetFlag(FLAGS_max_update_norm);
+  config.aggregation.max_update_scale = absl::GetFlag(FLAGS_max_update_scale);
+  if (!(config.aggregation.max_update_norm >= 0) || !(config.aggregation.max_update_scale > 0) ||
+      absl::GetFlag(FLAGS_link_timeout_s) < 2 || absl::GetFlag(FLAGS_send_queue) < 1) {
+    return absl::InvalidArgumentError(
+        "--max_update_norm must be >= 0, --max_update_scale > 0, --link_timeout_s >= 2 and "
+        "--send_queue >= 1");
+  }
 
   const std::string metrics_address = absl::GetFlag(FLAGS_metrics_address);
   if (!metrics_address.empty()) {
@@ -238,6 +253,8 @@ absl::Status Serve() {
 
   ZmqServerOptions server;
   server.endpoint = absl::GetFlag(FLAGS_listen);
+  server.link_timeout = absl::Seconds(absl::GetFlag(FLAGS_link_timeout_s));
+  server.send_queue_messages = absl::GetFlag(FLAGS_send_queue);
   if (!absl::GetFlag(FLAGS_plaintext)) {
     if (absl::GetFlag(FLAGS_key).empty() || absl::GetFlag(FLAGS_allowlist).empty()) {
       return absl::InvalidArgumentError(
@@ -380,6 +397,11 @@ absl::Status Serve() {
 }  // namespace fedge
 
 int main(int argc, char** argv) {
+  fedge::SetUpHelp("coordinator/main.cc",
+                   "the federated training coordinator.\n\n"
+                   "  coordinator --listen=tcp://*:7070 --key=KEYS/coordinator "
+                   "--allowlist=ALLOWLIST --state_dir=DIR\n"
+                   "  coordinator --flagfile=/etc/fedge/coordinator.flags");
   absl::ParseCommandLine(argc, argv);
   const absl::Status status = fedge::Serve();
   if (!status.ok()) {

@@ -37,6 +37,9 @@ struct CoordinatorMetrics::State {
   prometheus::Histogram* round_seconds = nullptr;
   Counter* accepted = nullptr;
   Family<Counter>* rejected = nullptr;
+  Family<Counter>* dropped = nullptr;
+  Counter* tasks_resent = nullptr;
+  Counter* round_retries = nullptr;
   Counter* messages_in = nullptr;
   Counter* messages_out = nullptr;
   Counter* bytes_in = nullptr;
@@ -105,7 +108,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
                     .Name("fedge_updates_rejected_total")
                     .Help("Messages and task results turned away, by reason.")
                     .Register(r);
-  for (const char* reason : kRejectionReasons) s.rejected->Add({{"reason", reason}});
+  for (RejectReason reason : kAllRejectReasons) s.rejected->Add({{"reason", ReasonLabel(reason)}});
+  s.dropped = &prometheus::BuildCounter()
+                   .Name("fedge_replies_dropped_total")
+                   .Help("Replies and tasks not sent, by reason: the peer's queue was full, the "
+                         "peer was gone, it was past its allowance of refusals, or encoding failed.")
+                   .Register(r);
+  for (const char* reason : kDropReasons) s.dropped->Add({{"reason", reason}});
+  s.tasks_resent = NewCounter(r, "fedge_tasks_resent_total",
+                              "Tasks sent again because their agent registered anew.");
+  s.round_retries = NewCounter(r, "fedge_round_retries_total",
+                               "Rounds that ended with no accepted result and were run again.");
   s.messages_in = NewCounter(r, "fedge_messages_received_total", "Messages received from agents.");
   s.messages_out = NewCounter(r, "fedge_messages_sent_total", "Messages sent to agents.");
   s.bytes_in = NewCounter(r, "fedge_bytes_received_total", "Frame bytes received from agents.");
@@ -189,6 +202,12 @@ void CoordinatorMetrics::Publish(const CoordinatorService& service, absl::Time n
   for (const auto& [reason, total] : c.rejections) {
     State::Advance(&s.rejected->Add({{"reason", reason}}), total, &s.published.rejections[reason]);
   }
+  for (const auto& [reason, total] : c.dropped_replies) {
+    State::Advance(&s.dropped->Add({{"reason", reason}}), total,
+                   &s.published.dropped_replies[reason]);
+  }
+  State::Advance(s.tasks_resent, c.tasks_resent, &s.published.tasks_resent);
+  State::Advance(s.round_retries, c.round_retries, &s.published.round_retries);
 }
 
 void CoordinatorMetrics::OnRound(const RoundReport& report, const ModelStats& model) {

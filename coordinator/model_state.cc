@@ -1,5 +1,6 @@
 #include "coordinator/model_state.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -23,7 +24,9 @@ int64_t ModelState::parameter_count() const {
 std::vector<ShardShape> ModelState::Shapes() const {
   std::vector<ShardShape> out;
   for (const ModelShard& s : shards) {
-    out.push_back({s.name, static_cast<int64_t>(s.values.size())});
+    float scale = 0;
+    for (float v : s.values) scale = std::max(scale, std::fabs(v));
+    out.push_back({s.name, static_cast<int64_t>(s.values.size()), scale});
   }
   return out;
 }

@@ -4,13 +4,21 @@
 
 namespace fedge {
 
+namespace {
+uint64_t SessionSeed(uint64_t seed) {
+  if (seed != 0) return seed;
+  std::random_device device;
+  return (static_cast<uint64_t>(device()) << 32) ^ device();
+}
+}  // namespace
+
 Registry::Registry(const RegistryOptions& options)
-    : options_(options), next_session_(options.first_session_id) {}
+    : options_(options), sessions_(SessionSeed(options.session_seed)) {}
 
 absl::StatusOr<Welcome> Registry::OnRegister(const std::string& device_id,
                                              const std::string& authenticated_id,
                                              const Register& registration,
-                                             absl::Time now) {
+                                             absl::Time now, const std::string& route) {
   if (!authenticated_id.empty() && authenticated_id != device_id) {
     return absl::PermissionDeniedError(absl::StrCat(
         "key enrolled as '", authenticated_id, "' tried to register as '", device_id, "'"));
@@ -18,7 +26,10 @@ absl::StatusOr<Welcome> Registry::OnRegister(const std::string& device_id,
   AgentRecord& record = agents_[device_id];
   record.device_id = device_id;
   record.registration = registration;
-  record.session_id = next_session_++;
+  uint64_t session = 0;
+  while (session == 0 || session == record.session_id) session = sessions_();
+  record.session_id = session;
+  record.route = route.empty() ? device_id : route;
   record.registered_at = now;
   record.last_seen = now;
   record.live = true;

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -29,13 +30,17 @@ struct RegistryOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // Silent this long (several missed heartbeats) means dead.
   absl::Duration timeout = absl::Seconds(5);
-  uint64_t first_session_id = 1;
+  // Session ids are random 64-bit numbers, never 0, so nobody can guess
+  // another device's; a non-zero seed makes them reproducible (tests).
+  uint64_t session_seed = 0;
 };
 
 struct AgentRecord {
   std::string device_id;
   Register registration;
   uint64_t session_id = 0;
+  // Where replies go: the routing id of the connection it registered from.
+  std::string route;
   absl::Time registered_at;
   absl::Time last_seen;
   bool live = true;
@@ -49,9 +54,11 @@ class Registry {
   // Registers (or re-registers, with a fresh session) `device_id`.
   // `authenticated_id` is what the transport vouched for (empty on
   // unauthenticated links): a device may only register as itself.
+  // `route` is the connection's routing id (empty: the device id).
   absl::StatusOr<Welcome> OnRegister(const std::string& device_id,
                                      const std::string& authenticated_id,
-                                     const Register& registration, absl::Time now);
+                                     const Register& registration, absl::Time now,
+                                     const std::string& route = "");
 
   // Any message from a registered agent in its current session: marks it
   // live and seen. kNotFound for an unknown device or a stale session (for
@@ -70,14 +77,13 @@ class Registry {
   size_t registered() const { return agents_.size(); }
   size_t live() const;
 
-  // For checkpoints: the records and the next session id.
+  // For checkpoints: the records.
   const std::map<std::string, AgentRecord>& agents() const { return agents_; }
-  uint64_t next_session_id() const { return next_session_; }
 
  private:
   RegistryOptions options_;
   std::map<std::string, AgentRecord> agents_;
-  uint64_t next_session_;
+  std::mt19937_64 sessions_;
 };
 
 }  // namespace fedge

@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/reject_reason.h"
+#include "common/status_macros.h"
 
 namespace fedge {
 
@@ -41,7 +43,7 @@ double RoundEngine::RampOf(uint64_t round) const {
 std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
     const std::vector<const AgentRecord*>& live, const ModelState& model, absl::Time now) {
   std::vector<OutgoingTask> out;
-  if (in_round_ || done()) return out;
+  if (in_round_ || done() || now < retry_at_) return out;
   // The agents that can train something, with what.
   std::vector<std::pair<const AgentRecord*, ShardPlan>> pool;
   for (const AgentRecord* agent : live) {
@@ -86,50 +88,89 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
     t.task.trainable_from = plan.trainable_from;
     if (plan.batch_size > 0) t.task.hyper.batch_size = plan.batch_size;
     t.task.seed = rng_();
-    pending_[t.task.task_id] = {t.task.task_id, t.device_id, false};
+    pending_[t.task.task_id] = {t.task, t.device_id, agent->registration.samples, false};
     out.push_back(std::move(t));
   }
   return out;
 }
 
+absl::Status RoundEngine::Fold(const TaskResult& result, const ModelState& model,
+                               uint64_t samples, int64_t staleness, Aggregator* aggregator,
+                               RoundSummary* summary) {
+  // Validated whole first: every shard known and named once, every value
+  // finite and within the bounds. Only then is any of it folded.
+  std::vector<int> shards;
+  shards.reserve(result.updates.size());
+  for (const WireTensor& update : result.updates) {
+    int shard = -1;
+    for (size_t s = 0; s < model.shards.size(); ++s) {
+      if (model.shards[s].name == update.name) shard = static_cast<int>(s);
+    }
+    absl::Status checked;
+    if (shard < 0) {
+      checked = WithReason(absl::InvalidArgumentError(absl::StrCat("unknown shard '", update.name, "'")),
+                           RejectReason::kMalformedUpdate);
+    } else if (std::find(shards.begin(), shards.end(), shard) != shards.end()) {
+      checked = WithReason(absl::InvalidArgumentError(absl::StrCat("shard '", update.name, "' sent twice")),
+                           RejectReason::kMalformedUpdate);
+    } else {
+      checked = aggregator->Check(shard, update, samples, staleness);
+    }
+    if (!checked.ok()) {
+      return aggregator->Reject(shard, Annotate(checked, absl::StrCat("shard '", update.name, "'")));
+    }
+    shards.push_back(shard);
+  }
+  int64_t bytes = 0;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    bytes += static_cast<int64_t>(result.updates[i].payload.size());
+    RETURN_IF_ERROR(aggregator->AddChecked(shards[i], result.updates[i], samples, staleness));
+  }
+  summary->uplink_bytes += bytes;
+  summary->max_peak_memory = std::max(summary->max_peak_memory, result.peak_memory_bytes);
+  summary->mean_train_loss += result.loss;
+  summary->mean_train_accuracy += result.accuracy;
+  return absl::OkStatus();
+}
+
+namespace {
+uint64_t CappedSamples(uint64_t reported, uint64_t registered) {
+  const uint64_t samples = std::max<uint64_t>(1, reported);
+  return registered > 0 ? std::min(samples, registered) : samples;
+}
+}  // namespace
+
 absl::Status RoundEngine::OnResult(const std::string& device, const TaskResult& result,
                                    const ModelState& model) {
-  auto fold = [&](Aggregator& agg, RoundSummary& summary, int64_t staleness) {
-    absl::Status status = absl::OkStatus();
-    int64_t bytes = 0;
-    for (const WireTensor& update : result.updates) {
-      bytes += static_cast<int64_t>(update.payload.size());
-      int shard = -1;
-      for (size_t s = 0; s < model.shards.size(); ++s) {
-        if (model.shards[s].name == update.name) shard = static_cast<int>(s);
-      }
-      absl::Status added =
-          shard < 0 ? absl::InvalidArgumentError(absl::StrCat("unknown shard '", update.name, "'"))
-                    : agg.Add(shard, update, std::max<uint64_t>(1, result.samples), staleness);
-      if (!added.ok() && status.ok()) status = added;
-    }
-    summary.uplink_bytes += bytes;
-    summary.max_peak_memory = std::max(summary.max_peak_memory, result.peak_memory_bytes);
-    summary.mean_train_loss += result.loss;
-    summary.mean_train_accuracy += result.accuracy;
-    return status;
-  };
-
   auto it = pending_.find(result.task_id);
   if (in_round_ && it != pending_.end() && result.round_id == completed_ + 1) {
-    if (it->second.device != device) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "task ", result.task_id, " was given to '", it->second.device, "', not '", device, "'"));
+    Pending& task = it->second;
+    if (task.device != device) {
+      return WithReason(absl::PermissionDeniedError(absl::StrCat(
+                            "task ", result.task_id, " was given to '", task.device, "', not '",
+                            device, "'")),
+                        RejectReason::kWrongAgent);
     }
-    if (it->second.reported) {
-      return absl::AlreadyExistsError(absl::StrCat("task ", result.task_id, " already reported"));
+    if (task.reported) {
+      return WithReason(
+          absl::AlreadyExistsError(absl::StrCat("task ", result.task_id, " already answered")),
+          RejectReason::kDuplicate);
     }
-    it->second.reported = true;
-    ++summary_.reported;
-    return fold(*aggregator_, summary_, 0);
+    task.reported = true;
+    absl::Status folded = Fold(result, model, CappedSamples(result.samples, task.max_samples),
+                               0, aggregator_.get(), &summary_);
+    if (folded.ok()) {
+      ++summary_.reported;
+    } else {
+      // A rejected result is a failed task: it never counts toward the quorum.
+      ++summary_.failed;
+      ++summary_.rejected;
+    }
+    return folded;
   }
   auto late = previous_round_tasks_.find(result.task_id);
-  if (late != previous_round_tasks_.end() && late->second == device && config_.async) {
+  if (late != previous_round_tasks_.end() && late->second.device == device && config_.async) {
+    const uint64_t max_samples = late->second.max_samples;
     previous_round_tasks_.erase(late);
     if (!next_aggregator_ && !in_round_) {
       next_aggregator_ = std::make_unique<Aggregator>(model.Shapes(), config_.aggregation);
@@ -137,12 +178,15 @@ absl::Status RoundEngine::OnResult(const std::string& device, const TaskResult& 
     }
     Aggregator& target = next_aggregator_ ? *next_aggregator_ : *aggregator_;
     RoundSummary& summary = next_aggregator_ ? next_summary_ : summary_;
+    RETURN_IF_ERROR(Fold(result, model, CappedSamples(result.samples, max_samples),
+                         /*staleness=*/1, &target, &summary));
     ++summary.late_folded;
-    return fold(target, summary, /*staleness=*/1);
+    return absl::OkStatus();
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "result for task ", result.task_id, " of round ", result.round_id,
-      " arrived outside its round: dropped"));
+  return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                        "result for task ", result.task_id, " of round ", result.round_id,
+                        " arrived outside its round: dropped")),
+                    RejectReason::kOutsideRound);
 }
 
 void RoundEngine::OnFailed(const std::string& device, const TaskFailed& failed) {
@@ -163,6 +207,20 @@ void RoundEngine::OnAgentLost(const std::string& device) {
   }
 }
 
+std::optional<Task> RoundEngine::OutstandingTask(const std::string& device) const {
+  if (!in_round_) return std::nullopt;
+  for (const auto& [id, task] : pending_) {
+    if (task.device == device && !task.reported) return task.task;
+  }
+  return std::nullopt;
+}
+
+std::optional<RoundEngine::Retry> RoundEngine::TakeRetry() {
+  std::optional<Retry> retry = std::move(retry_);
+  retry_.reset();
+  return retry;
+}
+
 std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
   if (!in_round_) return std::nullopt;
   int answered = 0;
@@ -173,10 +231,20 @@ std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
   if (!quorum && !expired) return std::nullopt;
   if (summary_.reported == 0 && summary_.late_folded == 0) {
     if (!expired && answered < static_cast<int>(pending_.size())) return std::nullopt;
-    // Nobody delivered: run the round again with whoever is live.
+    // Nobody delivered: run the round again with whoever is live, after a
+    // back-off, so a fleet that keeps failing is not driven round after
+    // round.
+    backoff_ = backoff_ == absl::ZeroDuration()
+                   ? config_.retry_backoff
+                   : std::min(config_.max_retry_backoff, 2 * backoff_);
+    retry_at_ = now + backoff_;
+    retry_ = Retry{completed_ + 1, summary_.sampled, summary_.failed, summary_.rejected, backoff_};
+    if (!expired) retry_->failed = answered;
+    pending_.clear();
     in_round_ = false;
     return std::nullopt;
   }
+  backoff_ = absl::ZeroDuration();
   Finished finished;
   finished.deltas = aggregator_->Finish();
   const int contributions = summary_.reported + summary_.late_folded;
@@ -186,7 +254,7 @@ std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
   finished.summary = summary_;
   previous_round_tasks_.clear();
   for (const auto& [id, task] : pending_) {
-    if (!task.reported) previous_round_tasks_[id] = task.device;
+    if (!task.reported) previous_round_tasks_[id] = task;
   }
   pending_.clear();
   aggregator_.reset();

@@ -49,6 +49,10 @@ struct RunConfig {
   int uplink_bits = 0;
   AggregatorOptions aggregation;
   uint64_t seed = 1;
+  // A round that ends with no accepted result is retried after a back-off
+  // that doubles from `retry_backoff` up to `max_retry_backoff`.
+  absl::Duration retry_backoff = absl::Seconds(1);
+  absl::Duration max_retry_backoff = absl::Seconds(60);
 };
 
 struct OutgoingTask {
@@ -60,8 +64,9 @@ struct RoundSummary {
   uint64_t round = 0;
   Phase phase = Phase::kPretrain;
   int sampled = 0;
-  int reported = 0;
-  int failed = 0;
+  int reported = 0;  // accepted results
+  int failed = 0;    // failed, lost or rejected tasks
+  int rejected = 0;  // of `failed`: results turned away
   int late_folded = 0;
   int64_t uplink_bytes = 0;
   uint64_t max_peak_memory = 0;
@@ -103,14 +108,32 @@ class RoundEngine {
                                             const ModelState& model, absl::Time now);
 
   // A result from `device`. Accepted into the aggregate, folded in late
-  // (async), or rejected with a status saying why (unknown task, wrong
-  // round, malformed update...), the aggregate untouched.
+  // (async), or rejected with a status saying why (tagged with a
+  // RejectReason: unknown task, wrong round, malformed or non-finite
+  // update...). A result is validated whole before any of it is folded: a
+  // rejected one leaves the aggregate bit-identical, and its task counts as
+  // failed, never toward the quorum. Its sample count is capped at the
+  // samples the agent registered with.
   absl::Status OnResult(const std::string& device, const TaskResult& result,
                         const ModelState& model);
   void OnFailed(const std::string& device, const TaskFailed& failed);
   // Agents found dead no longer count towards the quorum.
   void OnAgentLost(const std::string& device);
+  // The task `device` still owes in this round (shards not filled in), for
+  // sending again after the agent registered anew: a task is never lost to
+  // a re-registration.
+  std::optional<Task> OutstandingTask(const std::string& device) const;
 
+  // A round that ended with no accepted result is run again after a
+  // back-off; this says so once per such round.
+  struct Retry {
+    uint64_t round = 0;
+    int sampled = 0;
+    int failed = 0;
+    int rejected = 0;
+    absl::Duration backoff;
+  };
+  std::optional<Retry> TakeRetry();
   // When the round is over: the deltas to apply and its summary.
   struct Finished {
     std::vector<ShardResult> deltas;
@@ -120,10 +143,14 @@ class RoundEngine {
 
  private:
   struct Pending {
-    uint64_t task_id;
+    Task task;  // without shards
     std::string device;
-    bool reported = false;
+    uint64_t max_samples = 0;  // registered samples; 0: no cap
+    bool reported = false;     // answered: accepted, failed or rejected
   };
+
+  absl::Status Fold(const TaskResult& result, const ModelState& model, uint64_t samples,
+                    int64_t staleness, Aggregator* aggregator, RoundSummary* summary);
 
   RunConfig config_;
   ShardPlanner planner_;
@@ -134,11 +161,14 @@ class RoundEngine {
   absl::Time round_started_;
   absl::Time deadline_;
   std::map<uint64_t, Pending> pending_;  // task id -> task
-  std::map<uint64_t, std::string> previous_round_tasks_;  // async: late results
+  std::map<uint64_t, Pending> previous_round_tasks_;  // async: late results
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<Aggregator> next_aggregator_;  // async: late results land here
   RoundSummary summary_;
   RoundSummary next_summary_;
+  absl::Time retry_at_ = absl::InfinitePast();
+  absl::Duration backoff_ = absl::ZeroDuration();
+  std::optional<Retry> retry_;
 };
 
 }  // namespace fedge

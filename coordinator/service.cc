@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/log_text.h"
 #include "common/update_codec.h"
 #include "common/wire_codec.h"
 #include "coordinator/checkpoint.h"
@@ -20,55 +20,93 @@ CoordinatorService::CoordinatorService(ServiceOptions options, ModelState initia
       on_round_(std::move(on_round)),
       registry_(options_.liveness),
       engine_(options_.run, options_.planner),
-      server_optimizer_(options_.server_optimizer) {
+      server_optimizer_(options_.server_optimizer),
+      refusals_(options_.refusals) {
   engine_.Resume(completed_rounds);
 }
 
-std::string RejectionReason(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kPermissionDenied:
-      return "wrong_agent";
-    case absl::StatusCode::kAlreadyExists:
-      return "duplicate";
-    case absl::StatusCode::kFailedPrecondition:
-      return "outside_round";
-    default:
-      break;
+void CoordinatorService::Refuse(const std::string& peer, RejectReason reason,
+                                const std::string& message, absl::Time now) {
+  ++counters_.rejections[ReasonLabel(reason)];
+  if (!refusals_.Allow(peer, now)) {
+    ++counters_.dropped_replies["rate_limited"];
+    if (options_.log && refusals_.FirstDenial(peer)) {
+      std::fprintf(stderr,
+                   "[coordinator] %s is past its allowance of refused messages: further "
+                   "refusals are counted but not answered or logged\n",
+                   LogText(peer).c_str());
+    }
+    return;
   }
-  if (absl::StrContains(status.message(), "not finite")) return "non_finite";
-  if (absl::StrContains(status.message(), "exceeds the bound")) return "norm_bound";
-  return "malformed_update";
-}
-
-void CoordinatorService::Refuse(const std::string& peer, const std::string& reason,
-                                std::string message) {
-  ++counters_.rejections[reason];
-  Send(peer, 0, Reject{std::move(message)});
+  if (options_.log) {
+    std::fprintf(stderr, "[coordinator] refused a message from %s (%s): %s\n",
+                 LogText(peer).c_str(), ReasonLabel(reason), LogText(message, 300).c_str());
+  }
+  Send(peer, 0, Reject{message});
 }
 
 void CoordinatorService::Send(const std::string& peer, uint64_t session, Body body) {
   Message m;
-  m.device_id = peer;
+  m.device_id = DeviceOfRoute(peer);
   m.session_id = session;
   m.body = std::move(body);
   absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(m);
   if (!frames.ok()) {
+    ++counters_.dropped_replies["encode_failed"];
     if (options_.log) {
       std::fprintf(stderr, "[coordinator] cannot encode %s for %s: %s\n", BodyName(m.body),
-                   peer.c_str(), frames.status().ToString().c_str());
+                   LogText(peer).c_str(), LogText(frames.status().ToString(), 300).c_str());
     }
     return;
   }
   Packet packet;
   packet.peer = peer;
   packet.frames = std::move(*frames);
-  ++counters_.messages_out;
-  for (const std::string& f : packet.frames) counters_.bytes_out += static_cast<int64_t>(f.size());
+  int64_t bytes = 0;
+  for (const std::string& f : packet.frames) bytes += static_cast<int64_t>(f.size());
+  const bool is_task = std::holds_alternative<Task>(m.body);
   absl::Status sent = transport_->Send(std::move(packet));
-  if (!sent.ok() && options_.log) {
-    std::fprintf(stderr, "[coordinator] send to %s failed: %s\n", peer.c_str(),
+  if (sent.ok()) {
+    ++counters_.messages_out;
+    counters_.bytes_out += bytes;
+    return;
+  }
+  ++counters_.dropped_replies[absl::IsResourceExhausted(sent) ? "peer_queue_full"
+                                                               : "peer_unreachable"];
+  // Replies are many and the protocol retries them; a lost task is worth a line.
+  if (options_.log && is_task) {
+    std::fprintf(stderr, "[coordinator] task for %s not sent: %s\n", LogText(peer).c_str(),
                  sent.ToString().c_str());
   }
+}
+
+void CoordinatorService::SendTask(const std::string& device, Task task) {
+  const AgentRecord* agent = registry_.Find(device);
+  if (agent == nullptr) return;
+  task.shards = round_shards_;
+  Send(agent->route, agent->session_id, std::move(task));
+}
+
+void CoordinatorService::OnResult(const std::string& route, const Message& m,
+                                  const TaskResult& result) {
+  absl::Status accepted = engine_.OnResult(m.device_id, result, model_);
+  ResultAck ack{result.task_id, accepted.ok(), ""};
+  if (accepted.ok()) {
+    ++counters_.accepted_results;
+    for (const WireTensor& u : result.updates) fp32_bytes_[result.round_id] += 4 * u.numel();
+  } else {
+    const char* label = ReasonLabel(ReasonOf(accepted));
+    ++counters_.rejected_results;
+    ++counters_.rejections[label];
+    ack.reason = label;
+    if (options_.log) {
+      std::fprintf(stderr, "[coordinator] result of %s for task %llu refused (%s): %s\n",
+                   m.device_id.c_str(), static_cast<unsigned long long>(result.task_id), label,
+                   LogText(accepted.ToString(), 300).c_str());
+    }
+  }
+  // Every result is answered, accepted or not: the agent keeps it until then.
+  Send(route, m.session_id, std::move(ack));
 }
 
 void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
@@ -77,71 +115,106 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
   absl::StatusOr<Message> m = DecodeMessage(p.frames);
   if (!m.ok()) {
     ++counters_.malformed;
-    if (options_.log) {
-      std::fprintf(stderr, "[coordinator] rejected a message from %s: %s\n", p.peer.c_str(),
-                   m.status().ToString().c_str());
-    }
-    Refuse(p.peer, "malformed_message", std::string(m.status().message()));
+    Refuse(p.peer, RejectReason::kMalformedMessage, std::string(m.status().message()), now);
     return;
   }
-  if (m->device_id != p.peer) {
-    Refuse(p.peer, "identity_mismatch",
+  // Identity: the device id a message speaks for, the connection's routing
+  // id and (with CURVE) the key's enrolled id must all agree, for every
+  // message, not only Register.
+  const std::string route_device = DeviceOfRoute(p.peer);
+  if (!p.authenticated_id.empty() &&
+      (m->device_id != p.authenticated_id || route_device != p.authenticated_id)) {
+    Refuse(p.peer, RejectReason::kIdentityMismatch,
+           absl::StrCat("key enrolled as '", p.authenticated_id, "' sent a message for '",
+                        m->device_id, "' from connection '", LogText(p.peer), "'"),
+           now);
+    return;
+  }
+  if (m->device_id != route_device) {
+    Refuse(p.peer, RejectReason::kIdentityMismatch,
            absl::StrCat("device id '", m->device_id, "' does not match the connection's '",
-                        p.peer, "'"));
+                        LogText(p.peer), "'"),
+           now);
     return;
   }
+  const std::string& device = m->device_id;  // checked: [A-Za-z0-9._:-]{1,64}
   if (const auto* reg = std::get_if<Register>(&m->body)) {
-    absl::StatusOr<Welcome> w = registry_.OnRegister(m->device_id, p.authenticated_id, *reg, now);
+    absl::StatusOr<Welcome> w = registry_.OnRegister(device, p.authenticated_id, *reg, now, p.peer);
     if (!w.ok()) {
-      Refuse(p.peer, "registration", std::string(w.status().message()));
+      Refuse(p.peer, RejectReason::kRegistration, std::string(w.status().message()), now);
       return;
     }
     if (options_.log) {
       std::string plan = "trains every layer";
       if (options_.planner) {
-        const AgentRecord* agent = registry_.Find(m->device_id);
+        const AgentRecord* agent = registry_.Find(device);
         std::optional<ShardPlan> p = agent != nullptr ? options_.planner(*agent) : std::nullopt;
         plan = !p ? "cannot train within its budget: it will not be given tasks"
                   : absl::StrCat("trains layers ", p->trainable_from, "+",
                                  p->batch_size > 0 ? absl::StrCat(" at batch ", p->batch_size) : "");
       }
       std::fprintf(stderr, "[coordinator] %s registered: %.0f MB budget, %llu samples; %s\n",
-                   m->device_id.c_str(), reg->memory_budget_bytes / 1048576.0,
+                   device.c_str(), reg->memory_budget_bytes / 1048576.0,
                    static_cast<unsigned long long>(reg->samples), plan.c_str());
     }
     Send(p.peer, w->session_id, *w);
+    // A task is never lost to a re-registration: an agent that does not
+    // hold its outstanding task (it restarted, or the task was lost in
+    // transit) gets it again; one that holds it says so in its Register.
+    if (std::optional<Task> task = engine_.OutstandingTask(device);
+        task && task->task_id != reg->has_task) {
+      ++counters_.tasks_resent;
+      if (options_.log) {
+        std::fprintf(stderr, "[coordinator] %s registered again: sending task %llu again\n",
+                     device.c_str(), static_cast<unsigned long long>(task->task_id));
+      }
+      SendTask(device, std::move(*task));
+    }
     return;
   }
-  if (absl::Status known = registry_.OnHeard(m->device_id, m->session_id, now); !known.ok()) {
-    Refuse(p.peer, "unknown_session", std::string(known.message()));
+  const AgentRecord* agent = registry_.Find(device);
+  const bool current = agent != nullptr && agent->session_id == m->session_id;
+  if (current) (void)registry_.OnHeard(device, m->session_id, now);
+  if (const auto* result = std::get_if<TaskResult>(&m->body)) {
+    // Results and failures are bound to the device (its key, with CURVE) and
+    // the task, not to the session: a result computed across a
+    // re-registration still counts.
+    if (agent == nullptr) {
+      Refuse(p.peer, RejectReason::kUnknownSession,
+             absl::StrCat("unknown device '", device, "': register first"), now);
+      return;
+    }
+    OnResult(p.peer, *m, *result);
+    return;
+  }
+  if (const auto* failed = std::get_if<TaskFailed>(&m->body)) {
+    if (agent == nullptr) {
+      Refuse(p.peer, RejectReason::kUnknownSession,
+             absl::StrCat("unknown device '", device, "': register first"), now);
+      return;
+    }
+    if (options_.log) {
+      std::fprintf(stderr, "[coordinator] %s failed task %llu: %s\n", device.c_str(),
+                   static_cast<unsigned long long>(failed->task_id),
+                   LogText(failed->reason, 300).c_str());
+    }
+    engine_.OnFailed(device, *failed);
+    return;
+  }
+  if (!current) {
+    Refuse(p.peer, RejectReason::kUnknownSession,
+           agent == nullptr ? absl::StrCat("unknown device '", device, "': register first")
+                            : absl::StrCat("session ", m->session_id, " of '", device,
+                                           "' is not current: register again"),
+           now);
     return;
   }
   if (const auto* hb = std::get_if<Heartbeat>(&m->body)) {
-    (void)registry_.OnHeartbeat(m->device_id, m->session_id, *hb, now);
+    (void)registry_.OnHeartbeat(device, m->session_id, *hb, now);
     Send(p.peer, m->session_id, NoTask{1000});
-  } else if (const auto* result = std::get_if<TaskResult>(&m->body)) {
-    absl::Status accepted = engine_.OnResult(m->device_id, *result, model_);
-    if (accepted.ok()) {
-      ++counters_.accepted_results;
-      for (const WireTensor& u : result->updates) fp32_bytes_[result->round_id] += 4 * u.numel();
-    } else {
-      ++counters_.rejected_results;
-      ++counters_.rejections[RejectionReason(accepted)];
-      if (options_.log) {
-        std::fprintf(stderr, "[coordinator] result of %s: %s\n", m->device_id.c_str(),
-                     accepted.ToString().c_str());
-      }
-    }
-  } else if (const auto* failed = std::get_if<TaskFailed>(&m->body)) {
-    if (options_.log) {
-      std::fprintf(stderr, "[coordinator] %s failed task %llu: %s\n", m->device_id.c_str(),
-                   static_cast<unsigned long long>(failed->task_id), failed->reason.c_str());
-    }
-    engine_.OnFailed(m->device_id, *failed);
   } else {
-    ++counters_.rejections["not_for_coordinator"];
-    Send(p.peer, m->session_id,
-         Reject{absl::StrCat(BodyName(m->body), " is not a message an agent sends")});
+    Refuse(p.peer, RejectReason::kNotForCoordinator,
+           absl::StrCat(BodyName(m->body), " is not a message an agent sends"), now);
   }
 }
 
@@ -149,30 +222,43 @@ void CoordinatorService::StartRound(absl::Time now) {
   std::vector<OutgoingTask> tasks = engine_.MaybeStartRound(registry_.LiveAgents(), model_, now);
   if (tasks.empty()) return;
   round_start_ = now;
-  std::vector<WireTensor> shards;
+  round_shards_.clear();
   for (const ModelShard& s : model_.shards) {
     WireTensor t;
     t.layer = static_cast<uint32_t>(s.layer);
     t.name = s.name;
     t.shape = s.shape;
     const Codec codec = s.values.size() >= 1024 ? options_.downlink : Codec::kFp32;
-    if (!EncodeUpdate(s.values, {codec, 0, 1}, 0, nullptr, &t).ok()) return;
-    shards.push_back(std::move(t));
+    if (absl::Status encoded = EncodeUpdate(s.values, {codec, 0, 1}, 0, nullptr, &t);
+        !encoded.ok()) {
+      if (options_.log) {
+        std::fprintf(stderr, "[coordinator] cannot encode shard %s: %s\n", s.name.c_str(),
+                     encoded.ToString().c_str());
+      }
+      return;
+    }
+    round_shards_.push_back(std::move(t));
   }
   if (options_.log) {
     std::fprintf(stderr, "[coordinator] round %llu/%d (%s): %zu agents\n",
                  static_cast<unsigned long long>(tasks[0].task.round_id), engine_.total_rounds(),
                  PhaseName(tasks[0].task.phase), tasks.size());
   }
-  for (OutgoingTask& t : tasks) {
-    t.task.shards = shards;
-    const AgentRecord* agent = registry_.Find(t.device_id);
-    Send(t.device_id, agent != nullptr ? agent->session_id : 0, std::move(t.task));
-  }
+  for (OutgoingTask& t : tasks) SendTask(t.device_id, std::move(t.task));
 }
 
 absl::Status CoordinatorService::FinishRound(absl::Time now) {
   std::optional<RoundEngine::Finished> finished = engine_.MaybeFinish(now);
+  if (std::optional<RoundEngine::Retry> retry = engine_.TakeRetry()) {
+    ++counters_.round_retries;
+    if (options_.log) {
+      std::fprintf(stderr,
+                   "[coordinator] round %llu got no accepted result (%d of %d tasks failed, lost "
+                   "or timed out; %d results refused): running it again in %s\n",
+                   static_cast<unsigned long long>(retry->round), retry->failed, retry->sampled,
+                   retry->rejected, absl::FormatDuration(retry->backoff).c_str());
+    }
+  }
   if (!finished) return absl::OkStatus();
   server_optimizer_.Transform(&finished->deltas);
   if (absl::Status applied = model_.Apply(finished->deltas); !applied.ok() && options_.log) {

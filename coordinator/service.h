@@ -16,11 +16,14 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/transport.h"
+#include "common/reject_reason.h"
 #include "coordinator/model_state.h"
+#include "coordinator/peer_limiter.h"
 #include "coordinator/registry.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/server_optimizer.h"
@@ -29,6 +32,9 @@ namespace fedge {
 
 struct ServiceOptions {
   RunConfig run;
+  // Refused messages answered (and logged) per peer: a flooding peer gets
+  // no more than this, the rest is dropped and counted.
+  PeerLimiterOptions refusals;
   RegistryOptions liveness;
   Codec downlink = Codec::kFp16;  // weight shards; small tensors go as fp32
   std::string checkpoint_path;    // empty: no checkpoints
@@ -51,19 +57,19 @@ struct ServiceCounters {
   int64_t malformed = 0;
   int64_t accepted_results = 0;
   int64_t rejected_results = 0;
-  // Every message or result turned away, by RejectionReason.
+  // Every message or result turned away, by ReasonLabel (reject_reason.h).
   std::map<std::string, int64_t> rejections;
+  // Replies not sent, by kDropReasons: the event loop never waits on a peer.
+  std::map<std::string, int64_t> dropped_replies;
+  int64_t tasks_resent = 0;   // after the agent registered again
+  int64_t round_retries = 0;  // rounds that ended with no accepted result
 };
 
-// Short, stable labels for why a message or a result was turned away (the
-// metrics' `reason`): the first five are the service's own checks, the rest
-// what RejectionReason makes of a result's status.
-inline constexpr const char* kRejectionReasons[] = {
-    "malformed_message", "identity_mismatch", "registration", "unknown_session",
-    "not_for_coordinator", "wrong_agent", "duplicate", "outside_round",
-    "non_finite", "norm_bound", "malformed_update"};
-
-std::string RejectionReason(const absl::Status& result_status);
+// Why a reply was dropped (the metrics' `reason`): the peer's queue was full
+// (it does not read), the peer was gone, the peer was over its allowance of
+// refusals, or the reply could not be encoded.
+inline constexpr const char* kDropReasons[] = {"peer_queue_full", "peer_unreachable",
+                                               "rate_limited", "encode_failed"};
 
 class CoordinatorService {
  public:
@@ -82,8 +88,13 @@ class CoordinatorService {
 
  private:
   void Send(const std::string& peer, uint64_t session, Body body);
-  void Refuse(const std::string& peer, const std::string& reason, std::string message);
+  // Counts the refusal under `reason`, then answers with a Reject and logs
+  // it unless the peer is past its allowance.
+  void Refuse(const std::string& peer, RejectReason reason, const std::string& message,
+              absl::Time now);
   void Dispatch(const Packet& packet, absl::Time now);
+  void OnResult(const std::string& route, const Message& m, const TaskResult& result);
+  void SendTask(const std::string& device, Task task);
   void StartRound(absl::Time now);
   absl::Status FinishRound(absl::Time now);
 
@@ -95,6 +106,8 @@ class CoordinatorService {
   RoundEngine engine_;
   ServerOptimizer server_optimizer_;
   std::map<uint64_t, int64_t> fp32_bytes_;
+  std::vector<WireTensor> round_shards_;  // the model as this round's tasks carry it
+  PeerLimiter refusals_;
   absl::Time round_start_;
   ServiceCounters counters_;
 };

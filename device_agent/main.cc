@@ -24,6 +24,9 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "common/flags_help.h"
+#include "common/log_text.h"
 #include "common/status_macros.h"
 #include "common/torch_status.h"
 #include "common/wire_codec.h"
@@ -49,6 +52,13 @@ ABSL_FLAG(int, agent_index, 0, "which part of the split is this device's");
 ABSL_FLAG(int64_t, train_samples, -1, "use only the first N training samples (-1: all)");
 ABSL_FLAG(uint64_t, seed, 1, "partition seed (the same on every agent)");
 ABSL_FLAG(std::string, state_dir, "", "keeps the error-feedback residual across restarts");
+ABSL_FLAG(int, coordinator_timeout_s, 90,
+          "no message from the coordinator for this long: register again (must exceed the "
+          "longest task download on this board's link)");
+ABSL_FLAG(int, link_timeout_s, 60,
+          "drop the connection when no whole frame arrives for this long (must exceed the "
+          "download time of the largest tensor)");
+ABSL_FLAG(int, result_retry_s, 30, "send an unacknowledged result again this often");
 ABSL_FLAG(bool, check_config, false,
           "validate the flags, keys and local data, print what this agent would do and exit");
 
@@ -85,6 +95,16 @@ absl::Status RunAgent() {
   if (absl::GetFlag(FLAGS_memory_budget_mb) < 1 || absl::GetFlag(FLAGS_cores) < 1) {
     return absl::InvalidArgumentError("--memory_budget_mb and --cores must be positive");
   }
+  if (absl::GetFlag(FLAGS_coordinator_timeout_s) < 2 || absl::GetFlag(FLAGS_link_timeout_s) < 2 ||
+      absl::GetFlag(FLAGS_result_retry_s) < 1) {
+    return absl::InvalidArgumentError(
+        "--coordinator_timeout_s and --link_timeout_s must be >= 2, --result_retry_s >= 1");
+  }
+  // What the agent will write (the error-feedback residual after every
+  // sign-ef task) must be writable now, not found out after training.
+  if (!absl::GetFlag(FLAGS_state_dir).empty()) {
+    RETURN_IF_ERROR(Annotate(CheckWritableDirectory(absl::GetFlag(FLAGS_state_dir)), "--state_dir"));
+  }
   CountingCpuAllocator::Install();
   at::set_num_threads(absl::GetFlag(FLAGS_cores));
   ASSIGN_OR_RETURN(Dataset data, LocalData());
@@ -104,6 +124,7 @@ absl::Status RunAgent() {
   client.identity = id;
   // On SIGTERM the last message (the task given up) must still go out.
   client.linger = absl::Milliseconds(500);
+  client.link_timeout = absl::Seconds(absl::GetFlag(FLAGS_link_timeout_s));
   if (!absl::GetFlag(FLAGS_plaintext)) {
     if (absl::GetFlag(FLAGS_key).empty() || absl::GetFlag(FLAGS_server_key).empty()) {
       return absl::InvalidArgumentError(
@@ -130,6 +151,8 @@ absl::Status RunAgent() {
   session_options.registration.cores = static_cast<uint16_t>(absl::GetFlag(FLAGS_cores));
   session_options.registration.samples = static_cast<uint64_t>(runner.samples());
   session_options.registration.agent_version = "fedge 0.1";
+  session_options.coordinator_timeout = absl::Seconds(absl::GetFlag(FLAGS_coordinator_timeout_s));
+  session_options.result_retry = absl::Seconds(absl::GetFlag(FLAGS_result_retry_s));
   AgentSession session(session_options);
   std::fprintf(stderr, "[%s] %lld local samples, %d MB budget, connecting to %s (%s)\n", id.c_str(),
                static_cast<long long>(runner.samples()), absl::GetFlag(FLAGS_memory_budget_mb),
@@ -161,7 +184,10 @@ absl::Status RunAgent() {
         std::fprintf(stderr, "[%s] dropped a bad message: %s\n", id.c_str(), m.status().ToString().c_str());
       } else {
         if (const auto* reject = std::get_if<Reject>(&m->body)) {
-          std::fprintf(stderr, "[%s] coordinator: %s\n", id.c_str(), reject->reason.c_str());
+          std::fprintf(stderr, "[%s] coordinator: %s\n", id.c_str(), LogText(reject->reason, 300).c_str());
+        } else if (const auto* ack = std::get_if<ResultAck>(&m->body); ack && !ack->accepted) {
+          std::fprintf(stderr, "[%s] coordinator refused the result of task %llu: %s\n", id.c_str(),
+                       static_cast<unsigned long long>(ack->task_id), LogText(ack->reason).c_str());
         }
         for (const Message& out : session.OnMessage(*m, absl::Now())) send(out);
       }
@@ -182,7 +208,7 @@ absl::Status RunAgent() {
                      id.c_str(), static_cast<unsigned long long>(current->round_id),
                      PhaseName(current->phase), result->loss, 100 * result->accuracy,
                      result->seconds, result->peak_memory_bytes / 1048576.0);
-        send(session.Wrap(*result));
+        for (const Message& out : session.Deliver(std::move(*result), absl::Now())) send(out);
       } else {
         std::fprintf(stderr, "[%s] task %llu failed: %s\n", id.c_str(),
                      static_cast<unsigned long long>(current->task_id), result.status().ToString().c_str());
@@ -207,6 +233,10 @@ absl::Status RunAgent() {
 }  // namespace fedge
 
 int main(int argc, char** argv) {
+  fedge::SetUpHelp("device_agent/main.cc",
+                   "the device agent: trains the coordinator's tasks on this board's data.\n\n"
+                   "  agent --device_id=board-7 --coordinator=tcp://10.0.0.2:7070 "
+                   "--key=KEYS/board-7 --server_key=coordinator.pub --memory_budget_mb=512");
   absl::ParseCommandLine(argc, argv);
   const absl::Status status = fedge::RunAgent();
   if (!status.ok()) {

@@ -4,7 +4,8 @@
 
 namespace fedge {
 
-AgentSession::AgentSession(SessionOptions options) : options_(std::move(options)) {}
+AgentSession::AgentSession(SessionOptions options)
+    : options_(std::move(options)), register_wait_(options_.register_retry) {}
 
 Message AgentSession::Wrap(Body body) const {
   Message m;
@@ -15,22 +16,38 @@ Message AgentSession::Wrap(Body body) const {
 }
 
 Message AgentSession::RegisterNow(absl::Time now) {
+  if (state_ == State::kRegistering && registrations_sent_ > 0) {
+    register_wait_ = std::min(options_.max_register_retry, 2 * register_wait_);
+  } else {
+    register_wait_ = options_.register_retry;
+  }
   state_ = State::kRegistering;
   session_id_ = 0;
   last_register_ = now;
   ++registrations_sent_;
-  return Wrap(options_.registration);
+  Register registration = options_.registration;
+  registration.has_task = result_           ? result_->task_id
+                          : busy_task_ != 0 ? busy_task_
+                          : !tasks_.empty() ? tasks_.back().task_id
+                                            : 0;
+  return Wrap(registration);
 }
 
 std::vector<Message> AgentSession::OnTick(absl::Time now) {
   std::vector<Message> out;
   if (state_ == State::kRegistering) {
-    if (now - last_register_ >= options_.register_retry) out.push_back(RegisterNow(now));
+    if (now - last_register_ >= register_wait_) out.push_back(RegisterNow(now));
     return out;
   }
   if (now - last_heard_ > options_.coordinator_timeout) {
     out.push_back(RegisterNow(now));
     return out;
+  }
+  if (result_ && (result_session_ != session_id_ || now - result_sent_ >= options_.result_retry)) {
+    result_sent_ = now;
+    result_session_ = session_id_;
+    ++results_sent_;
+    out.push_back(Wrap(*result_));
   }
   if (now - last_heartbeat_ >= heartbeat_interval_) {
     last_heartbeat_ = now;
@@ -58,9 +75,35 @@ std::vector<Message> AgentSession::OnMessage(const Message& message, absl::Time 
       state_ = State::kRegistering;
     }
   } else if (const auto* task = std::get_if<Task>(&message.body)) {
-    if (state_ == State::kReady && message.session_id == session_id_) {
-      tasks_.push_back(*task);
-    }
+    // Whatever session it was sent under: a task sent before a
+    // re-registration is still ours (the coordinator sends it again after
+    // one, so ids tell the copies apart).
+    if (!Seen(task->task_id)) tasks_.push_back(*task);
+  } else if (const auto* ack = std::get_if<ResultAck>(&message.body)) {
+    if (result_ && result_->task_id == ack->task_id) result_.reset();
+  }
+  return out;
+}
+
+bool AgentSession::Seen(uint64_t task_id) {
+  if (std::find(seen_tasks_.begin(), seen_tasks_.end(), task_id) != seen_tasks_.end()) {
+    return true;
+  }
+  seen_tasks_.push_back(task_id);
+  if (seen_tasks_.size() > 64) seen_tasks_.pop_front();
+  return false;
+}
+
+std::vector<Message> AgentSession::Deliver(TaskResult result, absl::Time now) {
+  std::vector<Message> out;
+  result_ = std::move(result);
+  result_session_ = session_id_;
+  result_sent_ = now;
+  if (state_ == State::kReady) {
+    ++results_sent_;
+    out.push_back(Wrap(*result_));
+  } else {
+    result_session_ = 0;  // sent once welcomed
   }
   return out;
 }
