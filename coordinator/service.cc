@@ -10,6 +10,12 @@
 #include "coordinator/checkpoint.h"
 
 namespace fedge {
+namespace {
+// "INVALID_ARGUMENT: ..." without the status's payloads (the reason tag).
+std::string Describe(const absl::Status& status) {
+  return absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message());
+}
+}  // namespace
 
 CoordinatorService::CoordinatorService(ServiceOptions options, ModelState initial,
                                        uint64_t completed_rounds, Transport* transport,
@@ -102,7 +108,7 @@ void CoordinatorService::OnResult(const std::string& route, const Message& m,
     if (options_.log) {
       std::fprintf(stderr, "[coordinator] result of %s for task %llu refused (%s): %s\n",
                    m.device_id.c_str(), static_cast<unsigned long long>(result.task_id), label,
-                   LogText(accepted.ToString(), 300).c_str());
+                   LogText(Describe(accepted), 300).c_str());
     }
   }
   // Every result is answered, accepted or not: the agent keeps it until then.

@@ -194,6 +194,99 @@ TEST(SessionTest, CoordinatorNoticesSilentAgent) {
   EXPECT_EQ(coordinator->registry().live(), 1u);
 }
 
+// The session alone, message by message.
+Message Envelope(uint64_t session, Body body) {
+  Message m;
+  m.device_id = "board-1";
+  m.session_id = session;
+  m.body = std::move(body);
+  return m;
+}
+
+template <typename T>
+int CountOf(const std::vector<Message>& messages) {
+  int n = 0;
+  for (const Message& m : messages) n += std::holds_alternative<T>(m.body) ? 1 : 0;
+  return n;
+}
+
+TEST(SessionTest, AResultIsKeptUntilAcknowledgedAndSentAgainAfterARestart) {
+  SessionOptions options = Agent::Options("board-1");
+  options.result_retry = absl::Seconds(10);
+  options.coordinator_timeout = absl::Seconds(60);
+  AgentSession session(options);
+  absl::Time now = absl::FromUnixSeconds(1000);
+  ASSERT_EQ(CountOf<Register>(session.OnTick(now)), 1);
+  session.OnMessage(Envelope(11, Welcome{11, 1000}), now);
+  TaskResult result;
+  result.task_id = 5;
+  EXPECT_EQ(CountOf<TaskResult>(session.Deliver(result, now)), 1);
+  now += absl::Seconds(2);
+  EXPECT_EQ(CountOf<TaskResult>(session.OnTick(now)), 0);  // not yet due again
+  now += absl::Seconds(9);
+  EXPECT_EQ(CountOf<TaskResult>(session.OnTick(now)), 1);  // no ack in 10 s: again
+  // The coordinator restarted: the agent registers anew and, once
+  // welcomed, sends the result again at once.
+  const std::vector<Message> reg = session.OnMessage(Envelope(0, Reject{"session 11 is not current"}), now);
+  ASSERT_EQ(CountOf<Register>(reg), 1);
+  EXPECT_EQ(std::get<Register>(reg[0].body).has_task, 5u);
+  session.OnMessage(Envelope(12, Welcome{12, 1000}), now);
+  now += absl::Milliseconds(100);
+  const std::vector<Message> out = session.OnTick(now);
+  ASSERT_EQ(CountOf<TaskResult>(out), 1);
+  EXPECT_EQ(session.results_sent(), 3);
+  // Acknowledged (accepted or not): dropped.
+  session.OnMessage(Envelope(12, ResultAck{5, false, "outside_round"}), now);
+  EXPECT_FALSE(session.unacknowledged().has_value());
+  now += absl::Seconds(60);
+  EXPECT_EQ(CountOf<TaskResult>(session.OnTick(now)), 0);
+}
+
+TEST(SessionTest, ResultFinishedWhileRegisteringGoesOutOnceWelcomed) {
+  AgentSession session(Agent::Options("board-1"));
+  absl::Time now = absl::FromUnixSeconds(1000);
+  session.OnTick(now);
+  TaskResult result;
+  result.task_id = 9;
+  EXPECT_TRUE(session.Deliver(result, now).empty());  // no session to send it in
+  session.OnMessage(Envelope(3, Welcome{3, 1000}), now);
+  EXPECT_EQ(CountOf<TaskResult>(session.OnTick(now + absl::Milliseconds(10))), 1);
+}
+
+TEST(SessionTest, ATaskIsNeverLostToAReRegistrationNorRunTwice) {
+  AgentSession session(Agent::Options("board-1"));
+  absl::Time now = absl::FromUnixSeconds(1000);
+  session.OnTick(now);
+  session.OnMessage(Envelope(21, Welcome{21, 1000}), now);
+  Task task;
+  task.task_id = 44;
+  // Sent under a session the agent has since replaced: still its task.
+  session.OnMessage(Envelope(20, task), now);
+  // The coordinator's copy after a re-registration: the same task, once.
+  session.OnMessage(Envelope(21, task), now);
+  ASSERT_TRUE(session.TakeTask().has_value());
+  EXPECT_FALSE(session.TakeTask().has_value());
+}
+
+TEST(SessionTest, ASlowDownloadIsNotTakenForADeadCoordinator) {
+  // 853 kB at 256 kbit/s holds every reply behind it for ~27 s (more with
+  // loss): the default timeout outlasts it.
+  SessionOptions defaults;
+  defaults.device_id = "board-1";
+  EXPECT_GE(defaults.coordinator_timeout, absl::Seconds(60));
+  AgentSession session(defaults);
+  absl::Time now = absl::FromUnixSeconds(1000);
+  session.OnTick(now);
+  session.OnMessage(Envelope(21, Welcome{21, 1000}), now);
+  int registers = 0;
+  for (int i = 0; i < 60; ++i) {
+    now += absl::Seconds(1);
+    registers += CountOf<Register>(session.OnTick(now));
+  }
+  EXPECT_EQ(registers, 0);
+  EXPECT_EQ(session.state(), AgentSession::State::kReady);
+}
+
 TEST(RegistryTest, DeviceMayOnlyRegisterAsItself) {
   Registry registry(Liveness());
   const absl::Time now = absl::FromUnixSeconds(1);
