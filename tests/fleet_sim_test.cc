@@ -8,14 +8,22 @@
 // links, and agents that die mid-run. Each run must complete every round,
 // lose no completed round, and end within a stated tolerance of the
 // fault-free run.
+//
+// Slow links: each agent behind its own link of limited bandwidth, latency,
+// jitter and segment loss (common/rate_limited_transport.h), with a model
+// the size of fmnist-cnn (853 kB per task in fp16): every round must
+// complete without waiting out its deadline.
 
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <cstdio>
+
 #include "common/faulty_transport.h"
 #include "common/in_memory_transport.h"
+#include "common/rate_limited_transport.h"
 #include "common/update_codec.h"
 #include "common/wire_codec.h"
 #include "coordinator/service.h"
@@ -32,14 +40,24 @@ ModelState InitialModel() {
   return m;
 }
 
+// fmnist-cnn's size: 426,570 parameters, 853 kB per task in fp16.
+ModelState FmnistSizedModel() {
+  ModelState m;
+  m.shards = {{"conv1.weight", 0, {32, 1, 3, 3}, std::vector<float>(288, 0.0f)},
+              {"conv2.weight", 1, {64, 32, 3, 3}, std::vector<float>(18432, 0.0f)},
+              {"fc1.weight", 2, {128, 3136}, std::vector<float>(401408, 0.0f)},
+              {"fc2.weight", 3, {10, 128}, std::vector<float>(1280, 0.0f)},
+              {"act_step", 4, {5162}, std::vector<float>(5162, 0.0f)}};
+  return m;
+}
+
 // An agent that answers every task at once with update value `value` on
 // every element of every shard.
 class SyntheticAgent {
  public:
-  SyntheticAgent(std::unique_ptr<Transport> transport, std::string id, float value,
-                 uint64_t samples)
-      : transport_(std::move(transport)), session_(Options(id, samples)), value_(value),
-        samples_(samples) {}
+  SyntheticAgent(std::unique_ptr<Transport> transport, SessionOptions options, float value)
+      : transport_(std::move(transport)), session_(options), value_(value),
+        samples_(options.registration.samples) {}
 
   static SessionOptions Options(const std::string& id, uint64_t samples) {
     SessionOptions o;
@@ -74,14 +92,20 @@ class SyntheticAgent {
         u.name = shard.name;
         u.shape = shard.shape;
         const std::vector<float> delta(shard.numel(), value_);
-        EXPECT_TRUE(EncodeUpdate(delta, {Codec::kFp32, 0, 1}, 0, nullptr, &u).ok());
+        // Large shards go up as sign-ef (exact for a constant delta), as
+        // real agents send them.
+        std::vector<float> residual(delta.size(), 0.0f);
+        const UpdateSpec spec = shard.numel() >= 1024 ? UpdateSpec{Codec::kSignEf, 0, 1}
+                                                      : UpdateSpec{Codec::kFp32, 0, 1};
+        EXPECT_TRUE(EncodeUpdate(delta, spec, 0, &residual, &u).ok());
         r.updates.push_back(std::move(u));
       }
-      Send(session_.Wrap(r));
+      for (const Message& m : session_.Deliver(std::move(r), now)) Send(m);
     }
   }
 
   void Kill() { dead_ = true; }
+  const AgentSession& session() const { return session_; }
 
  private:
   void Send(const Message& m) {
@@ -105,44 +129,68 @@ struct SimResult {
   int rounds = 0;
   ServiceCounters counters;
   std::vector<RoundReport> reports;
+  absl::Duration elapsed;     // simulated time to the end of the schedule
+  int registrations = 0;      // Registers the agents sent, first ones included
 };
 
-SimResult Simulate(int agents, const FaultOptions& faults, int kill_at_round, int kill_count,
-                   int min_agents) {
+struct SimOptions {
+  int agents = 10;
+  int min_agents = 10;
+  FaultOptions faults;
+  std::optional<LinkOptions> link;  // each agent behind its own slow link
+  int kill_at_round = -1;
+  int kill_count = 0;
+  bool fmnist_sized = false;
+  absl::Duration deadline = absl::Seconds(10);
+  absl::Duration coordinator_timeout = absl::Seconds(20);
+  int rounds = 5;
+};
+
+SimResult Simulate(const SimOptions& sim) {
   InMemoryNetwork net;
   std::unique_ptr<Transport> server = net.Bind();
   ServiceOptions options;
-  options.run.schedule = {{Phase::kPretrain, 2}, {Phase::kLearnPrecision, 2}, {Phase::kFinetune, 1}};
-  options.run.min_agents = min_agents;
+  options.run.schedule = {{Phase::kPretrain, 2}, {Phase::kLearnPrecision, 2},
+                          {Phase::kFinetune, sim.rounds - 4}};
+  options.run.min_agents = sim.min_agents;
   options.run.quorum = 1.0;
-  options.run.deadline = absl::Seconds(10);
-  options.downlink = Codec::kFp32;
+  options.run.deadline = sim.deadline;
+  options.downlink = sim.fmnist_sized ? Codec::kFp16 : Codec::kFp32;
   options.liveness.heartbeat_interval = absl::Seconds(1);
-  options.liveness.timeout = absl::Seconds(5);
+  options.liveness.timeout = sim.link ? absl::Seconds(30) : absl::Seconds(5);
   options.log = false;
   SimResult result;
-  CoordinatorService service(options, InitialModel(), 0, server.get(),
-                             [&](const RoundReport& r, const ModelState&) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  const absl::Time start = now;
+  CoordinatorService service(options, sim.fmnist_sized ? FmnistSizedModel() : InitialModel(), 0,
+                             server.get(), [&](const RoundReport& r, const ModelState&) {
                                result.reports.push_back(r);
                              });
   std::vector<std::unique_ptr<SyntheticAgent>> fleet;
-  for (int i = 0; i < agents; ++i) {
+  for (int i = 0; i < sim.agents; ++i) {
     const std::string id = "sim-" + std::to_string(i);
-    FaultOptions f = faults;
-    f.seed = faults.seed + i;
-    auto link = std::make_unique<FaultyTransport>(net.Connect(id), f);
+    std::unique_ptr<Transport> link = net.Connect(id);
+    if (sim.link) {
+      LinkOptions l = *sim.link;
+      l.seed = sim.link->seed + i;
+      link = std::make_unique<RateLimitedTransport>(std::move(link), l, [&now] { return now; });
+    }
+    FaultOptions f = sim.faults;
+    f.seed = sim.faults.seed + i;
+    link = std::make_unique<FaultyTransport>(std::move(link), f);
+    SessionOptions session = SyntheticAgent::Options(id, 100 + i % 5);
+    session.coordinator_timeout = sim.coordinator_timeout;
     // Values spread around 1.0; weights by sample count.
-    fleet.push_back(std::make_unique<SyntheticAgent>(std::move(link), id,
-                                                     1.0f + 0.01f * (i % 7 - 3), 100 + i % 5));
+    fleet.push_back(std::make_unique<SyntheticAgent>(std::move(link), session,
+                                                     1.0f + 0.01f * (i % 7 - 3)));
   }
-  absl::Time now = absl::FromUnixSeconds(1000);
-  for (int tick = 0; tick < 20000 && !service.done(); ++tick) {
+  for (int tick = 0; tick < 40000 && !service.done(); ++tick) {
     now += absl::Milliseconds(50);
-    if (static_cast<int>(service.engine().completed_rounds()) == kill_at_round) {
-      for (int k = 0; k < kill_count; ++k) fleet[k]->Kill();
+    if (static_cast<int>(service.engine().completed_rounds()) == sim.kill_at_round) {
+      for (int k = 0; k < sim.kill_count; ++k) fleet[k]->Kill();
     }
     for (auto& agent : fleet) agent->Step(now);
-    for (int k = 0; k < 4 * agents; ++k) {
+    for (int k = 0; k < 4 * sim.agents; ++k) {
       if (!service.Step(now, absl::ZeroDuration()).ok()) return result;
     }
   }
@@ -150,7 +198,20 @@ SimResult Simulate(int agents, const FaultOptions& faults, int kill_at_round, in
   result.model = service.model();
   result.rounds = static_cast<int>(service.engine().completed_rounds());
   result.counters = service.counters();
+  result.elapsed = now - start;
+  for (const auto& agent : fleet) result.registrations += agent->session().registrations_sent();
   return result;
+}
+
+SimResult Simulate(int agents, const FaultOptions& faults, int kill_at_round, int kill_count,
+                   int min_agents) {
+  SimOptions sim;
+  sim.agents = agents;
+  sim.faults = faults;
+  sim.kill_at_round = kill_at_round;
+  sim.kill_count = kill_count;
+  sim.min_agents = min_agents;
+  return Simulate(sim);
 }
 
 double MeanValue(const ModelState& m) {
@@ -206,6 +267,85 @@ TEST(FleetSimTest, AgentsKilledMidRun) {
   EXPECT_NEAR(MeanValue(r.model), MeanValue(clean.model), 0.01 * MeanValue(clean.model));
   // After the deaths, rounds ran with the 40 survivors.
   EXPECT_EQ(r.reports.back().summary.reported, 40);
+}
+
+// Five agents, fmnist-cnn-sized tasks, six rounds, a 60 s deadline, the
+// agents' default liveness settings.
+SimOptions SlowLinkFleet(std::optional<LinkOptions> link) {
+  SimOptions sim;
+  sim.agents = 5;
+  sim.min_agents = 5;
+  sim.fmnist_sized = true;
+  sim.rounds = 6;
+  sim.deadline = absl::Seconds(60);
+  sim.coordinator_timeout = SessionOptions().coordinator_timeout;
+  sim.link = std::move(link);
+  return sim;
+}
+
+void Report(const char* name, const SimResult& r, const SimResult& clean) {
+  double slowest = 0;
+  for (const RoundReport& rep : r.reports) slowest = std::max(slowest, rep.seconds);
+  std::printf("%-34s rounds %d/6  simulated %6.1f s (%4.1fx clean)  slowest round %5.1f s  "
+              "registrations %d  tasks re-sent %lld\n",
+              name, r.rounds, absl::ToDoubleSeconds(r.elapsed),
+              absl::ToDoubleSeconds(r.elapsed) / absl::ToDoubleSeconds(clean.elapsed), slowest,
+              r.registrations, static_cast<long long>(r.counters.tasks_resent));
+}
+
+void ExpectNoRoundWaitedItsDeadline(const SimResult& r) {
+  ASSERT_TRUE(r.completed) << "rounds done: " << r.rounds;
+  EXPECT_EQ(r.counters.round_retries, 0);
+  for (const RoundReport& rep : r.reports) {
+    EXPECT_EQ(rep.summary.reported, 5) << "round " << rep.summary.round;
+    EXPECT_LT(rep.seconds, 60) << "round " << rep.summary.round;
+  }
+}
+
+TEST(FleetSimTest, SlowAndLossyLinksCompleteEveryRound) {
+  const SimResult clean = Simulate(SlowLinkFleet(std::nullopt));
+  LinkOptions slow;
+  slow.bits_per_second = 256000;
+  slow.latency = absl::Milliseconds(20);
+  const SimResult at_256k = Simulate(SlowLinkFleet(slow));
+  LinkOptions lossy;
+  lossy.bits_per_second = 0;
+  lossy.latency = absl::Milliseconds(100);
+  lossy.jitter = absl::Milliseconds(20);
+  lossy.segment_loss = 0.05;
+  const SimResult lossy_run = Simulate(SlowLinkFleet(lossy));
+  LinkOptions both = slow;
+  both.latency = absl::Milliseconds(100);
+  both.jitter = absl::Milliseconds(20);
+  both.segment_loss = 0.05;
+  const SimResult both_run = Simulate(SlowLinkFleet(both));
+  Report("clean", clean, clean);
+  Report("256 kbit/s", at_256k, clean);
+  Report("100 ms +- 20 ms, 5% loss", lossy_run, clean);
+  Report("256 kbit/s, 100 ms +- 20 ms, 5% loss", both_run, clean);
+  for (const SimResult* r : {&clean, &at_256k, &lossy_run, &both_run}) {
+    ExpectNoRoundWaitedItsDeadline(*r);
+    // Nobody took a slow download for a dead coordinator.
+    EXPECT_EQ(r->registrations, 5);
+  }
+  // The model is the same whatever the link: every result was counted.
+  EXPECT_EQ(at_256k.model.shards[2].values, clean.model.shards[2].values);
+  EXPECT_EQ(both_run.model.shards[2].values, clean.model.shards[2].values);
+}
+
+TEST(FleetSimTest, ATooShortTimeoutCostsTimeButLosesNoTask) {
+  // The old 10 s timeout at 256 kbit/s: agents give up on the coordinator
+  // mid-download and register again. No task is lost to it: the agent keeps
+  // a task whatever session it came in, says which it holds, and results
+  // count across sessions.
+  LinkOptions slow;
+  slow.bits_per_second = 256000;
+  SimOptions sim = SlowLinkFleet(slow);
+  sim.coordinator_timeout = absl::Seconds(10);
+  const SimResult r = Simulate(sim);
+  ASSERT_TRUE(r.completed) << "rounds done: " << r.rounds;
+  EXPECT_GT(r.registrations, 5);  // it did re-register
+  for (const RoundReport& rep : r.reports) EXPECT_EQ(rep.summary.reported, 5);
 }
 
 }  // namespace
