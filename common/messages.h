@@ -64,6 +64,11 @@ struct Register {
   // A task the agent already holds (running, queued, or its result not yet
   // acknowledged), so the coordinator need not send it again; 0: none.
   uint64_t has_task = 0;
+  // The first Register on a new connection (a new process, or the link was
+  // re-established): whatever the coordinator had queued on the old one is
+  // lost. A Register on the same connection (the agent gave up waiting)
+  // loses nothing: what was sent is still on its way.
+  bool new_connection = false;
 };
 
 struct Heartbeat {

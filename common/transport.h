@@ -45,6 +45,10 @@ class Transport {
   virtual absl::Status Send(Packet packet) = 0;
   // Waits up to `timeout` for a packet; nullopt when none arrived.
   virtual absl::StatusOr<std::optional<Packet>> Receive(absl::Duration timeout) = 0;
+  // Connections established so far (an agent's link to the coordinator):
+  // when it grows past 1 the link was re-established, and whatever was in
+  // flight on the old connection may be lost. Updated by Receive.
+  virtual int64_t connections() const { return 1; }
 };
 
 }  // namespace fedge

@@ -194,6 +194,8 @@ TEST(ZmqTransportTest, ClientReconnectsAfterServerRestart) {
     got = Next(*first, absl::Milliseconds(100));
   }
   ASSERT_TRUE(got.has_value());
+  (void)client->Receive(absl::ZeroDuration());
+  EXPECT_EQ(client->connections(), 1);
   first.reset();  // the coordinator goes away
   options.endpoint = endpoint;
   auto second = std::move(*ZmqServerTransport::Create(options));
@@ -204,6 +206,10 @@ TEST(ZmqTransportTest, ClientReconnectsAfterServerRestart) {
   }
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->frames[0], "after");
+  // The agent can tell its link was re-established (what was in flight on
+  // the old one is lost).
+  (void)client->Receive(absl::ZeroDuration());
+  EXPECT_EQ(client->connections(), 2);
 }
 
 TEST(ZmqTransportTest, OversizedMessageIsDroppedAndServerCarriesOn) {

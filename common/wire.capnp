@@ -48,6 +48,7 @@ struct Register {
   samples @2 :UInt64;
   agentVersion @3 :Text;
   hasTask @4 :UInt64;    # a task it holds (running, or its result unacknowledged); 0: none
+  newConnection @5 :Bool;  # first Register on a new connection: what was queued on the old one is lost
 }
 
 struct Heartbeat {

@@ -193,6 +193,7 @@ struct BodyWriter {
     b.setSamples(r.samples);
     b.setAgentVersion(r.agent_version);
     b.setHasTask(r.has_task);
+    b.setNewConnection(r.new_connection);
   }
   void operator()(const Heartbeat& h) const { body.initHeartbeat().setBusyTask(h.busy_task); }
   void operator()(const TaskResult& r) const {
@@ -314,6 +315,7 @@ absl::StatusOr<Body> ReadBody(wire::Envelope::Body::Reader body,
       out.samples = r.getSamples();
       out.agent_version = r.getAgentVersion().cStr();
       out.has_task = r.getHasTask();
+      out.new_connection = r.getNewConnection();
       return Body(out);
     }
     case wire::Envelope::Body::HEARTBEAT:

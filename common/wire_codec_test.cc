@@ -64,9 +64,10 @@ void ExpectSameTensors(const std::vector<WireTensor>& a, const std::vector<WireT
 }
 
 TEST(WireCodecTest, EveryMessageRoundTrips) {
-  Register reg{512ull << 20, 4, 6000, "fedge 0.1", 31};
+  Register reg{512ull << 20, 4, 6000, "fedge 0.1", 31, true};
   const Message r = RoundTrip(Sample(reg));
   EXPECT_EQ(std::get<Register>(r.body).has_task, 31u);
+  EXPECT_TRUE(std::get<Register>(r.body).new_connection);
   EXPECT_EQ(std::get<Register>(r.body).memory_budget_bytes, 512ull << 20);
   EXPECT_EQ(std::get<Register>(r.body).agent_version, "fedge 0.1");
 

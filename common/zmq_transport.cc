@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -327,11 +328,34 @@ absl::StatusOr<std::optional<Packet>> ZmqServerTransport::Receive(absl::Duration
 struct ZmqClientTransport::Impl {
   zmq::context_t context{1};
   zmq::socket_t socket;
+  zmq::socket_t monitor;  // socket events: handshakes with the coordinator
+  int64_t connections = 0;
+
+  // Counts the handshakes the monitor reported since the last call.
+  void DrainEvents() {
+    while (true) {
+      zmq::message_t event;
+      if (!monitor.recv(event, zmq::recv_flags::dontwait)) return;
+      while (event.more()) {
+        zmq::message_t rest;
+        if (!monitor.recv(rest, zmq::recv_flags::dontwait)) break;
+        if (!rest.more()) break;
+      }
+      uint16_t id = 0;
+      if (event.size() >= 2) std::memcpy(&id, event.data(), 2);
+      if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ++connections;
+    }
+  }
 };
 
 ZmqClientTransport::ZmqClientTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-ZmqClientTransport::~ZmqClientTransport() { impl_->socket.close(); }
+ZmqClientTransport::~ZmqClientTransport() {
+  impl_->monitor.close();
+  impl_->socket.close();
+}
+
+int64_t ZmqClientTransport::connections() const { return impl_->connections; }
 
 absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
     const ZmqClientOptions& options) {
@@ -360,6 +384,16 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
       impl->socket.set(zmq::sockopt::curve_publickey, options.curve->keys.public_key);
       impl->socket.set(zmq::sockopt::curve_secretkey, options.curve->keys.secret_key);
     }
+    // Before connecting, so the first handshake is seen.
+    const std::string monitor = absl::StrCat("inproc://fedge-agent-monitor-",
+                                             reinterpret_cast<uintptr_t>(impl.get()));
+    if (zmq_socket_monitor(impl->socket.handle(), monitor.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+      return ZmqErrnoToStatus(zmq_errno(), "monitoring the agent's socket");
+    }
+    impl->monitor = zmq::socket_t(impl->context, zmq::socket_type::pair);
+    impl->monitor.set(zmq::sockopt::linger, 0);
+    impl->monitor.connect(monitor);
     impl->socket.connect(options.endpoint);
     return absl::OkStatus();
   }));
@@ -384,6 +418,7 @@ absl::Status ZmqClientTransport::Send(Packet packet) {
 absl::StatusOr<std::optional<Packet>> ZmqClientTransport::Receive(absl::Duration timeout) {
   std::optional<Packet> out;
   RETURN_IF_ERROR(CallZmq("receiving from the coordinator", [&]() -> absl::Status {
+    impl_->DrainEvents();
     std::vector<zmq::message_t> parts;
     RETURN_IF_ERROR(PollParts(impl_->socket, timeout, &parts));
     if (parts.empty()) return absl::OkStatus();

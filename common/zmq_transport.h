@@ -110,6 +110,8 @@ class ZmqClientTransport : public Transport {
 
   absl::Status Send(Packet packet) override;
   absl::StatusOr<std::optional<Packet>> Receive(absl::Duration timeout) override;
+  // Completed handshakes with the coordinator (from a socket monitor).
+  int64_t connections() const override;
 
  private:
   struct Impl;

@@ -164,11 +164,13 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
                    static_cast<unsigned long long>(reg->samples), plan.c_str());
     }
     Send(p.peer, w->session_id, *w);
-    // A task is never lost to a re-registration: an agent that does not
-    // hold its outstanding task (it restarted, or the task was lost in
-    // transit) gets it again; one that holds it says so in its Register.
+    // A task is never lost to a re-registration: an agent on a new
+    // connection (it restarted, or its link was re-established, losing what
+    // was queued) that does not hold its outstanding task gets it again. On
+    // the same connection the task is still on its way (a slow link), and
+    // sending it again would only queue a second copy behind the first.
     if (std::optional<Task> task = engine_.OutstandingTask(device);
-        task && task->task_id != reg->has_task) {
+        task && reg->new_connection && task->task_id != reg->has_task) {
       ++counters_.tasks_resent;
       if (options_.log) {
         std::fprintf(stderr, "[coordinator] %s registered again: sending task %llu again\n",

@@ -148,8 +148,9 @@ class ServiceTest : public ::testing::Test {
 
   static std::string Route(const std::string& id) { return id + "/n"; }
 
-  void Enroll(const std::string& id, uint64_t has_task = 0) {
-    transport_.Deliver(Route(id), id, From(id, 0, fedge::Register{64 << 20, 1, 100, "t", has_task}));
+  void Enroll(const std::string& id, uint64_t has_task = 0, bool new_connection = true) {
+    transport_.Deliver(Route(id), id,
+                       From(id, 0, fedge::Register{64 << 20, 1, 100, "t", has_task, new_connection}));
     Run();
     for (const Message& m : transport_.Take(Route(id))) {
       if (const auto* w = std::get_if<Welcome>(&m.body)) session_[id] = w->session_id;
@@ -339,8 +340,12 @@ TEST_F(ServiceTest, ATaskSurvivesAReRegistration) {
   const Task task = task_["board-0"];
   const uint64_t old_session = session_["board-0"];
   task_.clear();
-  // The agent registered again (its Welcome was slow): the coordinator
-  // sends the outstanding task again, unless the agent says it holds it.
+  // The agent registered again on the same connection (its Welcome was
+  // slow): the task is still on its way, not sent twice.
+  Enroll("board-0", 0, /*new_connection=*/false);
+  EXPECT_EQ(task_.count("board-0"), 0u);
+  // On a new connection (restarted, or the link re-established): sent
+  // again, unless the agent says it holds it.
   Enroll("board-0");
   ASSERT_EQ(task_.count("board-0"), 1u);
   EXPECT_EQ(task_["board-0"].task_id, task.task_id);

@@ -174,10 +174,19 @@ absl::Status RunAgent() {
   std::signal(SIGINT, OnSignal);
   std::optional<std::future<absl::StatusOr<TaskResult>>> running;
   std::optional<Task> current;
+  int64_t connections = 0;
   while (!g_stop) {
     const absl::Time now = absl::Now();
     for (const Message& m : session.OnTick(now)) send(m);
     absl::StatusOr<std::optional<Packet>> packet = transport->Receive(absl::Milliseconds(50));
+    if (transport->connections() > connections) {
+      if (connections > 0) {
+        std::fprintf(stderr, "[%s] connection to the coordinator re-established: registering again\n",
+                     id.c_str());
+        session.OnReconnected(absl::Now());
+      }
+      connections = transport->connections();
+    }
     if (packet.ok() && packet->has_value()) {
       absl::StatusOr<Message> m = DecodeMessage((**packet).frames);
       if (!m.ok()) {

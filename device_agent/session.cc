@@ -30,6 +30,8 @@ Message AgentSession::RegisterNow(absl::Time now) {
                           : busy_task_ != 0 ? busy_task_
                           : !tasks_.empty() ? tasks_.back().task_id
                                             : 0;
+  registration.new_connection = new_connection_;
+  new_connection_ = false;
   return Wrap(registration);
 }
 
@@ -83,6 +85,14 @@ std::vector<Message> AgentSession::OnMessage(const Message& message, absl::Time 
     if (result_ && result_->task_id == ack->task_id) result_.reset();
   }
   return out;
+}
+
+void AgentSession::OnReconnected(absl::Time now) {
+  new_connection_ = true;
+  state_ = State::kRegistering;
+  register_wait_ = options_.register_retry;
+  last_register_ = absl::InfinitePast();
+  (void)now;
 }
 
 bool AgentSession::Seen(uint64_t task_id) {

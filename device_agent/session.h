@@ -62,9 +62,11 @@ class AgentSession {
   std::vector<Message> Deliver(TaskResult result, absl::Time now);
   // The result still waiting for its acknowledgement, if any.
   const std::optional<TaskResult>& unacknowledged() const { return result_; }
-  // Bytes arriving from the coordinator count as hearing it, even before a
-  // whole message is in (for transports that can tell).
-  void OnLinkActivity(absl::Time now) { last_heard_ = std::max(last_heard_, now); }
+  // The transport re-established its connection: whatever was in flight
+  // either way may be lost, so register again now, on the new connection
+  // (the coordinator then sends the outstanding task again, and the result
+  // waiting for its acknowledgement goes out once welcomed).
+  void OnReconnected(absl::Time now);
   // Reported in heartbeats; 0 when idle.
   void SetBusy(uint64_t task_id) { busy_task_ = task_id; }
   // `body` in an envelope of this device and session.
@@ -90,6 +92,7 @@ class AgentSession {
   absl::Time last_heard_ = absl::InfinitePast();
   uint64_t busy_task_ = 0;
   absl::Duration register_wait_;
+  bool new_connection_ = true;  // the next Register is the first on its connection
   int registrations_sent_ = 0;
   std::string last_reject_;
   std::deque<Task> tasks_;

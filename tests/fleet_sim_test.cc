@@ -20,6 +20,8 @@
 #include <vector>
 
 #include <cstdio>
+#include <deque>
+#include <utility>
 
 #include "common/faulty_transport.h"
 #include "common/in_memory_transport.h"
@@ -78,6 +80,10 @@ class SyntheticAgent {
       if (!m.ok()) continue;  // a corrupted downlink frame: dropped, as the agent does
       for (const Message& out : session_.OnMessage(*m, now)) Send(out);
     }
+    while (!training_.empty() && training_.front().first <= now) {
+      for (const Message& m : session_.Deliver(std::move(training_.front().second), now)) Send(m);
+      training_.pop_front();
+    }
     while (std::optional<Task> task = session_.TakeTask()) {
       TaskResult r;
       r.round_id = task->round_id;
@@ -100,12 +106,14 @@ class SyntheticAgent {
         EXPECT_TRUE(EncodeUpdate(delta, spec, 0, &residual, &u).ok());
         r.updates.push_back(std::move(u));
       }
-      for (const Message& m : session_.Deliver(std::move(r), now)) Send(m);
+      training_.emplace_back(now + train_time_, std::move(r));
     }
   }
 
   void Kill() { dead_ = true; }
   const AgentSession& session() const { return session_; }
+  // How long a task takes to train (its result goes out after it).
+  void set_train_time(absl::Duration t) { train_time_ = t; }
 
  private:
   void Send(const Message& m) {
@@ -121,6 +129,8 @@ class SyntheticAgent {
   float value_;
   uint64_t samples_;
   bool dead_ = false;
+  absl::Duration train_time_ = absl::ZeroDuration();
+  std::deque<std::pair<absl::Time, TaskResult>> training_;
 };
 
 struct SimResult {
@@ -143,6 +153,7 @@ struct SimOptions {
   bool fmnist_sized = false;
   absl::Duration deadline = absl::Seconds(10);
   absl::Duration coordinator_timeout = absl::Seconds(20);
+  absl::Duration train_time = absl::ZeroDuration();
   int rounds = 5;
 };
 
@@ -183,6 +194,7 @@ SimResult Simulate(const SimOptions& sim) {
     // Values spread around 1.0; weights by sample count.
     fleet.push_back(std::make_unique<SyntheticAgent>(std::move(link), session,
                                                      1.0f + 0.01f * (i % 7 - 3)));
+    fleet.back()->set_train_time(sim.train_time);
   }
   for (int tick = 0; tick < 40000 && !service.done(); ++tick) {
     now += absl::Milliseconds(50);
@@ -269,8 +281,9 @@ TEST(FleetSimTest, AgentsKilledMidRun) {
   EXPECT_EQ(r.reports.back().summary.reported, 40);
 }
 
-// Five agents, fmnist-cnn-sized tasks, six rounds, a 60 s deadline, the
-// agents' default liveness settings.
+// Five agents, fmnist-cnn-sized tasks that take 5 s to train (about what a
+// 60-step task takes on a board), six rounds, a 60 s deadline, the agents'
+// default liveness settings.
 SimOptions SlowLinkFleet(std::optional<LinkOptions> link) {
   SimOptions sim;
   sim.agents = 5;
@@ -278,6 +291,7 @@ SimOptions SlowLinkFleet(std::optional<LinkOptions> link) {
   sim.fmnist_sized = true;
   sim.rounds = 6;
   sim.deadline = absl::Seconds(60);
+  sim.train_time = absl::Seconds(5);
   sim.coordinator_timeout = SessionOptions().coordinator_timeout;
   sim.link = std::move(link);
   return sim;
@@ -343,8 +357,10 @@ TEST(FleetSimTest, ATooShortTimeoutCostsTimeButLosesNoTask) {
   SimOptions sim = SlowLinkFleet(slow);
   sim.coordinator_timeout = absl::Seconds(10);
   const SimResult r = Simulate(sim);
+  Report("256 kbit/s, old 10 s agent timeout", r, Simulate(SlowLinkFleet(std::nullopt)));
   ASSERT_TRUE(r.completed) << "rounds done: " << r.rounds;
   EXPECT_GT(r.registrations, 5);  // it did re-register
+  EXPECT_EQ(r.counters.tasks_resent, 0);  // same connection: nothing sent twice
   for (const RoundReport& rep : r.reports) EXPECT_EQ(rep.summary.reported, 5);
 }
 

@@ -185,10 +185,10 @@ TEST_F(HostilePeerTest, AnotherDevicesKeyCannotTakeItsRouteOrSpeakForIt) {
   }
   for (const Message& m : to_impostor) EXPECT_TRUE(std::holds_alternative<Reject>(m.body));
 
-  // board-1's route is still board-1's: a re-sent task after it registers
-  // again reaches it, and its own result closes its task.
+  // board-1's route is still board-1's: the task sent again after it
+  // registers anew reaches it, and its own result closes its task.
   board1.received.clear();
-  board1.Send(Encode("board-1", 0, Register{1 << 26, 1, 10, "t"}));
+  board1.Send(Encode("board-1", 0, Register{1 << 26, 1, 10, "t", 0, /*new_connection=*/true}));
   RunUntil({&board1, &board3}, [&] { return board1.Last<Task>() != nullptr; });
   ASSERT_NE(board1.Last<Task>(), nullptr);
   EXPECT_EQ(board1.Last<Task>()->task_id, task_id);
