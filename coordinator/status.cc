@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "common/flags_help.h"
 #include "common/http_client.h"
 #include "common/prometheus_text.h"
 #include "common/status_macros.h"
@@ -72,6 +73,12 @@ absl::Status PrintStatus() {
     absl::StrAppend(&reasons, reasons.empty() ? "" : ", ", s.labels.count("reason") ? s.labels.at("reason") : "?",
                     " ", s.value);
   }
+  std::string dropped;
+  for (const PromSample& s : samples) {
+    if (s.name != "fedge_replies_dropped_total" || s.value == 0) continue;
+    absl::StrAppend(&dropped, dropped.empty() ? "" : ", ",
+                    s.labels.count("reason") ? s.labels.at("reason") : "?", " ", s.value);
+  }
   const double accuracy = get("fedge_model_test_accuracy");
   const double rounds_completed = get("fedge_rounds_completed");
   const double planned = get("fedge_rounds_planned");
@@ -86,16 +93,25 @@ absl::Status PrintStatus() {
                                  get("fedge_agents_live"))},
       {"updates", absl::StrFormat("%.0f accepted, %.0f rejected%s", get("fedge_updates_accepted_total"),
                                   rejected, reasons.empty() ? "" : absl::StrCat(" (", reasons, ")"))},
-      {"messages", absl::StrFormat("%.0f in, %.0f out", get("fedge_messages_received_total"),
-                                   get("fedge_messages_sent_total"))},
+      {"messages", absl::StrFormat("%.0f in, %.0f out%s", get("fedge_messages_received_total"),
+                                   get("fedge_messages_sent_total"),
+                                   dropped.empty() ? "" : absl::StrCat("; dropped: ", dropped))},
+      {"retries", absl::StrFormat("%.0f rounds run again (no accepted result), %.0f tasks sent again",
+                                  get("fedge_round_retries_total"), get("fedge_tasks_resent_total"))},
       {"bytes", absl::StrCat(Bytes(get("fedge_bytes_received_total")), " in, ",
                              Bytes(get("fedge_bytes_sent_total")), " out")},
       {"last round", rounds_completed > 0
                          ? absl::StrFormat("%.1f s", get("fedge_last_round_duration_seconds"))
                          : "-"},
-      {"model", absl::StrFormat("%.0f parameters, %s at %.2f weight / %.2f activation bits",
-                                get("fedge_model_parameters"), Bytes(get("fedge_model_size_bytes")),
-                                get("fedge_model_weight_bits"), get("fedge_model_activation_bits"))},
+      {"model", get("fedge_model_size_bytes") > 0
+                    ? absl::StrFormat("%.0f parameters, %s at %.2f weight / %.2f activation bits",
+                                      get("fedge_model_parameters"),
+                                      Bytes(get("fedge_model_size_bytes")),
+                                      get("fedge_model_weight_bits"),
+                                      get("fedge_model_activation_bits"))
+                    : absl::StrFormat("%.0f parameters; size and bit-widths after the first "
+                                      "round this coordinator finishes",
+                                      get("fedge_model_parameters"))},
       {"test accuracy", accuracy >= 0 ? absl::StrFormat("%.2f%%", 100 * accuracy) : "not evaluated yet"},
       {"device peak", Bytes(get("fedge_device_peak_memory_bytes"))},
   };
@@ -112,6 +128,9 @@ absl::Status PrintStatus() {
 }  // namespace fedge
 
 int main(int argc, char** argv) {
+  fedge::SetUpHelp("coordinator/status.cc",
+                   "the coordinator's state from its metrics endpoint.\n\n"
+                   "  status --coordinator=http://127.0.0.1:9090");
   absl::ParseCommandLine(argc, argv);
   const absl::Status status = fedge::PrintStatus();
   if (!status.ok()) {
