@@ -19,6 +19,15 @@ for f in coordinator-small.flags coordinator-large.flags; do
   echo "$f: $out"
   echo "$out" | grep -q "configuration OK" || fail "$f: $out"
 done
+# The agent writes its error-feedback residual into --state_dir after every
+# task: a directory that is not there must fail the check, not the tasks.
+if out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
+         --server_key="$work/keys/coordinator.pub" --state_dir="$work/agent" --train_samples=600 \
+         --check_config 2>&1); then
+  fail "a missing --state_dir passed --check_config: $out"
+fi
+echo "$out" | grep -q -- "--state_dir: cannot use directory $work/agent" || fail "unclear error: $out"
+mkdir -p "$work/agent"
 out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
       --server_key="$work/keys/coordinator.pub" --state_dir="$work/agent" --train_samples=600 \
       --check_config 2>&1) || fail "agent.flags: $out"
@@ -40,4 +49,12 @@ if out=$("$coordinator" --flagfile="$flags/coordinator-small.flags" --flagfile="
   fail "a metrics port out of range was accepted"
 fi
 echo "$out" | grep -q -- "--metrics_address='0.0.0.0:99999'" || fail "unclear error: $out"
+# --help lists each program's own flags (not "No flags matched").
+"$coordinator" --help > "$work/help.txt" 2>&1 || true
+grep -q -- "--listen" "$work/help.txt" || fail "coordinator --help: $(head -5 "$work/help.txt")"
+grep -q -- "--max_update_scale" "$work/help.txt" || fail "coordinator --help lacks --max_update_scale"
+"$agent" --help > "$work/help.txt" 2>&1 || true
+grep -q -- "--device_id" "$work/help.txt" || fail "agent --help: $(head -5 "$work/help.txt")"
+grep -q -- "--coordinator_timeout_s" "$work/help.txt" || fail "agent --help lacks --coordinator_timeout_s"
+grep -q "No flags matched" "$work/help.txt" && fail "agent --help matched no flags"
 echo "PASS: the example flag files are valid"
