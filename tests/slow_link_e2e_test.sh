@@ -102,4 +102,24 @@ for row in rows:
     assert row["seconds"] < float(sys.argv[2]), row
     print(f"round {row['round']}: {row['seconds']:.1f} s, {row['reported']} results")
 PY
+# SIGTERM is a clean stop, not an error: a coordinator resumed after its
+# schedule (serving until stopped) and the agents are told to stop.
+ip netns exec "$ns_c" "$coordinator_bin" --listen="tcp://*:$port" --key="$work/keys/coordinator" \
+  --allowlist="$work/allowlist" --state_dir="$work/state" --min_agents=2 \
+  --schedule=pretrain:1,learn:1,finetune:1 --eval_samples=0 --exit_when_done=false \
+  > /dev/null 2> "$work/logs/coordinator-stop.log" &
+coordinator=$!
+pids+=("$coordinator")
+for ((t = 0; t < 300; t++)); do
+  grep -q "rounds are all done" "$work/logs/coordinator-stop.log" && break
+  sleep 0.1
+done
+sleep 1
+kill -TERM "$coordinator" "${pids[@]:1}" 2>/dev/null || true
+wait "$coordinator" || fail "the coordinator exited with an error on SIGTERM"
+sleep 1
+grep -q "stopped by signal" "$work/logs/coordinator-stop.log" || fail "no clean stop: $(cat "$work/logs/coordinator-stop.log")"
+if grep -l "Interrupted system call" "$work"/logs/*.log; then
+  fail "SIGTERM logged as an error"
+fi
 echo "PASS: 3 rounds over ${rate} links in ${elapsed} s"
