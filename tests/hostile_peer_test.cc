@@ -105,6 +105,19 @@ class HostilePeerTest : public ::testing::Test {
     }
   }
 
+  // A raw DEALER with `key_id`'s enrolled key and any routing id: what a
+  // hostile peer can make.
+  zmq::socket_t RawPeer(zmq::context_t& context, const std::string& routing_id,
+                        const std::string& key_id) {
+    zmq::socket_t socket(context, zmq::socket_type::dealer);
+    socket.set(zmq::sockopt::routing_id, routing_id);
+    socket.set(zmq::sockopt::curve_serverkey, server_keys_.public_key);
+    socket.set(zmq::sockopt::curve_publickey, keys_[key_id].public_key);
+    socket.set(zmq::sockopt::curve_secretkey, keys_[key_id].secret_key);
+    socket.set(zmq::sockopt::linger, 0);
+    return socket;
+  }
+
   CurveKeyPair server_keys_;
   std::map<std::string, CurveKeyPair> keys_;
   std::map<std::string, std::string> allowlist_;
@@ -133,12 +146,7 @@ TEST_F(HostilePeerTest, AnotherDevicesKeyCannotTakeItsRouteOrSpeakForIt) {
   // board-2's key, under board-1's plain device id as routing id (what the
   // old transport used), speaking for board-1 with its session.
   zmq::context_t context;
-  zmq::socket_t impostor(context, zmq::socket_type::dealer);
-  impostor.set(zmq::sockopt::routing_id, "board-1");
-  impostor.set(zmq::sockopt::curve_serverkey, server_keys_.public_key);
-  impostor.set(zmq::sockopt::curve_publickey, keys_["board-2"].public_key);
-  impostor.set(zmq::sockopt::curve_secretkey, keys_["board-2"].secret_key);
-  impostor.set(zmq::sockopt::linger, 0);
+  zmq::socket_t impostor = RawPeer(context, "board-1", "board-2");
   impostor.connect(server_->bound_endpoint());
   auto impostor_send = [&](std::vector<std::string> frames) {
     for (size_t i = 0; i < frames.size(); ++i) {
@@ -208,15 +216,10 @@ TEST_F(HostilePeerTest, APeerThatNeverReadsCannotFreezeTheLoop) {
   const std::string endpoint = server_->bound_endpoint();
   std::atomic<int> flooded{0};
   std::atomic<bool> stop{false};
+  zmq::context_t flood_context;
+  zmq::socket_t socket = RawPeer(flood_context, "board-2/flood", "board-2");
   std::thread flooder([&] {
-    zmq::context_t context;
-    zmq::socket_t socket(context, zmq::socket_type::dealer);
-    socket.set(zmq::sockopt::routing_id, "board-2/flood");
-    socket.set(zmq::sockopt::curve_serverkey, server_keys_.public_key);
-    socket.set(zmq::sockopt::curve_publickey, keys_["board-2"].public_key);
-    socket.set(zmq::sockopt::curve_secretkey, keys_["board-2"].secret_key);
     socket.set(zmq::sockopt::rcvhwm, 10);
-    socket.set(zmq::sockopt::linger, 0);
     socket.connect(endpoint);
     const std::string junk(16, 'j');
     for (int i = 0; i < 30000; ++i) {
