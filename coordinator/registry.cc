@@ -1,19 +1,23 @@
 #include "coordinator/registry.h"
 
+#include <sys/random.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace fedge {
 
-namespace {
-uint64_t SessionSeed(uint64_t seed) {
-  if (seed != 0) return seed;
-  std::random_device device;
-  return (static_cast<uint64_t>(device()) << 32) ^ device();
-}
-}  // namespace
-
 Registry::Registry(const RegistryOptions& options)
-    : options_(options), sessions_(SessionSeed(options.session_seed)) {}
+    : options_(options), sessions_(options.session_seed) {}
+
+uint64_t Registry::NewSessionId() {
+  // From the kernel's CSPRNG: a generator like mt19937 could be predicted
+  // by a device that registers a few hundred times and watches its own ids.
+  uint64_t id = 0;
+  if (options_.session_seed != 0 || getrandom(&id, sizeof(id), 0) != sizeof(id)) {
+    id = sessions_();
+  }
+  return id;
+}
 
 absl::StatusOr<Welcome> Registry::OnRegister(const std::string& device_id,
                                              const std::string& authenticated_id,
@@ -27,7 +31,7 @@ absl::StatusOr<Welcome> Registry::OnRegister(const std::string& device_id,
   record.device_id = device_id;
   record.registration = registration;
   uint64_t session = 0;
-  while (session == 0 || session == record.session_id) session = sessions_();
+  while (session == 0 || session == record.session_id) session = NewSessionId();
   record.session_id = session;
   record.route = route.empty() ? device_id : route;
   record.registered_at = now;

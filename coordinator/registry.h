@@ -30,8 +30,9 @@ struct RegistryOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // Silent this long (several missed heartbeats) means dead.
   absl::Duration timeout = absl::Seconds(5);
-  // Session ids are random 64-bit numbers, never 0, so nobody can guess
-  // another device's; a non-zero seed makes them reproducible (tests).
+  // Session ids are random 64-bit numbers from the kernel's CSPRNG, never
+  // 0, so nobody can guess another device's; a non-zero seed makes them a
+  // reproducible (and guessable) sequence, for tests only.
   uint64_t session_seed = 0;
 };
 
@@ -81,9 +82,11 @@ class Registry {
   const std::map<std::string, AgentRecord>& agents() const { return agents_; }
 
  private:
+  uint64_t NewSessionId();
+
   RegistryOptions options_;
   std::map<std::string, AgentRecord> agents_;
-  std::mt19937_64 sessions_;
+  std::mt19937_64 sessions_;  // only with a session seed
 };
 
 }  // namespace fedge
