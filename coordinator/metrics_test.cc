@@ -11,7 +11,8 @@
 #include "common/prometheus_text.h"
 #include "common/update_codec.h"
 #include "common/wire_codec.h"
-#include "device_agent/session.h"
+#include "device_agent/agent_loop.h"
+#include "device_agent/testing/synthetic_executor.h"
 #include "gtest/gtest.h"
 
 namespace fedge {
@@ -23,13 +24,17 @@ ModelState TinyModel() {
   return m;
 }
 
-// One agent on the in-memory network, driven by hand.
+// One agent on the in-memory network: the real agent loop registers and
+// heartbeats; its tasks never finish on their own, the test answers them by
+// hand (a good answer, a duplicate, a NaN, a late one).
 struct Agent {
   Agent(InMemoryNetwork& net, const std::string& id)
-      : transport(net.Connect(id)), session([&] {
-          SessionOptions o;
-          o.device_id = id;
-          o.registration = Register{64 << 20, 1, 100, "test"};
+      : transport(net.Connect(id)),
+        executor({0, 100, absl::InfiniteDuration()}),
+        loop(transport.get(), &executor, [&] {
+          AgentLoopOptions o;
+          o.session.device_id = id;
+          o.session.registration = Register{64 << 20, 1, 100, "test"};
           return o;
         }()) {}
 
@@ -38,17 +43,7 @@ struct Agent {
     p.frames = EncodeMessage(m).value();
     ASSERT_TRUE(transport->Send(std::move(p)).ok());
   }
-  void Pump(absl::Time now) {
-    for (const Message& m : session.OnTick(now)) Send(m);
-    while (true) {
-      auto packet = transport->Receive(absl::ZeroDuration());
-      if (!packet.ok() || !packet->has_value()) break;
-      absl::StatusOr<Message> m = DecodeMessage((**packet).frames);
-      if (m.ok()) {
-        for (const Message& out : session.OnMessage(*m, now)) Send(out);
-      }
-    }
-  }
+  void Pump(absl::Time now) { loop.Step(now, absl::ZeroDuration()); }
   TaskResult Answer(const Task& task, float value) {
     TaskResult r;
     r.round_id = task.round_id;
@@ -74,7 +69,8 @@ struct Agent {
   }
 
   std::unique_ptr<Transport> transport;
-  AgentSession session;
+  SyntheticExecutor executor;
+  AgentLoop loop;
 };
 
 TEST(CoordinatorMetricsTest, CountsAcceptedAndRejectedUpdatesByReason) {
@@ -108,12 +104,12 @@ TEST(CoordinatorMetricsTest, CountsAcceptedAndRejectedUpdatesByReason) {
   garbage.frames = {"not a message"};
   ASSERT_TRUE(good.transport->Send(std::move(garbage)).ok());
   run();
-  std::optional<Task> good_task = good.session.TakeTask();
-  std::optional<Task> bad_task = bad.session.TakeTask();
+  std::optional<Task> good_task = good.executor.last_task();
+  std::optional<Task> bad_task = bad.executor.last_task();
   ASSERT_TRUE(good_task && bad_task);
-  good.Send(good.session.Wrap(good.Answer(*good_task, 0.5f)));
-  good.Send(good.session.Wrap(good.Answer(*good_task, 0.5f)));  // again: a duplicate
-  bad.Send(bad.session.Wrap(bad.Answer(*bad_task, std::numeric_limits<float>::quiet_NaN())));
+  good.Send(good.loop.session().Wrap(good.Answer(*good_task, 0.5f)));
+  good.Send(good.loop.session().Wrap(good.Answer(*good_task, 0.5f)));  // again: a duplicate
+  bad.Send(bad.loop.session().Wrap(bad.Answer(*bad_task, std::numeric_limits<float>::quiet_NaN())));
   run();
   (*metrics)->Publish(service, now);
   ASSERT_EQ(reports.size(), 1u);
@@ -147,7 +143,7 @@ TEST(CoordinatorMetricsTest, CountsAcceptedAndRejectedUpdatesByReason) {
   EXPECT_GT(value("fedge_bytes_sent_total"), 2 * 32 * 4);
   EXPECT_EQ(value("fedge_messages_received_total"), service.counters().messages);
   // The counters follow the service as it goes on, never backwards.
-  bad.Send(bad.session.Wrap(bad.Answer(*bad_task, 1.0f)));  // its task is over by now
+  bad.Send(bad.loop.session().Wrap(bad.Answer(*bad_task, 1.0f)));  // its task is over by now
   run();
   (*metrics)->Publish(service, now);
   samples = ParsePrometheusText((*metrics)->Render());

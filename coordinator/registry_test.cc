@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace fedge {
@@ -62,6 +63,18 @@ TEST(RegistryTest, ExpiresOnlyTheSilent) {
   EXPECT_EQ(dead[0], "b");
   EXPECT_EQ(registry.LiveAgents().size(), 1u);
   EXPECT_EQ(registry.LiveAgents()[0]->device_id, "a");
+}
+
+TEST(RegistryTest, DeviceMayOnlyRegisterAsItself) {
+  Registry registry(RegistryOptions{});
+  const absl::Time now = absl::FromUnixSeconds(1);
+  const absl::StatusOr<Welcome> spoof =
+      registry.OnRegister("board-2", "board-1", Register{1, 1, 1, ""}, now);
+  EXPECT_EQ(spoof.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(spoof.status().message()), ::testing::HasSubstr("board-1"));
+  EXPECT_TRUE(registry.OnRegister("board-1", "board-1", Register{1, 1, 1, ""}, now).ok());
+  EXPECT_EQ(registry.OnHeard("board-1", 999, now).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(registry.OnHeard("nobody", 1, now).code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -12,13 +12,9 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <future>
-#include <optional>
 #include <string>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -26,12 +22,11 @@
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/flags_help.h"
-#include "common/log_text.h"
 #include "common/status_macros.h"
 #include "common/torch_status.h"
-#include "common/wire_codec.h"
 #include "common/zmq_transport.h"
-#include "device_agent/session.h"
+#include "device_agent/agent_loop.h"
+#include "device_agent/task_executor.h"
 #include "device_agent/task_runner.h"
 #include "models/counting_allocator.h"
 #include "models/dataset.h"
@@ -66,7 +61,6 @@ namespace fedge {
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-std::atomic<bool> g_cancel{false};
 void OnSignal(int) { g_stop = 1; }
 
 absl::StatusOr<Dataset> LocalData() {
@@ -144,7 +138,8 @@ absl::Status RunAgent() {
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ZmqClientTransport> transport, ZmqClientTransport::Create(client));
 
-  SessionOptions session_options;
+  AgentLoopOptions loop_options;
+  SessionOptions& session_options = loop_options.session;
   session_options.device_id = id;
   session_options.registration.memory_budget_bytes =
       static_cast<uint64_t>(absl::GetFlag(FLAGS_memory_budget_mb)) << 20;
@@ -153,87 +148,23 @@ absl::Status RunAgent() {
   session_options.registration.agent_version = "fedge 0.1";
   session_options.coordinator_timeout = absl::Seconds(absl::GetFlag(FLAGS_coordinator_timeout_s));
   session_options.result_retry = absl::Seconds(absl::GetFlag(FLAGS_result_retry_s));
-  AgentSession session(session_options);
+  loop_options.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   std::fprintf(stderr, "[%s] %lld local samples, %d MB budget, connecting to %s (%s)\n", id.c_str(),
                static_cast<long long>(runner.samples()), absl::GetFlag(FLAGS_memory_budget_mb),
                client.endpoint.c_str(), client.curve ? "CURVE" : "PLAINTEXT");
 
-  auto send = [&](const Message& m) {
-    absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(m);
-    if (!frames.ok()) {
-      std::fprintf(stderr, "[%s] cannot encode %s: %s\n", id.c_str(), BodyName(m.body),
-                   frames.status().ToString().c_str());
-      return;
-    }
-    Packet p;
-    p.frames = std::move(*frames);
-    (void)transport->Send(std::move(p));  // lost while disconnected; the protocol retries
-  };
-
+  // Training runs on a worker thread while the loop keeps heartbeating.
+  ThreadedExecutor executor([&runner](const Task& task, const std::atomic<bool>* cancel) {
+    return runner.Run(task, cancel);
+  });
+  AgentLoop loop(transport.get(), &executor, loop_options);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
-  std::optional<std::future<absl::StatusOr<TaskResult>>> running;
-  std::optional<Task> current;
-  int64_t connections = 0;
-  while (!g_stop) {
-    const absl::Time now = absl::Now();
-    for (const Message& m : session.OnTick(now)) send(m);
-    absl::StatusOr<std::optional<Packet>> packet = transport->Receive(absl::Milliseconds(50));
-    if (transport->connections() > connections) {
-      if (connections > 0) {
-        std::fprintf(stderr, "[%s] connection to the coordinator re-established: registering again\n",
-                     id.c_str());
-        session.OnReconnected(absl::Now());
-      }
-      connections = transport->connections();
-    }
-    if (packet.ok() && packet->has_value()) {
-      absl::StatusOr<Message> m = DecodeMessage((**packet).frames);
-      if (!m.ok()) {
-        std::fprintf(stderr, "[%s] dropped a bad message: %s\n", id.c_str(), m.status().ToString().c_str());
-      } else {
-        if (const auto* reject = std::get_if<Reject>(&m->body)) {
-          std::fprintf(stderr, "[%s] coordinator: %s\n", id.c_str(), LogText(reject->reason, 300).c_str());
-        } else if (const auto* ack = std::get_if<ResultAck>(&m->body); ack && !ack->accepted) {
-          std::fprintf(stderr, "[%s] coordinator refused the result of task %llu: %s\n", id.c_str(),
-                       static_cast<unsigned long long>(ack->task_id), LogText(ack->reason).c_str());
-        }
-        for (const Message& out : session.OnMessage(*m, absl::Now())) send(out);
-      }
-    }
-    if (!running) {
-      if (std::optional<Task> task = session.TakeTask()) {
-        current = std::move(task);
-        session.SetBusy(current->task_id);
-        running = std::async(std::launch::async,
-                             [&runner, t = *current] { return runner.Run(t, &g_cancel); });
-      }
-    } else if (running->wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-      absl::StatusOr<TaskResult> result = running->get();
-      running.reset();
-      session.SetBusy(0);
-      if (result.ok()) {
-        std::fprintf(stderr, "[%s] round %llu %s: loss %.3f, acc %.1f%%, %.1fs, peak %.1f MB\n",
-                     id.c_str(), static_cast<unsigned long long>(current->round_id),
-                     PhaseName(current->phase), result->loss, 100 * result->accuracy,
-                     result->seconds, result->peak_memory_bytes / 1048576.0);
-        for (const Message& out : session.Deliver(std::move(*result), absl::Now())) send(out);
-      } else {
-        std::fprintf(stderr, "[%s] task %llu failed: %s\n", id.c_str(),
-                     static_cast<unsigned long long>(current->task_id), result.status().ToString().c_str());
-        send(session.Wrap(TaskFailed{current->round_id, current->task_id,
-                                     std::string(result.status().message())}));
-      }
-    }
-  }
-  if (running) {
-    // Stop training after the step in flight and tell the coordinator, which
-    // counts the task out of the round's quorum.
-    g_cancel = true;
-    running->wait();
-    send(session.Wrap(TaskFailed{current->round_id, current->task_id, "agent stopping (SIGTERM)"}));
-    transport.reset();  // waits up to the linger for it to be sent
-  }
+  while (!g_stop) loop.Step(absl::Now(), absl::Milliseconds(50));
+  // Stop training after the step in flight and tell the coordinator, which
+  // counts the task out of the round's quorum.
+  loop.Stop(absl::Now(), "agent stopping (SIGTERM)");
+  transport.reset();  // waits up to the linger for the last message to go out
   std::fprintf(stderr, "[%s] stopped\n", id.c_str());
   return absl::OkStatus();
 }

@@ -1,7 +1,8 @@
-// The agent session against the coordinator's registry, over the in-memory
-// transport and the real wire codec, with a fake clock: registration,
-// heartbeats, a coordinator restart, a coordinator that goes silent, and an
-// agent that stops heartbeating.
+// The agent session, alone message by message, and through the real agent
+// loop against the coordinator's registry over the in-memory transport and
+// the real wire codec, with a fake clock: registration, heartbeats, a
+// coordinator restart, a coordinator that goes silent, an agent that stops
+// heartbeating, results kept until acknowledged, tasks across sessions.
 
 #include "device_agent/session.h"
 
@@ -11,6 +12,8 @@
 #include "common/in_memory_transport.h"
 #include "common/wire_codec.h"
 #include "coordinator/registry.h"
+#include "device_agent/agent_loop.h"
+#include "device_agent/testing/synthetic_executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -68,45 +71,30 @@ class StubCoordinator {
   bool silent_ = false;
 };
 
+SessionOptions TestSessionOptions(const std::string& id) {
+  SessionOptions options;
+  options.device_id = id;
+  options.registration = Register{64 << 20, 2, 600, "test"};
+  options.register_retry = absl::Seconds(1);
+  options.coordinator_timeout = absl::Seconds(5);
+  return options;
+}
+
+// The real agent loop, with an executor that is never given a task here.
 class Agent {
  public:
   Agent(InMemoryNetwork* net, const std::string& id)
-      : transport_(net->Connect(id)), session_(Options(id)) {}
+      : transport_(net->Connect(id)),
+        executor_(SyntheticTaskOptions()),
+        loop_(transport_.get(), &executor_, AgentLoopOptions{TestSessionOptions(id)}) {}
 
-  static SessionOptions Options(const std::string& id) {
-    SessionOptions options;
-    options.device_id = id;
-    options.registration = Register{64 << 20, 2, 600, "test"};
-    options.register_retry = absl::Seconds(1);
-    options.coordinator_timeout = absl::Seconds(5);
-    return options;
-  }
-
-  void Step(absl::Time now) {
-    for (Message& m : session_.OnTick(now)) Send(m);
-    while (true) {
-      auto packet = transport_->Receive(absl::ZeroDuration());
-      ASSERT_TRUE(packet.ok());
-      if (!packet->has_value()) break;
-      absl::StatusOr<Message> m = DecodeMessage((*packet)->frames);
-      ASSERT_TRUE(m.ok()) << m.status();
-      for (Message& out : session_.OnMessage(*m, now)) Send(out);
-    }
-  }
-
-  AgentSession& session() { return session_; }
+  void Step(absl::Time now) { loop_.Step(now, absl::ZeroDuration()); }
+  const AgentSession& session() const { return loop_.session(); }
 
  private:
-  void Send(const Message& m) {
-    auto frames = EncodeMessage(m);
-    ASSERT_TRUE(frames.ok()) << frames.status();
-    Packet p;
-    p.frames = *frames;
-    ASSERT_TRUE(transport_->Send(std::move(p)).ok());
-  }
-
   std::unique_ptr<Transport> transport_;
-  AgentSession session_;
+  SyntheticExecutor executor_;
+  AgentLoop loop_;
 };
 
 RegistryOptions Liveness() {
@@ -211,7 +199,7 @@ int CountOf(const std::vector<Message>& messages) {
 }
 
 TEST(SessionTest, AResultIsKeptUntilAcknowledgedAndSentAgainAfterARestart) {
-  SessionOptions options = Agent::Options("board-1");
+  SessionOptions options = TestSessionOptions("board-1");
   options.result_retry = absl::Seconds(10);
   options.coordinator_timeout = absl::Seconds(60);
   AgentSession session(options);
@@ -243,7 +231,7 @@ TEST(SessionTest, AResultIsKeptUntilAcknowledgedAndSentAgainAfterARestart) {
 }
 
 TEST(SessionTest, ResultFinishedWhileRegisteringGoesOutOnceWelcomed) {
-  AgentSession session(Agent::Options("board-1"));
+  AgentSession session(TestSessionOptions("board-1"));
   absl::Time now = absl::FromUnixSeconds(1000);
   session.OnTick(now);
   TaskResult result;
@@ -254,7 +242,7 @@ TEST(SessionTest, ResultFinishedWhileRegisteringGoesOutOnceWelcomed) {
 }
 
 TEST(SessionTest, ATaskIsNeverLostToAReRegistrationNorRunTwice) {
-  AgentSession session(Agent::Options("board-1"));
+  AgentSession session(TestSessionOptions("board-1"));
   absl::Time now = absl::FromUnixSeconds(1000);
   session.OnTick(now);
   session.OnMessage(Envelope(21, Welcome{21, 1000}), now);
@@ -287,17 +275,6 @@ TEST(SessionTest, ASlowDownloadIsNotTakenForADeadCoordinator) {
   EXPECT_EQ(session.state(), AgentSession::State::kReady);
 }
 
-TEST(RegistryTest, DeviceMayOnlyRegisterAsItself) {
-  Registry registry(Liveness());
-  const absl::Time now = absl::FromUnixSeconds(1);
-  const absl::StatusOr<Welcome> spoof =
-      registry.OnRegister("board-2", "board-1", Register{1, 1, 1, ""}, now);
-  EXPECT_EQ(spoof.status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_THAT(std::string(spoof.status().message()), HasSubstr("board-1"));
-  EXPECT_TRUE(registry.OnRegister("board-1", "board-1", Register{1, 1, 1, ""}, now).ok());
-  EXPECT_EQ(registry.OnHeard("board-1", 999, now).code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(registry.OnHeard("nobody", 1, now).code(), absl::StatusCode::kNotFound);
-}
 
 }  // namespace
 }  // namespace fedge

@@ -28,9 +28,9 @@
 #include "common/in_memory_transport.h"
 #include "common/status_macros.h"
 #include "common/svg_plot.h"
-#include "common/wire_codec.h"
 #include "coordinator/service.h"
-#include "device_agent/session.h"
+#include "device_agent/agent_loop.h"
+#include "device_agent/task_executor.h"
 #include "device_agent/task_runner.h"
 #include "models/counting_allocator.h"
 #include "models/model_shards.h"
@@ -59,48 +59,40 @@ struct FedResult {
   std::vector<double> accuracy_per_round;
 };
 
+// An agent: the real agent loop, training each task inline with the real
+// task runner.
 class SimAgent {
  public:
   SimAgent(std::unique_ptr<Transport> transport, const std::string& id, const QuantArch& arch,
            Dataset data)
-      : transport_(std::move(transport)),
-        session_(Options(id, data.size())),
-        runner_(arch, std::move(data), TaskRunnerOptions()) {}
+      : link_(std::move(transport)),
+        runner_(arch, std::move(data), TaskRunnerOptions()),
+        executor_([this](const Task& task) { return runner_.Run(task); }),
+        loop_(link_.get(), &executor_, Options(id, runner_.samples())) {}
 
-  static SessionOptions Options(const std::string& id, int64_t samples) {
-    SessionOptions o;
-    o.device_id = id;
-    o.registration = Register{uint64_t{1} << 30, 1, static_cast<uint64_t>(samples), "bench"};
-    o.coordinator_timeout = absl::Hours(1);
+  static AgentLoopOptions Options(const std::string& id, int64_t samples) {
+    AgentLoopOptions o;
+    o.session.device_id = id;
+    o.session.registration = Register{uint64_t{1} << 30, 1, static_cast<uint64_t>(samples), "bench"};
+    o.session.coordinator_timeout = absl::Hours(1);
+    // A failed task is a failed benchmark: say why.
+    o.log = [](const std::string& line) {
+      if (line.find("failed") != std::string::npos) std::fprintf(stderr, "%s\n", line.c_str());
+    };
     return o;
   }
 
   absl::Status Step(absl::Time now) {
-    for (const Message& m : session_.OnTick(now)) RETURN_IF_ERROR(Send(m));
-    while (true) {
-      ASSIGN_OR_RETURN(std::optional<Packet> p, transport_->Receive(absl::ZeroDuration()));
-      if (!p) break;
-      ASSIGN_OR_RETURN(Message m, DecodeMessage(p->frames));
-      for (const Message& out : session_.OnMessage(m, now)) RETURN_IF_ERROR(Send(out));
-    }
-    while (std::optional<Task> task = session_.TakeTask()) {
-      ASSIGN_OR_RETURN(TaskResult r, runner_.Run(*task));
-      RETURN_IF_ERROR(Send(session_.Wrap(r)));
-    }
+    loop_.Step(now, absl::ZeroDuration());
+    if (loop_.bad_messages() > 0) return absl::InternalError("an agent received a bad message");
     return absl::OkStatus();
   }
 
  private:
-  absl::Status Send(const Message& m) {
-    ASSIGN_OR_RETURN(std::vector<std::string> frames, EncodeMessage(m));
-    Packet p;
-    p.frames = std::move(frames);
-    return transport_->Send(std::move(p));
-  }
-
-  std::unique_ptr<Transport> transport_;
-  AgentSession session_;
+  std::unique_ptr<Transport> link_;
   TaskRunner runner_;
+  InlineExecutor executor_;
+  AgentLoop loop_;
 };
 
 absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& train,

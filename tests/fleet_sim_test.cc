@@ -1,7 +1,7 @@
-// Fleet simulation: many lightweight agents in one process over the
-// in-memory transport, driving the real coordinator service and the real
-// agent session through the real wire codec, on a fake clock. Agents skip
-// training: each answers a task with a synthetic update of the model's
+// Fleet simulation: many agents in one process over the in-memory
+// transport, driving the real coordinator service and the real agent loop
+// through the real wire codec, on a fake clock. Agents skip training: a
+// synthetic executor answers each task with an update of the model's
 // shapes, so the aggregate a round must produce is known exactly.
 //
 // Faults: frames dropped, duplicated, reordered and corrupted on the agents'
@@ -26,10 +26,9 @@
 #include "common/faulty_transport.h"
 #include "common/in_memory_transport.h"
 #include "common/rate_limited_transport.h"
-#include "common/update_codec.h"
-#include "common/wire_codec.h"
 #include "coordinator/service.h"
-#include "device_agent/session.h"
+#include "device_agent/agent_loop.h"
+#include "device_agent/testing/synthetic_executor.h"
 #include "gtest/gtest.h"
 
 namespace fedge {
@@ -53,84 +52,32 @@ ModelState FmnistSizedModel() {
   return m;
 }
 
-// An agent that answers every task at once with update value `value` on
-// every element of every shard.
-class SyntheticAgent {
- public:
-  SyntheticAgent(std::unique_ptr<Transport> transport, SessionOptions options, float value)
-      : transport_(std::move(transport)), session_(options), value_(value),
-        samples_(options.registration.samples) {}
+// An agent of the fleet: the real agent loop with a synthetic executor.
+struct SimAgent {
+  SimAgent(std::unique_ptr<Transport> transport, const std::string& id, uint64_t samples,
+           float value, absl::Duration train_time, absl::Duration coordinator_timeout)
+      : link(std::move(transport)),
+        executor({value, samples, train_time}),
+        loop(link.get(), &executor, Options(id, samples, coordinator_timeout)) {}
 
-  static SessionOptions Options(const std::string& id, uint64_t samples) {
-    SessionOptions o;
-    o.device_id = id;
-    o.registration = Register{64 << 20, 1, samples, "sim"};
-    o.register_retry = absl::Seconds(1);
-    o.coordinator_timeout = absl::Seconds(20);
+  static AgentLoopOptions Options(const std::string& id, uint64_t samples,
+                                  absl::Duration coordinator_timeout) {
+    AgentLoopOptions o;
+    o.session.device_id = id;
+    o.session.registration = Register{64 << 20, 1, samples, "sim"};
+    o.session.register_retry = absl::Seconds(1);
+    o.session.coordinator_timeout = coordinator_timeout;
     return o;
   }
 
   void Step(absl::Time now) {
-    if (dead_) return;
-    for (const Message& m : session_.OnTick(now)) Send(m);
-    while (true) {
-      auto packet = transport_->Receive(absl::ZeroDuration());
-      if (!packet.ok() || !packet->has_value()) break;
-      absl::StatusOr<Message> m = DecodeMessage((**packet).frames);
-      if (!m.ok()) continue;  // a corrupted downlink frame: dropped, as the agent does
-      for (const Message& out : session_.OnMessage(*m, now)) Send(out);
-    }
-    while (!training_.empty() && training_.front().first <= now) {
-      for (const Message& m : session_.Deliver(std::move(training_.front().second), now)) Send(m);
-      training_.pop_front();
-    }
-    while (std::optional<Task> task = session_.TakeTask()) {
-      TaskResult r;
-      r.round_id = task->round_id;
-      r.task_id = task->task_id;
-      r.model_version = task->model_version;
-      r.samples = samples_;
-      r.loss = 1.0f;
-      r.accuracy = 0.5f;
-      for (const WireTensor& shard : task->shards) {
-        WireTensor u;
-        u.layer = shard.layer;
-        u.name = shard.name;
-        u.shape = shard.shape;
-        const std::vector<float> delta(shard.numel(), value_);
-        // Large shards go up as sign-ef (exact for a constant delta), as
-        // real agents send them.
-        std::vector<float> residual(delta.size(), 0.0f);
-        const UpdateSpec spec = shard.numel() >= 1024 ? UpdateSpec{Codec::kSignEf, 0, 1}
-                                                      : UpdateSpec{Codec::kFp32, 0, 1};
-        EXPECT_TRUE(EncodeUpdate(delta, spec, 0, &residual, &u).ok());
-        r.updates.push_back(std::move(u));
-      }
-      training_.emplace_back(now + train_time_, std::move(r));
-    }
+    if (!dead) loop.Step(now, absl::ZeroDuration());
   }
 
-  void Kill() { dead_ = true; }
-  const AgentSession& session() const { return session_; }
-  // How long a task takes to train (its result goes out after it).
-  void set_train_time(absl::Duration t) { train_time_ = t; }
-
- private:
-  void Send(const Message& m) {
-    absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(m);
-    ASSERT_TRUE(frames.ok()) << frames.status();
-    Packet p;
-    p.frames = std::move(*frames);
-    (void)transport_->Send(std::move(p));
-  }
-
-  std::unique_ptr<Transport> transport_;
-  AgentSession session_;
-  float value_;
-  uint64_t samples_;
-  bool dead_ = false;
-  absl::Duration train_time_ = absl::ZeroDuration();
-  std::deque<std::pair<absl::Time, TaskResult>> training_;
+  std::unique_ptr<Transport> link;
+  SyntheticExecutor executor;
+  AgentLoop loop;
+  bool dead = false;
 };
 
 struct SimResult {
@@ -177,7 +124,7 @@ SimResult Simulate(const SimOptions& sim) {
                              server.get(), [&](const RoundReport& r, const ModelState&) {
                                result.reports.push_back(r);
                              });
-  std::vector<std::unique_ptr<SyntheticAgent>> fleet;
+  std::vector<std::unique_ptr<SimAgent>> fleet;
   for (int i = 0; i < sim.agents; ++i) {
     const std::string id = "sim-" + std::to_string(i);
     std::unique_ptr<Transport> link = net.Connect(id);
@@ -189,17 +136,15 @@ SimResult Simulate(const SimOptions& sim) {
     FaultOptions f = sim.faults;
     f.seed = sim.faults.seed + i;
     link = std::make_unique<FaultyTransport>(std::move(link), f);
-    SessionOptions session = SyntheticAgent::Options(id, 100 + i % 5);
-    session.coordinator_timeout = sim.coordinator_timeout;
     // Values spread around 1.0; weights by sample count.
-    fleet.push_back(std::make_unique<SyntheticAgent>(std::move(link), session,
-                                                     1.0f + 0.01f * (i % 7 - 3)));
-    fleet.back()->set_train_time(sim.train_time);
+    fleet.push_back(std::make_unique<SimAgent>(std::move(link), id, 100 + i % 5,
+                                               1.0f + 0.01f * (i % 7 - 3), sim.train_time,
+                                               sim.coordinator_timeout));
   }
   for (int tick = 0; tick < 40000 && !service.done(); ++tick) {
     now += absl::Milliseconds(50);
     if (static_cast<int>(service.engine().completed_rounds()) == sim.kill_at_round) {
-      for (int k = 0; k < sim.kill_count; ++k) fleet[k]->Kill();
+      for (int k = 0; k < sim.kill_count; ++k) fleet[k]->dead = true;
     }
     for (auto& agent : fleet) agent->Step(now);
     for (int k = 0; k < 4 * sim.agents; ++k) {
@@ -211,7 +156,7 @@ SimResult Simulate(const SimOptions& sim) {
   result.rounds = static_cast<int>(service.engine().completed_rounds());
   result.counters = service.counters();
   result.elapsed = now - start;
-  for (const auto& agent : fleet) result.registrations += agent->session().registrations_sent();
+  for (const auto& agent : fleet) result.registrations += agent->loop.session().registrations_sent();
   return result;
 }
 

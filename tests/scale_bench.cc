@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,10 +24,10 @@
 #include "absl/strings/str_format.h"
 #include "common/in_memory_transport.h"
 #include "common/update_codec.h"
-#include "common/wire_codec.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/service.h"
-#include "device_agent/session.h"
+#include "device_agent/agent_loop.h"
+#include "device_agent/testing/synthetic_executor.h"
 
 ABSL_FLAG(int, agents, 10000, "simulated agents");
 ABSL_FLAG(int64_t, parameters, 16384, "model parameters (two shards)");
@@ -50,57 +49,25 @@ int64_t PeakRss() {
   return static_cast<int64_t>(u.ru_maxrss) * 1024;
 }
 
-class LightAgent {
- public:
+// An agent: the real agent loop with a synthetic executor that answers at
+// once with a sign-ef update.
+struct LightAgent {
   LightAgent(std::unique_ptr<Transport> t, const std::string& id)
-      : transport_(std::move(t)), session_(Options(id)), residual_() {}
-  static SessionOptions Options(const std::string& id) {
-    SessionOptions o;
-    o.device_id = id;
-    o.registration = Register{64 << 20, 1, 100, "scale"};
-    o.coordinator_timeout = absl::Hours(1);
+      : link(std::move(t)),
+        executor({1e-3f, 100, absl::ZeroDuration(), /*sign_ef_from=*/1}),
+        loop(link.get(), &executor, Options(id)) {}
+  static AgentLoopOptions Options(const std::string& id) {
+    AgentLoopOptions o;
+    o.session.device_id = id;
+    o.session.registration = Register{64 << 20, 1, 100, "scale"};
+    o.session.coordinator_timeout = absl::Hours(1);
     return o;
   }
-  void Step(absl::Time now) {
-    for (const Message& m : session_.OnTick(now)) Send(m);
-    while (true) {
-      auto p = transport_->Receive(absl::ZeroDuration());
-      if (!p.ok() || !p->has_value()) break;
-      auto m = DecodeMessage((**p).frames);
-      if (!m.ok()) continue;
-      for (const Message& out : session_.OnMessage(*m, now)) Send(out);
-    }
-    while (auto task = session_.TakeTask()) {
-      TaskResult r;
-      r.round_id = task->round_id;
-      r.task_id = task->task_id;
-      r.samples = 100;
-      for (const WireTensor& s : task->shards) {
-        WireTensor u;
-        u.layer = s.layer;
-        u.name = s.name;
-        u.shape = s.shape;
-        std::vector<float> delta(s.numel(), 1e-3f);
-        std::vector<float>& residual = residual_[s.name];
-        residual.resize(delta.size());
-        (void)EncodeUpdate(delta, {Codec::kSignEf, 1, 1}, 0, &residual, &u);
-        r.updates.push_back(std::move(u));
-      }
-      Send(session_.Wrap(r));
-    }
-  }
+  void Step(absl::Time now) { loop.Step(now, absl::ZeroDuration()); }
 
- private:
-  void Send(const Message& m) {
-    auto frames = EncodeMessage(m);
-    if (!frames.ok()) return;
-    Packet p;
-    p.frames = std::move(*frames);
-    (void)transport_->Send(std::move(p));
-  }
-  std::unique_ptr<Transport> transport_;
-  AgentSession session_;
-  std::map<std::string, std::vector<float>> residual_;
+  std::unique_ptr<Transport> link;
+  SyntheticExecutor executor;
+  AgentLoop loop;
 };
 
 int Run() {
