@@ -18,7 +18,7 @@ absl::Status FaultyTransport::Forward(Packet packet) {
 }
 
 absl::Status FaultyTransport::FlushDue() {
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   std::vector<std::pair<absl::Time, Packet>> keep;
   for (auto& [due, packet] : delayed_) {
     if (due <= now) {
@@ -47,7 +47,7 @@ absl::Status FaultyTransport::Send(Packet packet) {
   }
   if (Chance(options_.delay)) {
     ++counts_.delayed;
-    delayed_.emplace_back(absl::Now() + options_.delay_by, std::move(packet));
+    delayed_.emplace_back(Now() + options_.delay_by, std::move(packet));
     return absl::OkStatus();
   }
   if (Chance(options_.reorder)) {

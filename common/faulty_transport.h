@@ -11,10 +11,12 @@
 //
 // Not thread-safe, like the transport it wraps.
 
+#include <functional>
 #include <memory>
 #include <random>
 #include <vector>
 
+#include "common/env/env.h"
 #include "common/transport.h"
 
 namespace fedge {
@@ -27,6 +29,8 @@ struct FaultOptions {
   double delay = 0;
   absl::Duration delay_by = absl::Milliseconds(50);
   uint64_t seed = 1;
+  // When delayed packets are due; null: the wall clock.
+  std::function<absl::Time()> clock;
 };
 
 struct FaultCounts {
@@ -45,6 +49,7 @@ class FaultyTransport : public Transport {
   const FaultCounts& counts() const { return counts_; }
 
  private:
+  absl::Time Now() const { return options_.clock ? options_.clock() : Env::Default()->Now(); }
   bool Chance(double p);
   absl::Status Forward(Packet packet);
   absl::Status FlushDue();

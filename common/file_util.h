@@ -1,10 +1,10 @@
 #ifndef FEDGE_COMMON_FILE_UTIL_H_
 #define FEDGE_COMMON_FILE_UTIL_H_
 
-// Whole-file I/O with clear errors. Writes are atomic: a temporary file in
-// the same directory, fsync, rename, fsync of the directory, so a crash
-// leaves either the old file or the new one, never a torn mix.
-// Thread-compatible.
+// Whole-file I/O with clear errors, through Env::Default() (common/env for
+// the seam tests use). Writes are atomic: a temporary file in the same
+// directory, fsync, rename, fsync of the directory, so a crash leaves either
+// the old file or the new one, never a torn mix. Thread-compatible.
 
 #include <cstdint>
 #include <string>

@@ -517,7 +517,7 @@ namespace {
 constexpr char kEfMagic[8] = {'F', 'E', 'D', 'G', 'E', 'E', 'F', '1'};
 }  // namespace
 
-absl::Status ErrorFeedback::Save(const std::string& path) const {
+absl::Status ErrorFeedback::Save(const std::string& path, Env* env) const {
   std::string body;
   PutU64(&body, residuals_.size());
   for (const auto& [key, values] : residuals_) {
@@ -526,11 +526,11 @@ absl::Status ErrorFeedback::Save(const std::string& path) const {
     PutU64(&body, values.size());
     body.append(reinterpret_cast<const char*>(values.data()), 4 * values.size());
   }
-  return WriteFileAtomically(path, SealFile(absl::string_view(kEfMagic, sizeof(kEfMagic)), body));
+  return WriteFileAtomically(env, path, SealFile(absl::string_view(kEfMagic, sizeof(kEfMagic)), body));
 }
 
-absl::Status ErrorFeedback::Load(const std::string& path) {
-  ASSIGN_OR_RETURN(const std::string file, ReadFileToString(path, int64_t{1} << 32));
+absl::Status ErrorFeedback::Load(const std::string& path, Env* env) {
+  ASSIGN_OR_RETURN(const std::string file, env->ReadFile(path, int64_t{1} << 32));
   absl::string_view body;
   switch (OpenSealedFile(file, absl::string_view(kEfMagic, sizeof(kEfMagic)), &body)) {
     case SealCheck::kBadMagic:

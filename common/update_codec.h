@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/env/env.h"
 #include "common/messages.h"
 
 namespace fedge {
@@ -50,8 +51,8 @@ class ErrorFeedback {
 
   // Atomic write (temporary file, fsync, rename) and checked read: a
   // truncated, corrupt or foreign file is an error and leaves this unchanged.
-  absl::Status Save(const std::string& path) const;
-  absl::Status Load(const std::string& path);
+  absl::Status Save(const std::string& path, Env* env = Env::Default()) const;
+  absl::Status Load(const std::string& path, Env* env = Env::Default());
 
  private:
   std::map<std::string, std::vector<float>> residuals_;

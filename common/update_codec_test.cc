@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/bit_pack.h"
+#include "common/env/faulty_env.h"
 #include "common/reject_reason.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -304,6 +305,29 @@ TEST(UpdateCodecTest, ErrorFeedbackPersists) {
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   EXPECT_EQ(untouched.Residual("x", 1)[0], 3.0f);
   EXPECT_EQ(untouched.Load(TempPath("missing.bin")).code(), absl::StatusCode::kNotFound);
+}
+
+TEST(UpdateCodecTest, AResidualThatCannotBeSavedLeavesTheLastGoodOne) {
+  const std::string path = TempPath("ef-faults.bin");
+  ErrorFeedback ef;
+  ef.Residual("w", 2)[0] = 1.5f;
+  FaultyEnv env(Env::Default());
+  ASSERT_TRUE(ef.Save(path, &env).ok());
+  ef.Residual("w", 2)[0] = 7.0f;  // the next task's residual
+  for (FaultyEnv::Fault fault : {FaultyEnv::Fault::kWrite, FaultyEnv::Fault::kSync,
+                                 FaultyEnv::Fault::kRename, FaultyEnv::Fault::kDiskFull,
+                                 FaultyEnv::Fault::kTornWrite}) {
+    env.Inject(fault);
+    EXPECT_FALSE(ef.Save(path, &env).ok());
+    env.Clear();
+    ErrorFeedback loaded;
+    ASSERT_TRUE(loaded.Load(path, &env).ok());  // never torn, never empty
+    EXPECT_EQ(loaded.Residual("w", 2)[0], 1.5f);
+  }
+  ASSERT_TRUE(ef.Save(path, &env).ok());
+  ErrorFeedback loaded;
+  ASSERT_TRUE(loaded.Load(path, &env).ok());
+  EXPECT_EQ(loaded.Residual("w", 2)[0], 7.0f);
 }
 
 }  // namespace

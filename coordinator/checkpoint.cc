@@ -12,7 +12,7 @@ constexpr char kMagic[8] = {'F', 'E', 'D', 'G', 'E', 'C', 'K', '1'};
 
 }  // namespace
 
-absl::Status WriteCheckpoint(const std::string& path, const Checkpoint& checkpoint) {
+absl::Status WriteCheckpoint(const std::string& path, const Checkpoint& checkpoint, Env* env) {
   std::string body;
   PutU64(&body, checkpoint.completed_rounds);
   PutU64(&body, checkpoint.rng_state);
@@ -24,11 +24,11 @@ absl::Status WriteCheckpoint(const std::string& path, const Checkpoint& checkpoi
   const std::string model = SerializeModel(checkpoint.model);
   PutU64(&body, model.size());
   body += model;
-  return WriteFileAtomically(path, SealFile(absl::string_view(kMagic, sizeof(kMagic)), body));
+  return WriteFileAtomically(env, path, SealFile(absl::string_view(kMagic, sizeof(kMagic)), body));
 }
 
-absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
-  ASSIGN_OR_RETURN(const std::string file, ReadFileToString(path, int64_t{4} << 30));
+absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path, Env* env) {
+  ASSIGN_OR_RETURN(const std::string file, env->ReadFile(path, int64_t{4} << 30));
   absl::string_view body;
   switch (OpenSealedFile(file, absl::string_view(kMagic, sizeof(kMagic)), &body)) {
     case SealCheck::kBadMagic:

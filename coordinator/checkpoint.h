@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/env/env.h"
 #include "coordinator/model_state.h"
 
 namespace fedge {
@@ -23,9 +24,11 @@ struct Checkpoint {
   std::vector<std::string> known_agents;
 };
 
-absl::Status WriteCheckpoint(const std::string& path, const Checkpoint& checkpoint);
+// All or nothing (common/env): on failure the last good checkpoint stays.
+absl::Status WriteCheckpoint(const std::string& path, const Checkpoint& checkpoint,
+                             Env* env = Env::Default());
 // kNotFound when there is none; kDataLoss when it is truncated or corrupt.
-absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path);
+absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path, Env* env = Env::Default());
 
 }  // namespace fedge
 

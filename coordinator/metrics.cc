@@ -40,6 +40,7 @@ struct CoordinatorMetrics::State {
   Family<Counter>* dropped = nullptr;
   Counter* tasks_resent = nullptr;
   Counter* round_retries = nullptr;
+  Counter* checkpoint_failures = nullptr;
   Counter* messages_in = nullptr;
   Counter* messages_out = nullptr;
   Counter* bytes_in = nullptr;
@@ -119,6 +120,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
                               "Tasks sent again because their agent registered anew.");
   s.round_retries = NewCounter(r, "fedge_round_retries_total",
                                "Rounds that ended with no accepted result and were run again.");
+  s.checkpoint_failures =
+      NewCounter(r, "fedge_checkpoint_failures_total",
+                 "Checkpoints not written (full disk, I/O error): the last good one stayed.");
   s.messages_in = NewCounter(r, "fedge_messages_received_total", "Messages received from agents.");
   s.messages_out = NewCounter(r, "fedge_messages_sent_total", "Messages sent to agents.");
   s.bytes_in = NewCounter(r, "fedge_bytes_received_total", "Frame bytes received from agents.");
@@ -136,7 +140,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
   s.device_peak = NewGauge(r, "fedge_device_peak_memory_bytes",
                            "Largest peak training memory an agent reported in the last round.");
   s.up_since = NewGauge(r, "fedge_start_time_seconds", "Unix time the coordinator started.");
-  s.up_since->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  s.up_since->Set(absl::ToDoubleSeconds(options.env->Now() - absl::UnixEpoch()));
   s.accuracy->Set(-1);
 
   std::unique_ptr<CoordinatorMetrics> metrics(new CoordinatorMetrics(std::move(state)));
@@ -149,7 +153,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
     };
     http.handlers["/healthz"] = [self] {
       const int64_t last = self->state_->last_publish_ns.load();
-      const absl::Duration since = absl::Now() - absl::FromUnixNanos(last);
+      const absl::Duration since = self->state_->options.env->Now() - absl::FromUnixNanos(last);
       if (last != 0 && since > self->state_->options.stall_timeout) {
         return HttpResponse{503, "text/plain; charset=utf-8",
                             absl::StrCat("event loop stalled for ", absl::FormatDuration(since), "\n")};
@@ -208,6 +212,7 @@ void CoordinatorMetrics::Publish(const CoordinatorService& service, absl::Time n
   }
   State::Advance(s.tasks_resent, c.tasks_resent, &s.published.tasks_resent);
   State::Advance(s.round_retries, c.round_retries, &s.published.round_retries);
+  State::Advance(s.checkpoint_failures, c.checkpoint_failures, &s.published.checkpoint_failures);
 }
 
 void CoordinatorMetrics::OnRound(const RoundReport& report, const ModelStats& model) {

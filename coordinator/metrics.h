@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/env/env.h"
 #include "coordinator/service.h"
 
 namespace fedge {
@@ -30,6 +31,9 @@ namespace fedge {
 struct MetricsOptions {
   std::string address;  // "host:port"; empty: no HTTP server (Render still works)
   absl::Duration stall_timeout = absl::Seconds(60);
+  // The clock (/healthz compares it with the last Publish); must be
+  // thread-safe: the HTTP threads read it.
+  Env* env = Env::Default();
 };
 
 struct ModelStats {

@@ -29,6 +29,7 @@ CoordinatorService::CoordinatorService(ServiceOptions options, ModelState initia
       server_optimizer_(options_.server_optimizer),
       refusals_(options_.refusals) {
   engine_.Resume(completed_rounds);
+  counters_.checkpointed_round = completed_rounds;
 }
 
 void CoordinatorService::Refuse(const std::string& peer, RejectReason reason,
@@ -277,7 +278,23 @@ absl::Status CoordinatorService::FinishRound(absl::Time now) {
     c.model = model_;
     c.completed_rounds = engine_.completed_rounds();
     for (const auto& [id, record] : registry_.agents()) c.known_agents.push_back(id);
-    if (absl::Status s = WriteCheckpoint(options_.checkpoint_path, c); !s.ok()) return s;
+    // A failed write (full disk, I/O error) leaves the last good checkpoint
+    // in place; the run goes on with the model in memory and tries again
+    // after the next round. A restart now would redo the rounds since.
+    if (absl::Status s = WriteCheckpoint(options_.checkpoint_path, c, options_.env); s.ok()) {
+      counters_.checkpointed_round = c.completed_rounds;
+    } else {
+      ++counters_.checkpoint_failures;
+      if (options_.log) {
+        std::fprintf(stderr,
+                     "[coordinator] checkpoint after round %llu not written: %s; the last good "
+                     "checkpoint (%s) stays in place\n",
+                     static_cast<unsigned long long>(c.completed_rounds), s.ToString().c_str(),
+                     counters_.checkpointed_round > 0
+                         ? absl::StrCat("after round ", counters_.checkpointed_round).c_str()
+                         : "none: a restart starts over");
+      }
+    }
   }
   RoundReport report;
   report.summary = finished->summary;

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/transport.h"
+#include "common/env/env.h"
 #include "common/reject_reason.h"
 #include "coordinator/model_state.h"
 #include "coordinator/peer_limiter.h"
@@ -38,6 +39,7 @@ struct ServiceOptions {
   RegistryOptions liveness;
   Codec downlink = Codec::kFp16;  // weight shards; small tensors go as fp32
   std::string checkpoint_path;    // empty: no checkpoints
+  Env* env = Env::Default();      // where checkpoints are written
   ShardPlanner planner;           // null: everyone trains everything
   ServerOptimizerOptions server_optimizer;
   bool log = true;                // one line per notable event on stderr
@@ -63,6 +65,8 @@ struct ServiceCounters {
   std::map<std::string, int64_t> dropped_replies;
   int64_t tasks_resent = 0;   // after the agent registered again
   int64_t round_retries = 0;  // rounds that ended with no accepted result
+  int64_t checkpoint_failures = 0;  // the last good checkpoint stayed in place
+  uint64_t checkpointed_round = 0;  // the round the checkpoint on disk holds
 };
 
 // Why a reply was dropped (the metrics' `reason`): the peer's queue was full

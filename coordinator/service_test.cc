@@ -9,6 +9,8 @@
 #include "coordinator/service.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <limits>
@@ -17,8 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "common/env/faulty_env.h"
 #include "common/update_codec.h"
 #include "common/wire_codec.h"
+#include "coordinator/checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -391,6 +395,66 @@ TEST_F(ServiceTest, RoundsWithNoResultBackOff) {
         << i;
   }
   EXPECT_EQ(service_->counters().round_retries, static_cast<int64_t>(starts.size() - 1));
+}
+
+TEST(ServiceCheckpointTest, AFailedCheckpointLeavesTheLastGoodOneAndTheRunGoesOn) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  for (FaultyEnv::Fault fault : {FaultyEnv::Fault::kWrite, FaultyEnv::Fault::kSync,
+                                 FaultyEnv::Fault::kRename, FaultyEnv::Fault::kDiskFull,
+                                 FaultyEnv::Fault::kTornWrite}) {
+    SCOPED_TRACE(static_cast<int>(fault));
+    const std::string path = std::string(tmp != nullptr ? tmp : "/tmp") + "/checkpoint-" +
+                             std::to_string(static_cast<int>(fault)) + ".bin";
+    std::remove(path.c_str());
+    FaultyEnv env(Env::Default());
+    ScriptedTransport transport;
+    ServiceOptions options;
+    options.run.schedule = {{Phase::kPretrain, 3}};
+    options.run.min_agents = 1;
+    options.downlink = Codec::kFp32;
+    options.liveness.timeout = absl::Seconds(600);
+    options.checkpoint_path = path;
+    options.env = &env;
+    CoordinatorService service(options, Model(), 0, &transport, nullptr);
+    absl::Time now = absl::FromUnixSeconds(1000);
+    auto step = [&] {
+      for (int i = 0; i < 5; ++i) {
+        now += absl::Milliseconds(10);
+        ASSERT_TRUE(service.Step(now, absl::ZeroDuration()).ok());
+      }
+    };
+    transport.Deliver("b/1", "b", From("b", 0, fedge::Register{1 << 20, 1, 10, "t", 0, true}));
+    step();
+    uint64_t session = 0;
+    // Answers the round's task with +1 on shard b.
+    auto answer = [&] {
+      std::optional<Task> task;
+      for (const Message& m : transport.Take("b/1")) {
+        if (const auto* w = std::get_if<Welcome>(&m.body)) session = w->session_id;
+        if (const auto* t = std::get_if<Task>(&m.body)) task = *t;
+      }
+      ASSERT_TRUE(task.has_value());
+      transport.Deliver("b/1", "b", From("b", session, Answer(*task, {Update("b.weight", {1, 1})})));
+      step();
+    };
+    answer();
+    ASSERT_EQ(ReadCheckpoint(path)->completed_rounds, 1u);
+    env.Inject(fault);
+    ::testing::internal::CaptureStderr();
+    answer();  // round 2: its checkpoint fails
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_THAT(log, HasSubstr("checkpoint after round 2 not written"));
+    EXPECT_THAT(log, HasSubstr("the last good checkpoint (after round 1) stays in place"));
+    EXPECT_EQ(ReadCheckpoint(path)->completed_rounds, 1u);  // intact, readable
+    EXPECT_EQ(service.counters().checkpoint_failures, 1);
+    EXPECT_EQ(service.engine().completed_rounds(), 2u);  // the run went on
+    env.Clear();
+    answer();  // round 3: written again
+    absl::StatusOr<Checkpoint> last = ReadCheckpoint(path);
+    ASSERT_TRUE(last.ok());
+    EXPECT_EQ(last->completed_rounds, 3u);
+    EXPECT_EQ(last->model.shards[1].values, (std::vector<float>{4, 5}));
+  }
 }
 
 }  // namespace

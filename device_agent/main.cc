@@ -154,8 +154,15 @@ absl::Status RunAgent() {
                client.endpoint.c_str(), client.curve ? "CURVE" : "PLAINTEXT");
 
   // Training runs on a worker thread while the loop keeps heartbeating.
-  ThreadedExecutor executor([&runner](const Task& task, const std::atomic<bool>* cancel) {
-    return runner.Run(task, cancel);
+  ThreadedExecutor executor([&runner, id](const Task& task, const std::atomic<bool>* cancel) {
+    absl::StatusOr<TaskResult> result = runner.Run(task, cancel);
+    if (!runner.residual_error().ok()) {
+      std::fprintf(stderr,
+                   "[%s] error-feedback residual not saved: %s; the file keeps the last good "
+                   "one\n",
+                   id.c_str(), runner.residual_error().ToString().c_str());
+    }
+    return result;
   });
   AgentLoop loop(transport.get(), &executor, loop_options);
   std::signal(SIGTERM, OnSignal);

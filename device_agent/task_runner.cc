@@ -16,7 +16,7 @@ TaskRunner::TaskRunner(const QuantArch& arch, Dataset data, const TaskRunnerOpti
 
 absl::Status TaskRunner::LoadResidual() {
   if (options_.residual_path.empty()) return absl::OkStatus();
-  absl::Status status = feedback_.Load(options_.residual_path);
+  absl::Status status = feedback_.Load(options_.residual_path, options_.env);
   if (status.code() == absl::StatusCode::kNotFound) return absl::OkStatus();
   return status;
 }
@@ -92,9 +92,12 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
                              absl::StrCat("encoding the update of ", t.name)));
     result.updates.push_back(std::move(t));
   }
-  if (!options_.residual_path.empty()) {
-    RETURN_IF_ERROR(feedback_.Save(options_.residual_path));
-  }
+  // A residual that cannot be saved (full disk) does not spoil the update:
+  // the file keeps the last good residual, this one lives on in memory, and
+  // the agent says so.
+  residual_error_ = options_.residual_path.empty()
+                        ? absl::OkStatus()
+                        : feedback_.Save(options_.residual_path, options_.env);
   result.seconds = static_cast<float>(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return result;

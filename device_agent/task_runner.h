@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/env/env.h"
 #include "common/messages.h"
 #include "common/update_codec.h"
 #include "models/dataset.h"
@@ -24,6 +25,7 @@ namespace fedge {
 
 struct TaskRunnerOptions {
   std::string residual_path;  // "" keeps the residual in memory only
+  Env* env = Env::Default();  // where the residual file is written
   // Tensors smaller than this (steps, ranges, batch norm) travel as fp32:
   // their bytes are negligible and they are sensitive to quantization.
   int64_t small_tensor_elements = 1024;
@@ -41,12 +43,16 @@ class TaskRunner {
   absl::StatusOr<TaskResult> Run(const Task& task, const std::atomic<bool>* cancel = nullptr);
 
   int64_t samples() const { return data_.size(); }
+  // Why the residual of the last task was not saved (the file keeps the one
+  // before); OK when it was.
+  const absl::Status& residual_error() const { return residual_error_; }
 
  private:
   QuantNet net_;
   Dataset data_;
   TaskRunnerOptions options_;
   ErrorFeedback feedback_;
+  absl::Status residual_error_;
 };
 
 }  // namespace fedge

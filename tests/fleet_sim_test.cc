@@ -135,6 +135,7 @@ SimResult Simulate(const SimOptions& sim) {
     }
     FaultOptions f = sim.faults;
     f.seed = sim.faults.seed + i;
+    f.clock = [&now] { return now; };
     link = std::make_unique<FaultyTransport>(std::move(link), f);
     // Values spread around 1.0; weights by sample count.
     fleet.push_back(std::make_unique<SimAgent>(std::move(link), id, 100 + i % 5,
