@@ -1,0 +1,101 @@
+#include "coordinator/config.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedge {
+namespace {
+
+using ::testing::HasSubstr;
+
+CoordinatorFlags Valid() {
+  CoordinatorFlags f;
+  f.key = "keys/coordinator";
+  f.allowlist = "allowlist";
+  return f;
+}
+
+std::string ErrorOf(const CoordinatorFlags& f) {
+  absl::StatusOr<CoordinatorConfig> c = ParseCoordinatorConfig(f);
+  EXPECT_FALSE(c.ok());
+  return c.ok() ? "" : std::string(c.status().message());
+}
+
+TEST(CoordinatorConfigTest, DefaultsMakeAWholeConfig) {
+  absl::StatusOr<CoordinatorConfig> c = ParseCoordinatorConfig(Valid());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->total_rounds, 7);
+  EXPECT_EQ(c->service.run.uplink, Codec::kSignEf);
+  EXPECT_EQ(c->service.downlink, Codec::kFp16);
+  EXPECT_EQ(c->service.checkpoint_path, "coordinator_state/checkpoint.bin");
+  EXPECT_EQ(c->service.liveness.timeout, absl::Seconds(30));
+  EXPECT_TRUE(static_cast<bool>(c->service.planner));
+  // The 2-bit budget of fmnist-cnn's weights.
+  EXPECT_FLOAT_EQ(c->service.run.hyper.weight_budget_kb, 2.0f * c->arch.weight_count() / 8000);
+}
+
+TEST(CoordinatorConfigTest, Schedules) {
+  absl::StatusOr<std::vector<PhaseSpan>> s = ParseSchedule("pretrain:1,learn:4,finetune:2");
+  ASSERT_TRUE(s.ok());
+  ASSERT_EQ(s->size(), 3u);
+  EXPECT_EQ((*s)[1].phase, Phase::kLearnPrecision);
+  EXPECT_EQ((*s)[1].rounds, 4);
+  EXPECT_THAT(std::string(ParseSchedule("pretrain:2,warmup:3").status().message()),
+              HasSubstr("unknown phase 'warmup'"));
+  EXPECT_THAT(std::string(ParseSchedule("pretrain:0").status().message()), HasSubstr("bad entry"));
+  EXPECT_THAT(std::string(ParseSchedule("pretrain").status().message()), HasSubstr("bad entry"));
+  EXPECT_THAT(std::string(ParseSchedule("").status().message()), HasSubstr("empty"));
+}
+
+TEST(CoordinatorConfigTest, Codecs) {
+  Codec codec;
+  int bits = 0;
+  ASSERT_TRUE(ParseCodec("q4", &codec, &bits).ok());
+  EXPECT_EQ(codec, Codec::kQ);
+  EXPECT_EQ(bits, 4);
+  ASSERT_TRUE(ParseCodec("sign-ef", &codec, &bits).ok());
+  EXPECT_EQ(bits, 0);
+  EXPECT_FALSE(ParseCodec("q9", &codec, &bits).ok());
+  EXPECT_FALSE(ParseCodec("int8", &codec, &bits).ok());
+  CoordinatorFlags f = Valid();
+  f.downlink = "sign-ef";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--downlink must be fp32 or fp16"));
+  f = Valid();
+  f.uplink = "q1";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--uplink"));
+}
+
+TEST(CoordinatorConfigTest, BadValuesNameTheirFlag) {
+  CoordinatorFlags f = Valid();
+  f.quorum = 1.5;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--quorum"));
+  f = Valid();
+  f.rule = "mean";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--rule=mean"));
+  f = Valid();
+  f.server_optimizer = "sgd";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--server_optimizer=sgd"));
+  f = Valid();
+  f.max_update_scale = 0;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--max_update_scale"));
+  f = Valid();
+  f.metrics_address = "0.0.0.0:99999";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--metrics_address"));
+  f = Valid();
+  f.arch = "vgg";
+  EXPECT_FALSE(ParseCoordinatorConfig(f).ok());
+  f = Valid();
+  f.agent_timeout_s = 1;
+  f.heartbeat_ms = 2000;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--agent_timeout_s"));
+  f = Valid();
+  f.key.clear();
+  EXPECT_THAT(ErrorOf(f), HasSubstr("CURVE needs --key and --allowlist"));
+  f.plaintext = true;
+  EXPECT_TRUE(ParseCoordinatorConfig(f).ok());
+}
+
+}  // namespace
+}  // namespace fedge
