@@ -5,9 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/reject_reason.h"
-#include "common/status_macros.h"
-#include "common/update_codec.h"
+#include "common/status/reject_reason.h"
+#include "common/status/status_macros.h"
+#include "common/codec/update_codec.h"
 
 namespace fedge {
 

@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "common/messages.h"
+#include "common/wire/messages.h"
 
 namespace fedge {
 

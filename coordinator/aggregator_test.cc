@@ -4,8 +4,8 @@
 #include <cstring>
 #include <vector>
 
-#include "common/reject_reason.h"
-#include "common/update_codec.h"
+#include "common/status/reject_reason.h"
+#include "common/codec/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -1,9 +1,9 @@
 #include "coordinator/checkpoint.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/byte_io.h"
-#include "common/file_util.h"
-#include "common/status_macros.h"
+#include "common/io/byte_io.h"
+#include "common/io/file_util.h"
+#include "common/status/status_macros.h"
 
 namespace fedge {
 namespace {

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <string>
 
-#include "common/file_util.h"
+#include "common/io/file_util.h"
 #include "gtest/gtest.h"
 
 namespace fedge {

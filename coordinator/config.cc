@@ -3,8 +3,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/http_server.h"
-#include "common/status_macros.h"
+#include "coordinator/ops/http_server.h"
+#include "common/status/status_macros.h"
 #include "coordinator/shard_planner.h"
 
 namespace fedge {

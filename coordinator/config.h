@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/service.h"
-#include "models/quant_arch.h"
+#include "models/quant/quant_arch.h"
 
 namespace fedge {
 

@@ -4,11 +4,11 @@
 
 #include <utility>
 
-#include "common/status_macros.h"
-#include "models/dataset.h"
-#include "models/model_shards.h"
-#include "models/phase_trainer.h"
-#include "models/quant_net.h"
+#include "common/status/status_macros.h"
+#include "models/data/dataset.h"
+#include "models/quant/model_shards.h"
+#include "models/quant/phase_trainer.h"
+#include "models/quant/quant_net.h"
 
 namespace fedge {
 

@@ -17,9 +17,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "coordinator/metrics.h"
+#include "coordinator/ops/metrics.h"
 #include "coordinator/model_state.h"
-#include "models/quant_arch.h"
+#include "models/quant/quant_arch.h"
 
 namespace fedge {
 

@@ -17,17 +17,17 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/file_util.h"
-#include "common/flags_help.h"
-#include "common/status_macros.h"
-#include "common/zmq_transport.h"
+#include "common/io/file_util.h"
+#include "common/io/flags_help.h"
+#include "common/status/status_macros.h"
+#include "common/transport/zmq_transport.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/config.h"
 #include "coordinator/evaluator.h"
-#include "coordinator/metrics.h"
+#include "coordinator/ops/metrics.h"
 #include "coordinator/run_report.h"
 #include "coordinator/service.h"
-#include "models/dataset.h"
+#include "models/data/dataset.h"
 
 ABSL_FLAG(std::string, listen, "tcp://127.0.0.1:7070", "ZeroMQ endpoint to bind");
 ABSL_FLAG(std::string, key, "", "path prefix of the coordinator's CURVE key pair (.key/.pub)");

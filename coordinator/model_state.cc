@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "common/byte_io.h"
-#include "common/file_util.h"
+#include "common/io/byte_io.h"
+#include "common/io/file_util.h"
 
 namespace fedge {
 namespace {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/model_shard.h"
+#include "common/wire/model_shard.h"
 #include "coordinator/aggregator.h"
 
 namespace fedge {

@@ -22,7 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/messages.h"
+#include "common/wire/messages.h"
 
 namespace fedge {
 

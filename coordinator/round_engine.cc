@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "common/reject_reason.h"
-#include "common/status_macros.h"
+#include "common/status/reject_reason.h"
+#include "common/status/status_macros.h"
 
 namespace fedge {
 

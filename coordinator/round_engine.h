@@ -23,7 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "common/messages.h"
+#include "common/wire/messages.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/model_state.h"
 #include "coordinator/registry.h"

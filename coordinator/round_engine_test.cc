@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "common/update_codec.h"
+#include "common/codec/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -5,10 +5,10 @@
 #include <fstream>
 #include <utility>
 
-#include "common/file_util.h"
-#include "common/json_writer.h"
-#include "common/status_macros.h"
-#include "common/svg_plot.h"
+#include "common/io/file_util.h"
+#include "common/io/json_writer.h"
+#include "common/status/status_macros.h"
+#include "common/io/svg_plot.h"
 
 namespace fedge {
 

@@ -17,7 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "common/messages.h"
+#include "common/wire/messages.h"
 
 namespace fedge {
 

@@ -4,9 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/log_text.h"
-#include "common/update_codec.h"
-#include "common/wire_codec.h"
+#include "common/io/log_text.h"
+#include "common/codec/update_codec.h"
+#include "common/wire/wire_codec.h"
 #include "coordinator/checkpoint.h"
 
 namespace fedge {

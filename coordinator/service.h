@@ -20,9 +20,9 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "common/transport.h"
+#include "common/transport/transport.h"
 #include "common/env/env.h"
-#include "common/reject_reason.h"
+#include "common/status/reject_reason.h"
 #include "coordinator/model_state.h"
 #include "coordinator/peer_limiter.h"
 #include "coordinator/registry.h"

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "common/env/faulty_env.h"
-#include "common/update_codec.h"
-#include "common/wire_codec.h"
+#include "common/codec/update_codec.h"
+#include "common/wire/wire_codec.h"
 #include "coordinator/checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -29,7 +29,7 @@
 #include <cstdint>
 
 #include "coordinator/round_engine.h"
-#include "models/quant_arch.h"
+#include "models/quant/quant_arch.h"
 
 namespace fedge {
 

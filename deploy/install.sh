@@ -23,8 +23,8 @@ dest=${DESTDIR:-}
 
 if [ -z "${FEDGE_BIN_DIR:-}" ]; then
   ./fedge deps >&2
-  bazel build -c opt //coordinator:coordinator //coordinator:status //coordinator:model_tool \
-    //device_agent:agent //common:keygen >&2
+  bazel build -c opt //coordinator:coordinator //coordinator/ops:status //coordinator/ops:model_tool \
+    //device_agent:agent //common/transport:keygen >&2
   bin_dir=$(bazel info -c opt bazel-bin 2>/dev/null)
 else
   bin_dir=$FEDGE_BIN_DIR
@@ -43,11 +43,11 @@ find_bin() {  # target path under bazel-bin, or a plain name in FEDGE_BIN_DIR
 install -d -m 0755 "$dest/usr/local/bin" "$dest/etc/systemd/system" "$dest/usr/lib/sysusers.d" \
   "$dest/usr/local/share/doc/fedge" "$dest/usr/local/share/fedge/flags"
 install -d -m 0750 "$dest/etc/fedge"
-install -m 0755 "$(find_bin common/keygen)" "$dest/usr/local/bin/fedge-keygen"
+install -m 0755 "$(find_bin common/transport/keygen)" "$dest/usr/local/bin/fedge-keygen"
 if [ "$role" = coordinator ]; then
   install -m 0755 "$(find_bin coordinator/coordinator)" "$dest/usr/local/bin/fedge-coordinator"
-  install -m 0755 "$(find_bin coordinator/status)" "$dest/usr/local/bin/fedge-status"
-  install -m 0755 "$(find_bin coordinator/model_tool)" "$dest/usr/local/bin/fedge-model-tool"
+  install -m 0755 "$(find_bin coordinator/ops/status)" "$dest/usr/local/bin/fedge-status"
+  install -m 0755 "$(find_bin coordinator/ops/model_tool)" "$dest/usr/local/bin/fedge-model-tool"
   install -m 0644 deploy/systemd/fedge-coordinator.service "$dest/etc/systemd/system/"
   examples="coordinator-small.flags coordinator-large.flags"
   live=coordinator.flags

@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/log_text.h"
-#include "common/wire_codec.h"
+#include "common/io/log_text.h"
+#include "common/wire/wire_codec.h"
 
 namespace fedge {
 

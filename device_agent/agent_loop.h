@@ -21,8 +21,8 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "common/messages.h"
-#include "common/transport.h"
+#include "common/wire/messages.h"
+#include "common/transport/transport.h"
 #include "device_agent/session.h"
 #include "device_agent/task_executor.h"
 

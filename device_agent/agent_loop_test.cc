@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "common/in_memory_transport.h"
-#include "common/wire_codec.h"
+#include "common/transport/testing/in_memory_transport.h"
+#include "common/wire/wire_codec.h"
 #include "device_agent/testing/synthetic_executor.h"
 #include "gtest/gtest.h"
 

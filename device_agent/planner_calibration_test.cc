@@ -9,14 +9,14 @@
 
 #include <cstdio>
 
-#include "common/update_codec.h"
+#include "common/codec/update_codec.h"
 #include "coordinator/shard_planner.h"
 #include "device_agent/task_runner.h"
 #include "gtest/gtest.h"
-#include "models/counting_allocator.h"
-#include "models/dataset.h"
-#include "models/model_shards.h"
-#include "models/quant_net.h"
+#include "models/memory/counting_allocator.h"
+#include "models/data/dataset.h"
+#include "models/quant/model_shards.h"
+#include "models/quant/quant_net.h"
 
 namespace fedge {
 namespace {

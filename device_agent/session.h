@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "common/messages.h"
+#include "common/wire/messages.h"
 
 namespace fedge {
 

@@ -9,8 +9,8 @@
 #include <memory>
 #include <string>
 
-#include "common/in_memory_transport.h"
-#include "common/wire_codec.h"
+#include "common/transport/testing/in_memory_transport.h"
+#include "common/wire/wire_codec.h"
 #include "coordinator/registry.h"
 #include "device_agent/agent_loop.h"
 #include "device_agent/testing/synthetic_executor.h"

@@ -4,10 +4,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
-#include "models/counting_allocator.h"
-#include "models/model_shards.h"
-#include "models/phase_trainer.h"
+#include "common/status/status_macros.h"
+#include "models/memory/counting_allocator.h"
+#include "models/quant/model_shards.h"
+#include "models/quant/phase_trainer.h"
 
 namespace fedge {
 

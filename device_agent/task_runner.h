@@ -16,10 +16,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/env/env.h"
-#include "common/messages.h"
-#include "common/update_codec.h"
-#include "models/dataset.h"
-#include "models/quant_net.h"
+#include "common/wire/messages.h"
+#include "common/codec/update_codec.h"
+#include "models/data/dataset.h"
+#include "models/quant/quant_net.h"
 
 namespace fedge {
 

@@ -20,22 +20,22 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "common/file_util.h"
+#include "common/io/file_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "common/in_memory_transport.h"
-#include "common/status_macros.h"
-#include "common/svg_plot.h"
+#include "common/transport/testing/in_memory_transport.h"
+#include "common/status/status_macros.h"
+#include "common/io/svg_plot.h"
 #include "coordinator/service.h"
 #include "device_agent/agent_loop.h"
 #include "device_agent/task_executor.h"
 #include "device_agent/task_runner.h"
-#include "models/counting_allocator.h"
-#include "models/model_shards.h"
-#include "models/partition.h"
-#include "models/phase_trainer.h"
+#include "models/memory/counting_allocator.h"
+#include "models/quant/model_shards.h"
+#include "models/data/partition.h"
+#include "models/quant/phase_trainer.h"
 
 ABSL_FLAG(int, agents, 10, "simulated agents");
 ABSL_FLAG(double, alpha, 0.5, "Dirichlet concentration of the non-IID split");

@@ -23,9 +23,9 @@
 #include <deque>
 #include <utility>
 
-#include "common/faulty_transport.h"
-#include "common/in_memory_transport.h"
-#include "common/rate_limited_transport.h"
+#include "common/transport/testing/faulty_transport.h"
+#include "common/transport/testing/in_memory_transport.h"
+#include "common/transport/testing/rate_limited_transport.h"
 #include "coordinator/service.h"
 #include "device_agent/agent_loop.h"
 #include "device_agent/testing/synthetic_executor.h"

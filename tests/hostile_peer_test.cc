@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "common/update_codec.h"
-#include "common/wire_codec.h"
-#include "common/zmq_transport.h"
+#include "common/codec/update_codec.h"
+#include "common/wire/wire_codec.h"
+#include "common/transport/zmq_transport.h"
 #include "coordinator/service.h"
 #include "gtest/gtest.h"
 #include "zmq.hpp"

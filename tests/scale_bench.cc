@@ -19,11 +19,11 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "common/file_util.h"
+#include "common/io/file_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
-#include "common/in_memory_transport.h"
-#include "common/update_codec.h"
+#include "common/transport/testing/in_memory_transport.h"
+#include "common/codec/update_codec.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/service.h"
 #include "device_agent/agent_loop.h"

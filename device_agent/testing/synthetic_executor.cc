@@ -4,7 +4,7 @@
 #include <cstring>
 #include <vector>
 
-#include "common/update_codec.h"
+#include "common/codec/update_codec.h"
 
 namespace fedge {
 

@@ -1,0 +1,124 @@
+#ifndef FEDGE_COMMON_ZMQ_TRANSPORT_H_
+#define FEDGE_COMMON_ZMQ_TRANSPORT_H_
+
+// ZeroMQ transports: a ROUTER bound by the coordinator and a DEALER per
+// agent (identity = device id). With CURVE, the coordinator has a key pair
+// and a ZAP handler admits only agents whose public keys are enrolled in its
+// allowlist, under a device id; each received packet then carries that id as
+// `authenticated_id`, so a device cannot speak for another. Plaintext runs
+// only when asked for, and the coordinator logs a warning when it does.
+//
+//   ZmqServerOptions options;
+//   options.endpoint = "tcp://*:7070";
+//   options.curve = CurveServerConfig{keys, allowlist};
+//   ASSIGN_OR_RETURN(auto server, ZmqServerTransport::Create(options));
+//
+// Each transport owns one socket and must be used by one thread; the ZAP
+// handler runs on a thread of its own.
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/transport/transport.h"
+
+namespace fedge {
+
+// Z85-encoded (40 characters) CURVE keys.
+struct CurveKeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+
+absl::StatusOr<CurveKeyPair> GenerateCurveKeyPair();
+
+// Key files: "<prefix>.pub" holds the public key, "<prefix>.key" the secret
+// key (mode 0600), each one line.
+absl::Status WriteKeyPair(const CurveKeyPair& keys, const std::string& prefix);
+absl::StatusOr<CurveKeyPair> ReadKeyPair(const std::string& prefix);
+absl::StatusOr<std::string> ReadPublicKey(const std::string& path);
+
+// Allowlist file: one "device_id public_key" per line; a '#' at the start of
+// a word starts a comment (Z85 keys may contain '#' themselves).
+// Returns public key -> device id. Errors name the line.
+absl::StatusOr<std::map<std::string, std::string>> ParseAllowlist(
+    const std::string& text);
+
+struct CurveServerConfig {
+  CurveKeyPair keys;
+  std::map<std::string, std::string> allowlist;  // public key -> device id
+};
+
+struct ZmqServerOptions {
+  std::string endpoint = "tcp://*:7070";
+  std::optional<CurveServerConfig> curve;  // nullopt: plaintext
+  int64_t max_message_bytes = int64_t{256} << 20;
+  // Messages queued per peer before Send refuses more for it
+  // (kResourceExhausted): a peer that does not read costs at most this.
+  int send_queue_messages = 1000;
+  // ZeroMQ's own heartbeat: a connection that delivers no whole frame for
+  // this long (after a PING) is dropped. A frame must fit in it: a task's
+  // largest tensor (~800 kB for fmnist-cnn) takes ~25 s at 256 kbit/s.
+  absl::Duration link_timeout = absl::Seconds(60);
+};
+
+struct CurveClientConfig {
+  CurveKeyPair keys;
+  std::string server_public_key;
+};
+
+struct ZmqClientOptions {
+  std::string endpoint = "tcp://127.0.0.1:7070";
+  // The device id. The routing id is "<identity>/<random nonce>", new for
+  // each transport, so that no other connection can take this one's route.
+  std::string identity;
+  std::optional<CurveClientConfig> curve;
+  int64_t max_message_bytes = int64_t{256} << 20;
+  // How long closing the transport waits to send what is still queued.
+  absl::Duration linger = absl::ZeroDuration();
+  // As ZmqServerOptions::link_timeout, for the frames the agent receives.
+  absl::Duration link_timeout = absl::Seconds(60);
+};
+
+class ZmqServerTransport : public Transport {
+ public:
+  static absl::StatusOr<std::unique_ptr<ZmqServerTransport>> Create(
+      const ZmqServerOptions& options);
+  ~ZmqServerTransport() override;
+
+  absl::Status Send(Packet packet) override;
+  absl::StatusOr<std::optional<Packet>> Receive(absl::Duration timeout) override;
+  // The endpoint actually bound (resolves "tcp://127.0.0.1:*").
+  std::string bound_endpoint() const;
+  // ZAP denials so far (unknown keys, plaintext clients on a CURVE server).
+  int64_t denied() const;
+
+ private:
+  struct Impl;
+  explicit ZmqServerTransport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class ZmqClientTransport : public Transport {
+ public:
+  static absl::StatusOr<std::unique_ptr<ZmqClientTransport>> Create(
+      const ZmqClientOptions& options);
+  ~ZmqClientTransport() override;
+
+  absl::Status Send(Packet packet) override;
+  absl::StatusOr<std::optional<Packet>> Receive(absl::Duration timeout) override;
+  // Completed handshakes with the coordinator (from a socket monitor).
+  int64_t connections() const override;
+
+ private:
+  struct Impl;
+  explicit ZmqClientTransport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fedge
+
+#endif  // FEDGE_COMMON_ZMQ_TRANSPORT_H_

@@ -1,0 +1,305 @@
+#include "models/export/model_export.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/io/byte_io.h"
+#include "common/io/file_util.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
+
+namespace fedge {
+namespace {
+
+constexpr char kMagic[8] = {'F', 'E', 'D', 'G', 'E', 'Q', 'M', '1'};
+constexpr uint8_t kFloat = 0;
+constexpr uint8_t kPacked = 1;
+constexpr uint32_t kMaxDims = 8;
+constexpr uint32_t kMaxTensors = 1 << 16;
+
+void PutString(std::string* out, const std::string& s) {
+  PutU32(out, static_cast<uint32_t>(s.size()));
+  *out += s;
+}
+
+bool GetString(ByteReader* in, std::string* s, size_t max) {
+  uint32_t n;
+  absl::string_view bytes;
+  if (!in->U32(&n) || n > max || !in->Bytes(n, &bytes)) return false;
+  *s = std::string(bytes);
+  return true;
+}
+
+// The per-slice view of d and xmax against a weight tensor (as the
+// quantizer broadcasts them).
+at::Tensor Broadcast(const at::Tensor& p, const at::Tensor& w) {
+  if (p.numel() == 1) return p.reshape({});
+  std::vector<int64_t> shape(w.dim(), 1);
+  shape[0] = p.numel();
+  return p.reshape(shape);
+}
+
+struct Record {
+  std::string name;
+  uint32_t layer = 0;
+  std::vector<int64_t> shape;
+  uint8_t kind = kFloat;
+  std::vector<uint8_t> bits;  // kPacked: one per slice
+  absl::string_view payload;
+};
+
+int64_t Numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* report) {
+  std::string body;
+  ExportReport r;
+  RETURN_IF_ERROR(CallTorch("exporting the model", [&]() -> absl::Status {
+    at::NoGradGuard no_grad;
+    std::vector<QuantNet::NamedTensor> named = net.Named();
+    std::map<std::string, at::Tensor> by_name;
+    for (const QuantNet::NamedTensor& t : named) by_name[t.name] = t.tensor->detach().contiguous();
+    const std::vector<LayerBits> bits = net.Bits();
+    PutString(&body, net.arch().name);
+    PutU32(&body, static_cast<uint32_t>(named.size()));
+    int64_t weight_count = 0;
+    double weight_bit_sum = 0;
+    for (const QuantNet::NamedTensor& t : named) {
+      const at::Tensor value = by_name[t.name];
+      const size_t header_start = body.size();
+      PutString(&body, t.name);
+      PutU32(&body, static_cast<uint32_t>(t.layer));
+      PutU32(&body, static_cast<uint32_t>(value.dim()));
+      for (int64_t d : value.sizes()) PutU32(&body, static_cast<uint32_t>(d));
+      const std::string prefix = net.arch().layers[t.layer].name + ".";
+      const bool is_weight = t.name == prefix + "weight";
+      if (!is_weight) {
+        body.push_back(static_cast<char>(kFloat));
+        const at::Tensor f = value.to(at::kFloat).contiguous();
+        body.append(reinterpret_cast<const char*>(f.data_ptr<float>()), 4 * f.numel());
+        r.other_bytes += static_cast<int64_t>(body.size() - header_start);
+        continue;
+      }
+      // Codes exactly as the quantized forward pass computes them.
+      const at::Tensor d = by_name.at(prefix + "w_step");
+      const at::Tensor xmax = by_name.at(prefix + "w_range");
+      const at::Tensor db = Broadcast(d, value), xb = Broadcast(xmax, value);
+      const at::Tensor codes =
+          (at::max(at::min(value, xb), -xb) / db).round_().to(at::kInt).contiguous();
+      const at::Tensor levels = (xmax / d).round().to(at::kInt).contiguous();
+      const std::vector<int>& slice_bits = bits[t.layer].weight_bits;
+      const int64_t slices = static_cast<int64_t>(slice_bits.size());
+      if (value.numel() % slices != 0 || levels.numel() != slices) {
+        return absl::InternalError(absl::StrCat(t.name, ": ", slices, " slices do not divide ",
+                                                value.numel(), " weights"));
+      }
+      body.push_back(static_cast<char>(kPacked));
+      PutU32(&body, static_cast<uint32_t>(slices));
+      for (int b : slice_bits) body.push_back(static_cast<char>(b));
+      r.other_bytes += static_cast<int64_t>(body.size() - header_start);
+      const int64_t per_slice = value.numel() / slices;
+      const int* c = codes.data_ptr<int>();
+      const int* n = levels.data_ptr<int>();
+      std::string packed;
+      uint64_t acc = 0;
+      int filled = 0;
+      for (int64_t s = 0; s < slices; ++s) {
+        const int b = slice_bits[s];
+        weight_bit_sum += static_cast<double>(b) * per_slice;
+        for (int64_t i = s * per_slice; i < (s + 1) * per_slice; ++i) {
+          const uint32_t u = static_cast<uint32_t>(c[i] + n[s]);  // 0 .. 2n < 2^b
+          if (u >> b) {
+            return absl::InternalError(absl::StrCat(t.name, ": code ", c[i], " does not fit ", b,
+                                                    " bits"));
+          }
+          acc |= static_cast<uint64_t>(u) << filled;
+          filled += b;
+          while (filled >= 8) {
+            packed.push_back(static_cast<char>(acc & 0xFF));
+            acc >>= 8;
+            filled -= 8;
+          }
+        }
+      }
+      if (filled > 0) packed.push_back(static_cast<char>(acc & 0xFF));
+      body += packed;
+      r.packed_weight_bytes += static_cast<int64_t>(packed.size());
+      weight_count += value.numel();
+    }
+    r.mean_weight_bits = weight_count > 0 ? weight_bit_sum / weight_count : 0;
+    r.size_model_weight_bytes = net.Size().weight_kb * 1000;
+    return absl::OkStatus();
+  }));
+  const std::string file = SealFile(absl::string_view(kMagic, sizeof(kMagic)), body);
+  r.file_bytes = static_cast<int64_t>(file.size());
+  r.other_bytes += r.file_bytes - static_cast<int64_t>(body.size());  // magic and fingerprint
+  r.other_bytes += 8;  // the arch name's length prefix and the tensor count
+  r.other_bytes += static_cast<int64_t>(net.arch().name.size());
+  if (report != nullptr) *report = r;
+  return file;
+}
+
+absl::Status ExportModel(QuantNet& net, const std::string& path, ExportReport* report) {
+  ASSIGN_OR_RETURN(const std::string file, SerializeExportedModel(net, report));
+  return WriteFileAtomically(path, file);
+}
+
+absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& bytes) {
+  absl::string_view in;
+  switch (OpenSealedFile(bytes, absl::string_view(kMagic, sizeof(kMagic)), &in)) {
+    case SealCheck::kBadMagic:
+      return absl::InvalidArgumentError("not a fedge model file (bad magic)");
+    case SealCheck::kBadChecksum:
+      return absl::DataLossError("model file checksum mismatch (truncated or corrupt)");
+    case SealCheck::kOk:
+      break;
+  }
+  ByteReader reader(in);
+  std::string arch_name;
+  uint32_t count = 0;
+  if (!GetString(&reader, &arch_name, 256) || !reader.U32(&count) || count > kMaxTensors) {
+    return absl::InvalidArgumentError("model file: bad header");
+  }
+  ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch(arch_name));
+  std::map<std::string, Record> records;
+  for (uint32_t k = 0; k < count; ++k) {
+    Record rec;
+    uint32_t dims = 0;
+    if (!GetString(&reader, &rec.name, 1024) || !reader.U32(&rec.layer) || !reader.U32(&dims) ||
+        dims > kMaxDims) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: bad record ", k));
+    }
+    for (uint32_t i = 0; i < dims; ++i) {
+      uint32_t d;
+      if (!reader.U32(&d) || d == 0 || d > (1u << 28)) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: bad shape of '", rec.name, "'"));
+      }
+      rec.shape.push_back(d);
+    }
+    const int64_t numel = Numel(rec.shape);
+    if (numel > (int64_t{1} << 30) || !reader.U8(&rec.kind)) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: bad record '", rec.name, "'"));
+    }
+    if (rec.kind == kFloat) {
+      if (!reader.Bytes(4 * numel, &rec.payload)) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' is truncated"));
+      }
+    } else if (rec.kind == kPacked) {
+      uint32_t slices = 0;
+      if (!reader.U32(&slices) || slices == 0 || numel % slices != 0) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: bad slices of '", rec.name, "'"));
+      }
+      int64_t total_bits = 0;
+      for (uint32_t s = 0; s < slices; ++s) {
+        uint8_t b;
+        if (!reader.U8(&b) || b < 1 || b > 8) {
+          return absl::InvalidArgumentError(absl::StrCat("model file: bad bit-width in '", rec.name, "'"));
+        }
+        rec.bits.push_back(b);
+        total_bits += int64_t{b} * (numel / slices);
+      }
+      if (!reader.Bytes((total_bits + 7) / 8, &rec.payload)) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' is truncated"));
+      }
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("model file: unknown kind of '", rec.name, "'"));
+    }
+    if (!records.emplace(rec.name, rec).second) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' appears twice"));
+    }
+  }
+  if (!reader.empty()) return absl::InvalidArgumentError("model file: trailing bytes");
+
+  auto net = std::make_unique<QuantNet>(arch, QuantNetOptions());
+  RETURN_IF_ERROR(CallTorch("loading the model", [&]() -> absl::Status {
+    at::NoGradGuard no_grad;
+    std::vector<QuantNet::NamedTensor> named = net->Named();
+    if (named.size() != records.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("model file holds ", records.size(),
+                                                     " tensors, ", arch_name, " has ", named.size()));
+    }
+    auto float_of = [&](const std::string& name) -> absl::StatusOr<at::Tensor> {
+      auto it = records.find(name);
+      if (it == records.end() || it->second.kind != kFloat) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: no float tensor '", name, "'"));
+      }
+      at::Tensor t = at::empty(it->second.shape, at::kFloat);
+      std::memcpy(t.data_ptr<float>(), it->second.payload.data(), it->second.payload.size());
+      if (!at::isfinite(t).all().item<bool>()) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: '", name, "' is not finite"));
+      }
+      return t;
+    };
+    for (QuantNet::NamedTensor& t : named) {
+      auto it = records.find(t.name);
+      if (it == records.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("model file lacks '", t.name, "'"));
+      }
+      const Record& rec = it->second;
+      if (rec.layer != static_cast<uint32_t>(t.layer) || at::IntArrayRef(rec.shape) != t.tensor->sizes()) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: '", t.name,
+                                                       "' does not fit ", arch_name));
+      }
+      if (rec.kind == kFloat) {
+        ASSIGN_OR_RETURN(at::Tensor value, float_of(t.name));
+        t.tensor->copy_(value);
+        continue;
+      }
+      const std::string prefix = arch.layers[t.layer].name + ".";
+      ASSIGN_OR_RETURN(const at::Tensor d, float_of(prefix + "w_step"));
+      ASSIGN_OR_RETURN(const at::Tensor xmax, float_of(prefix + "w_range"));
+      if (d.numel() != static_cast<int64_t>(rec.bits.size()) || !(d > 0).all().item<bool>()) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: steps of '", t.name, "' do not fit"));
+      }
+      const at::Tensor levels = (xmax / d).round().to(at::kInt).contiguous();
+      const int64_t slices = d.numel(), per_slice = Numel(rec.shape) / slices;
+      at::Tensor codes = at::empty(rec.shape, at::kFloat);
+      float* out = codes.data_ptr<float>();
+      const auto* p = reinterpret_cast<const uint8_t*>(rec.payload.data());
+      uint64_t acc = 0;
+      int filled = 0;
+      size_t at_byte = 0;
+      for (int64_t s = 0; s < slices; ++s) {
+        const int b = rec.bits[s];
+        const int n = levels.data_ptr<int>()[s];
+        for (int64_t i = s * per_slice; i < (s + 1) * per_slice; ++i) {
+          while (filled < b) {
+            acc |= static_cast<uint64_t>(p[at_byte++]) << filled;
+            filled += 8;
+          }
+          const int u = static_cast<int>(acc & ((1u << b) - 1));
+          acc >>= b;
+          filled -= b;
+          if (u > 2 * n) {
+            return absl::InvalidArgumentError(absl::StrCat("model file: code ", u, " of '", t.name,
+                                                           "' is out of its range"));
+          }
+          out[i] = static_cast<float>(u - n);
+        }
+      }
+      t.tensor->copy_(codes.mul_(Broadcast(d, codes)));
+    }
+    return absl::OkStatus();
+  }));
+  return net;
+}
+
+absl::StatusOr<std::unique_ptr<QuantNet>> LoadExportedModel(const std::string& path) {
+  ASSIGN_OR_RETURN(const std::string bytes, ReadFileToString(path, int64_t{1} << 31));
+  absl::StatusOr<std::unique_ptr<QuantNet>> net = ParseExportedModel(bytes);
+  if (!net.ok()) return Annotate(net.status(), path);
+  return net;
+}
+
+}  // namespace fedge

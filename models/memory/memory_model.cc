@@ -1,0 +1,50 @@
+#include "models/memory/memory_model.h"
+
+#include <algorithm>
+
+namespace fedge {
+
+TrainingBits StandardTrainingBits() { return TrainingBits(); }
+
+TrainingBits MemorySavingTrainingBits(bool pow2_grad_x) {
+  TrainingBits bits;
+  bits.weight = 16;
+  bits.weight_grad = 1;
+  bits.moment1 = 16;
+  bits.moment2 = 16;
+  bits.activation = 1;
+  bits.first_activation = 32;
+  bits.grad_x1 = 16;
+  bits.grad_x2 = pow2_grad_x ? 5 : 16;
+  return bits;
+}
+
+MemoryModel ModelTrainingMemory(const ArchSpec& arch, int batch,
+                                const TrainingBits& bits) {
+  MemoryModel model;
+  const int first = arch.first_weight_layer();
+  const int state_bits =
+      bits.weight + bits.weight_grad + bits.moment1 + bits.moment2;
+  int64_t largest_input = 0;
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const LayerSpec& layer = arch.layers[i];
+    if (!layer.has_weights()) continue;
+    const int act_bits = static_cast<int>(i) == first ? bits.first_activation
+                                                      : bits.activation;
+    const int64_t inputs = layer.input_elements() * batch;
+    LayerMemoryModel entry;
+    entry.name = layer.name;
+    // Round each term up to whole bytes, as a packed buffer would be.
+    entry.weight_state_bytes = (layer.weight_count() * state_bits + 7) / 8;
+    entry.activation_bytes = (inputs * act_bits + 7) / 8;
+    model.weight_state_bytes += entry.weight_state_bytes;
+    model.activation_bytes += entry.activation_bytes;
+    largest_input = std::max(largest_input, inputs);
+    model.layers.push_back(entry);
+  }
+  model.grad_buffer_bytes =
+      (largest_input * (bits.grad_x1 + bits.grad_x2) + 7) / 8;
+  return model;
+}
+
+}  // namespace fedge

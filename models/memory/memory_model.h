@@ -1,0 +1,61 @@
+#ifndef FEDGE_MODELS_MEMORY_MODEL_H_
+#define FEDGE_MODELS_MEMORY_MODEL_H_
+
+// The training-memory model of design 4.2 (Wang et al., "Enabling Binary
+// Neural Network Training on the Edge"):
+//
+//   Mem = [ sum_l k^2 m n (b_W + b_dW + b_m1 + b_m2)
+//         + sum_l x y m B b_act
+//         + max_l(x y m B) (b_dX1 + b_dX2) ] / 8 bytes
+//
+// over the layers with weights, for a given set of bit-widths. Free of
+// LibTorch; thread-compatible.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/bnn/arch.h"
+
+namespace fedge {
+
+struct TrainingBits {
+  int weight = 32;            // latent weights W
+  int weight_grad = 32;       // dW
+  int moment1 = 32;           // Adam m
+  int moment2 = 32;           // Adam v
+  int activation = 32;        // saved input of each weight layer
+  int first_activation = 32;  // saved input of the first layer (the image)
+  int grad_x1 = 32;           // the two activation-gradient buffers
+  int grad_x2 = 32;
+};
+
+// Standard BNN training (Courbariaux & Bengio): float32 everywhere.
+TrainingBits StandardTrainingBits();
+// This method: 16-bit latent weights and moments, 1-bit dW, 1-bit saved
+// activations (the first layer keeps its real 32-bit input), 16-bit
+// activation gradients, or 16 + 5 with `pow2_grad_x`.
+TrainingBits MemorySavingTrainingBits(bool pow2_grad_x = false);
+
+struct LayerMemoryModel {
+  std::string name;
+  int64_t weight_state_bytes = 0;  // W, dW, m, v
+  int64_t activation_bytes = 0;    // saved input for the whole batch
+};
+
+struct MemoryModel {
+  std::vector<LayerMemoryModel> layers;  // weight layers only
+  int64_t weight_state_bytes = 0;
+  int64_t activation_bytes = 0;
+  int64_t grad_buffer_bytes = 0;  // max_l(x y m B) (b_dX1 + b_dX2) / 8
+  int64_t total_bytes() const {
+    return weight_state_bytes + activation_bytes + grad_buffer_bytes;
+  }
+};
+
+MemoryModel ModelTrainingMemory(const ArchSpec& arch, int batch,
+                                const TrainingBits& bits);
+
+}  // namespace fedge
+
+#endif  // FEDGE_MODELS_MEMORY_MODEL_H_

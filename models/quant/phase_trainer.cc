@@ -1,0 +1,153 @@
+#include "models/quant/phase_trainer.h"
+
+#include <ATen/ATen.h>
+#include <torch/optim/adam.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
+
+namespace fedge {
+namespace {
+
+bool MeetsBudget(const SizeReport& size, const Budget& budget) {
+  return (budget.weight_kb <= 0 || size.weight_kb <= budget.weight_kb) &&
+         (budget.activation_kb <= 0 || size.activation_kb <= budget.activation_kb);
+}
+
+at::Tensor PenaltyTensor(const QuantNet& net, const Budget& budget, double ramp) {
+  at::Tensor penalty = at::zeros({}, at::kFloat);
+  if (budget.weight_kb > 0) {
+    penalty = penalty + budget.lambda_w * at::relu(net.WeightKb() - budget.weight_kb).pow(2);
+  }
+  if (budget.activation_kb > 0) {
+    penalty =
+        penalty + budget.lambda_a * at::relu(net.ActivationKb() - budget.activation_kb).pow(2);
+  }
+  return penalty * ramp;
+}
+
+}  // namespace
+
+absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
+                                     const PhaseConfig& config,
+                                     const PhaseProgressFn& progress) {
+  if (config.steps < 1 || config.batch_size < 1 || config.quantizer_every < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "steps (", config.steps, "), batch size (", config.batch_size,
+        ") and quantizer interval (", config.quantizer_every, ") must be positive"));
+  }
+  if (data.size() == 0) return absl::InvalidArgumentError("no training data");
+  PhaseReport report;
+  const auto start = std::chrono::steady_clock::now();
+  const bool learn = config.phase == Phase::kLearnPrecision;
+  RETURN_IF_ERROR(CallTorch(absl::StrCat("running phase ", PhaseName(config.phase)), [&] {
+    at::Generator gen = at::detail::createCPUGenerator(config.seed);
+    const int64_t n = data.size();
+    at::Tensor order = at::randperm(n, gen);
+    int64_t cursor = 0;
+    auto next_batch = [&](at::Tensor* x, at::Tensor* y) {
+      if (cursor + config.batch_size > n) {
+        order = at::randperm(n, gen);
+        cursor = 0;
+      }
+      const int64_t size = std::min<int64_t>(config.batch_size, n);
+      const at::Tensor index = order.narrow(0, cursor, size);
+      cursor += size;
+      *x = data.images.index_select(0, index);
+      *y = data.labels.index_select(0, index);
+    };
+
+    if (config.phase == Phase::kPretrain && config.calibrate) {
+      at::Tensor x, y;
+      next_batch(&x, &y);
+      net.Calibrate(x, config.pretrain_bits);
+    }
+    net.SetQuantizersTrainable(learn);
+    torch::optim::Adam weights(net.WeightParameters(),
+                               torch::optim::AdamOptions(config.learning_rate));
+    std::unique_ptr<torch::optim::Adam> quantizers;
+    if (learn) {
+      quantizers = std::make_unique<torch::optim::Adam>(
+          net.QuantizerParameters(), torch::optim::AdamOptions(config.quantizer_learning_rate));
+    }
+    const int64_t phase_steps = config.phase_steps > 0 ? config.phase_steps : config.steps;
+    const int64_t tail = std::max<int64_t>(1, config.steps / 4);
+    double loss_sum = 0, correct = 0, seen = 0, best_accuracy = -1, running = 0;
+    std::vector<at::Tensor> best;
+    for (int64_t step = 0; step < config.steps; ++step) {
+      if (config.cancel != nullptr && config.cancel->load()) {
+        return absl::CancelledError(absl::StrCat("stopped after ", step, " of ", config.steps, " steps"));
+      }
+      at::Tensor x, y;
+      next_batch(&x, &y);
+      const at::Tensor logits = net.Forward(x, /*training=*/true);
+      at::Tensor loss = at::nll_loss(at::log_softmax(logits, 1), y);
+      const double ce = loss.item<double>();
+      if (learn) {
+        const double ramp = config.ramp >= 0
+                                ? config.ramp
+                                : PenaltyRamp(config.step_offset + step, phase_steps);
+        const at::Tensor penalty = PenaltyTensor(net, config.budget, ramp);
+        report.penalty = penalty.item<double>();
+        loss = loss + penalty;
+      }
+      weights.zero_grad();
+      if (quantizers) quantizers->zero_grad();
+      loss.backward();
+      weights.step();
+      if (quantizers && (step + 1) % config.quantizer_every == 0) {
+        quantizers->step();
+        net.Constrain();
+      }
+      const double batch_correct = logits.argmax(1).eq(y).sum().item<double>();
+      running = 0.9 * running + 0.1 * batch_correct / y.size(0);
+      if (step >= config.steps - tail) {
+        loss_sum += ce * y.size(0);
+        correct += batch_correct;
+        seen += y.size(0);
+      }
+      if (learn && step > config.steps / 2 && running > best_accuracy &&
+          MeetsBudget(net.Size(), config.budget)) {
+        best_accuracy = running;
+        best = net.Snapshot();
+        report.met_budget = true;
+      }
+      if (progress) progress(step + 1, ce, running);
+    }
+    if (learn && !best.empty()) {
+      net.Restore(best);
+      report.restored_best = true;
+    }
+    net.SetQuantizersTrainable(false);
+    report.steps = config.steps;
+    report.loss = loss_sum / std::max(1.0, seen);
+    report.accuracy = correct / std::max(1.0, seen);
+    report.size = net.Size();
+    return absl::OkStatus();
+  }));
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+absl::StatusOr<double> EvaluateQuant(QuantNet& net, const Dataset& data, int batch_size) {
+  if (data.size() == 0) return absl::InvalidArgumentError("no evaluation data");
+  int64_t correct = 0;
+  RETURN_IF_ERROR(CallTorch("evaluating the quantized network", [&] {
+    at::NoGradGuard no_grad;
+    for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
+      const int64_t size = std::min<int64_t>(batch_size, data.size() - begin);
+      const at::Tensor logits = net.Forward(data.images.narrow(0, begin, size), false);
+      correct += logits.argmax(1).eq(data.labels.narrow(0, begin, size)).sum().item<int64_t>();
+    }
+    return absl::OkStatus();
+  }));
+  return static_cast<double>(correct) / data.size();
+}
+
+}  // namespace fedge

@@ -1,0 +1,74 @@
+#ifndef FEDGE_MODELS_PHASE_TRAINER_H_
+#define FEDGE_MODELS_PHASE_TRAINER_H_
+
+// Runs one phase of the three-phase schedule (design 4.1) on a QuantNet,
+// for a number of steps. This is what a device agent calls for one round; it
+// knows nothing of networking.
+//
+//   pretrain         fixed precision: quantizers calibrated (optionally) at
+//                    `pretrain_bits`, then frozen; no size penalty
+//   learn precision  weights update every step, quantizer steps and ranges
+//                    every `quantizer_every`-th step; penalty on, ramped over
+//                    the first half; the best state meeting both budgets is
+//                    kept and restored at the end
+//   finetune         bit-widths frozen, penalty off
+//
+// Not thread-safe.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "common/wire/messages.h"
+#include "models/data/dataset.h"
+#include "models/quant/quant_net.h"
+#include "models/quant/size_model.h"
+
+namespace fedge {
+
+struct PhaseConfig {
+  Phase phase = Phase::kPretrain;
+  int64_t steps = 100;
+  int batch_size = 64;
+  double learning_rate = 1e-3;
+  double quantizer_learning_rate = 1e-3;
+  int quantizer_every = 20;
+  Budget budget;
+  // The ramp position at the start, for a phase split across several calls
+  // (federated rounds): s(t) is computed at step_offset + t of phase_steps.
+  int64_t step_offset = 0;
+  int64_t phase_steps = 0;  // 0: this call's steps
+  double ramp = -1;         // >= 0: a fixed s(t) (the coordinator's, per round)
+  bool calibrate = false;   // pretrain: initialise quantizers first
+  int pretrain_bits = 8;
+  uint64_t seed = 1;
+  // Checked before every step: when it turns true the phase stops with
+  // kCancelled (an agent shutting down).
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct PhaseReport {
+  int64_t steps = 0;
+  double loss = 0;      // mean over the last quarter of the steps
+  double accuracy = 0;  // training accuracy over the same steps
+  double penalty = 0;   // last step's size penalty
+  SizeReport size;
+  bool met_budget = false;    // learn precision: a state met both budgets
+  bool restored_best = false;
+  double seconds = 0;
+};
+
+using PhaseProgressFn = std::function<void(int64_t step, double loss, double accuracy)>;
+
+absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
+                                     const PhaseConfig& config,
+                                     const PhaseProgressFn& progress = nullptr);
+
+// Top-1 accuracy in evaluation mode.
+absl::StatusOr<double> EvaluateQuant(QuantNet& net, const Dataset& data,
+                                     int batch_size = 500);
+
+}  // namespace fedge
+
+#endif  // FEDGE_MODELS_PHASE_TRAINER_H_

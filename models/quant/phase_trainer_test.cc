@@ -1,0 +1,124 @@
+#include "models/quant/phase_trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+
+#include "gtest/gtest.h"
+
+namespace fedge {
+namespace {
+
+class PhaseTrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    at::set_num_threads(1);
+    absl::StatusOr<Dataset> train =
+        LoadFashionMnist(kFashionMnistDir, DataSplit::kTrain, {1000, 0});
+    ASSERT_TRUE(train.ok()) << train.status();
+    train_ = new Dataset(*train);
+  }
+  static void TearDownTestSuite() { delete train_; }
+
+  static std::vector<at::Tensor> Copy(const std::vector<at::Tensor>& ts) {
+    std::vector<at::Tensor> out;
+    for (const at::Tensor& t : ts) out.push_back(t.detach().clone());
+    return out;
+  }
+  static bool Same(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (!at::equal(a[i], b[i])) return false;
+    }
+    return true;
+  }
+
+  static Dataset* train_;
+};
+
+Dataset* PhaseTrainerTest::train_ = nullptr;
+
+TEST_F(PhaseTrainerTest, PretrainCalibratesThenFreezesQuantizers) {
+  QuantNet net(*MakeQuantArch("fmnist-mlp"), QuantNetOptions());
+  PhaseConfig config;
+  config.phase = Phase::kPretrain;
+  config.steps = 1;
+  config.calibrate = true;
+  config.pretrain_bits = 4;
+  ASSERT_TRUE(RunPhase(net, *train_, config).ok());
+  // Calibrated at 4 bits: 7 signed weight levels, 15 unsigned activation levels.
+  for (const LayerBits& b : net.Bits()) {
+    for (int w : b.weight_bits) EXPECT_EQ(w, 4);
+  }
+  const auto quantizers = Copy(net.QuantizerParameters());
+  config.steps = 60;
+  config.calibrate = false;
+  absl::StatusOr<PhaseReport> report = RunPhase(net, *train_, config);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(Same(quantizers, net.QuantizerParameters()));
+  EXPECT_GT(report->accuracy, 0.5);
+  EXPECT_FALSE(report->met_budget);
+}
+
+TEST_F(PhaseTrainerTest, LearnPrecisionUpdatesQuantizersEveryNthStepAndShrinks) {
+  QuantNet net(*MakeQuantArch("fmnist-mlp"), QuantNetOptions());
+  PhaseConfig pre;
+  pre.steps = 30;
+  pre.calibrate = true;
+  pre.pretrain_bits = 8;
+  ASSERT_TRUE(RunPhase(net, *train_, pre).ok());
+  const double before_kb = net.Size().weight_kb;
+
+  PhaseConfig learn;
+  learn.phase = Phase::kLearnPrecision;
+  learn.quantizer_every = 5;
+  learn.steps = 4;  // fewer than the interval: no quantizer update yet
+  learn.quantizer_learning_rate = 5e-3;
+  learn.budget.weight_kb = before_kb / 4;  // ask for 2-bit weights on average
+  learn.budget.lambda_w = 1e-2;
+  const auto quantizers = Copy(net.QuantizerParameters());
+  ASSERT_TRUE(RunPhase(net, *train_, learn).ok());
+  EXPECT_TRUE(Same(quantizers, net.QuantizerParameters()));
+
+  learn.steps = 400;
+  absl::StatusOr<PhaseReport> report = RunPhase(net, *train_, learn);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_FALSE(Same(quantizers, net.QuantizerParameters()));
+  std::printf("weights %.1f kB -> %.1f kB (%.2f bits), met budget %d\n", before_kb,
+              report->size.weight_kb, report->size.mean_weight_bits, report->met_budget);
+  EXPECT_LT(report->size.weight_kb, 0.75 * before_kb);
+  EXPECT_GT(report->penalty, -1e-12);
+}
+
+TEST_F(PhaseTrainerTest, FinetuneFreezesBitWidths) {
+  QuantNet net(*MakeQuantArch("fmnist-mlp"), QuantNetOptions());
+  PhaseConfig pre;
+  pre.steps = 20;
+  pre.calibrate = true;
+  ASSERT_TRUE(RunPhase(net, *train_, pre).ok());
+  const auto bits = net.Bits();
+  const auto quantizers = Copy(net.QuantizerParameters());
+  const auto weights = Copy(net.WeightParameters());
+  PhaseConfig fine;
+  fine.phase = Phase::kFinetune;
+  fine.steps = 40;
+  ASSERT_TRUE(RunPhase(net, *train_, fine).ok());
+  EXPECT_TRUE(Same(quantizers, net.QuantizerParameters()));
+  EXPECT_FALSE(Same(weights, net.WeightParameters()));
+  const auto after = net.Bits();
+  for (size_t i = 0; i < bits.size(); ++i) EXPECT_EQ(bits[i].weight_bits, after[i].weight_bits);
+}
+
+TEST_F(PhaseTrainerTest, RejectsBadConfig) {
+  QuantNet net(*MakeQuantArch("fmnist-mlp"), QuantNetOptions());
+  PhaseConfig config;
+  config.steps = 0;
+  EXPECT_EQ(RunPhase(net, *train_, config).status().code(), absl::StatusCode::kInvalidArgument);
+  config.steps = 1;
+  config.quantizer_every = 0;
+  EXPECT_FALSE(RunPhase(net, *train_, config).ok());
+  EXPECT_FALSE(RunPhase(net, Dataset(), PhaseConfig()).ok());
+}
+
+}  // namespace
+}  // namespace fedge

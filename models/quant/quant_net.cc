@@ -1,0 +1,277 @@
+#include "models/quant/quant_net.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "models/bnn/binary_ops.h"
+
+namespace fedge {
+
+struct QuantNet::Layer {
+  QuantLayerSpec spec;
+  const QuantizerConfig* act_config = nullptr;
+  at::Tensor weight, bias;            // bias only on the last layer
+  at::Tensor w_step, w_range;         // [slices]
+  at::Tensor a_step, a_range;         // [1]
+  bool has_norm = false;
+  at::Tensor gamma, beta, running_mean, running_var;
+  // The packed path's configuration, refreshed at each forward; the autograd
+  // graph points at it until backward.
+  ConvConfig config;
+  LayerHooks hooks;
+};
+
+QuantNet::QuantNet(const QuantArch& arch, const QuantNetOptions& options,
+                   MemoryLedger* ledger)
+    : arch_(arch), options_(options) {
+  at::Generator gen = at::detail::createCPUGenerator(options.seed);
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    auto layer = std::make_unique<Layer>();
+    layer->spec = arch.layers[i];
+    const QuantLayerSpec& s = layer->spec;
+    layer->act_config = i == 0 ? &options_.input_config : &options_.hidden_config;
+    layer->hooks.name = s.name;
+    layer->hooks.ledger = ledger;
+    std::vector<int64_t> shape;
+    int64_t fan_in = 0;
+    switch (s.kind) {
+      case QuantLayerKind::kConv:
+        shape = {s.out_channels, s.in_channels, s.kernel, s.kernel};
+        fan_in = int64_t{s.in_channels} * s.kernel * s.kernel;
+        break;
+      case QuantLayerKind::kDepthwise:
+        shape = {s.out_channels, 1, s.kernel, s.kernel};
+        fan_in = int64_t{s.kernel} * s.kernel;
+        break;
+      case QuantLayerKind::kLinear:
+        shape = {s.out_channels, s.in_channels};
+        fan_in = s.in_channels;
+        break;
+    }
+    // He initialisation for ReLU networks.
+    layer->weight = (at::randn(shape, gen, f32) * std::sqrt(2.0 / fan_in)).set_requires_grad(true);
+    layer->w_step = at::full({s.slices()}, 0.01, f32);
+    layer->w_range = at::full({s.slices()}, 1.0, f32);
+    layer->a_step = at::full({1}, 0.01, f32);
+    layer->a_range = at::full({1}, 1.0, f32);
+    if (i + 1 < arch.layers.size()) {
+      layer->has_norm = true;
+      layer->gamma = at::ones({s.out_channels}, f32).set_requires_grad(true);
+      layer->beta = at::zeros({s.out_channels}, f32).set_requires_grad(true);
+      layer->running_mean = at::zeros({s.out_channels}, f32);
+      layer->running_var = at::ones({s.out_channels}, f32);
+    } else {
+      layer->bias = at::zeros({s.out_channels}, f32).set_requires_grad(true);
+    }
+    layers_.push_back(std::move(layer));
+  }
+}
+
+QuantNet::~QuantNet() = default;
+
+at::Tensor QuantNet::Forward(const at::Tensor& x, bool training) {
+  at::Tensor h = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    const QuantLayerSpec& s = l.spec;
+    if (s.kind == QuantLayerKind::kLinear && h.dim() != 2) h = h.flatten(1);
+    const at::Tensor w = options_.quantize
+                             ? Quantize(l.weight, l.w_step, l.w_range, options_.weight_config)
+                             : l.weight;
+    const int64_t groups = s.kind == QuantLayerKind::kDepthwise ? s.in_channels : 1;
+    if (!options_.quantize) {
+      h = s.kind == QuantLayerKind::kLinear
+              ? at::linear(h, w, l.bias.defined() ? l.bias : at::Tensor())
+              : at::conv2d(h, w, {}, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1}, groups);
+    } else if (training && at::GradMode::is_enabled() && !l.a_step.requires_grad()) {
+      l.config = LearnedInput(l.a_step.item<float>(), l.a_range.item<float>(),
+                              l.act_config->is_signed);
+      l.config.binary_weights = false;
+      l.config.padding = s.padding;
+      l.config.stride = s.stride;
+      l.config.groups = static_cast<int>(groups);
+      h = PackedConv(h, w, l.config, l.hooks);
+      if (l.bias.defined()) h = h + l.bias;
+    } else {
+      const at::Tensor a = Quantize(h, l.a_step, l.a_range, *l.act_config);
+      if (s.kind == QuantLayerKind::kLinear) {
+        h = at::linear(a, w, l.bias.defined() ? l.bias : at::Tensor());
+      } else {
+        h = at::conv2d(a, w, {}, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1}, groups);
+      }
+    }
+    if (l.has_norm) {
+      h = at::batch_norm(h, l.gamma, l.beta, l.running_mean, l.running_var, training,
+                         options_.bn_momentum, 1e-5, false);
+      h = at::relu(h);
+      if (s.pool_after) h = at::max_pool2d(h, {2, 2}, {2, 2});
+    }
+  }
+  return h;
+}
+
+void QuantNet::Calibrate(const at::Tensor& batch, int bits) {
+  at::NoGradGuard no_grad;
+  // Calibrate layer by layer: each activation quantizer sees its input as
+  // produced by the already calibrated layers before it.
+  for (auto& layer : layers_) {
+    at::Tensor d, xmax;
+    InitWeightQuantizer(layer->weight, layer->spec.slices() > 1, bits,
+                        options_.weight_config, &d, &xmax);
+    layer->w_step.copy_(d);
+    layer->w_range.copy_(xmax);
+  }
+  at::Tensor h = batch;
+  for (auto& layer : layers_) {
+    if (layer->spec.kind == QuantLayerKind::kLinear && h.dim() != 2) h = h.flatten(1);
+    at::Tensor d, xmax;
+    InitActivationQuantizer(h, bits, *layer->act_config, &d, &xmax);
+    layer->a_step.copy_(d);
+    layer->a_range.copy_(xmax);
+    const Layer& l = *layer;
+    const at::Tensor a = Quantize(h, l.a_step, l.a_range, *l.act_config);
+    const at::Tensor w = Quantize(l.weight, l.w_step, l.w_range, options_.weight_config);
+    const QuantLayerSpec& s = l.spec;
+    if (s.kind == QuantLayerKind::kLinear) {
+      h = at::linear(a, w, l.bias.defined() ? l.bias : at::Tensor());
+    } else {
+      h = at::conv2d(a, w, {}, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1},
+                     s.kind == QuantLayerKind::kDepthwise ? s.in_channels : 1);
+    }
+    if (l.has_norm) {
+      h = at::relu(at::batch_norm(h, l.gamma, l.beta, {}, {}, true, 0.0, 1e-5, false));
+      if (s.pool_after) h = at::max_pool2d(h, {2, 2}, {2, 2});
+    }
+  }
+}
+
+std::vector<QuantNet::NamedTensor> QuantNet::Named() {
+  std::vector<NamedTensor> out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    const std::pair<const char*, at::Tensor*> fields[] = {
+        {"weight", &l.weight},     {"bias", &l.bias},         {"w_step", &l.w_step},
+        {"w_range", &l.w_range},   {"a_step", &l.a_step},     {"a_range", &l.a_range},
+        {"gamma", &l.gamma},       {"beta", &l.beta},         {"running_mean", &l.running_mean},
+        {"running_var", &l.running_var}};
+    for (const auto& [field, tensor] : fields) {
+      if (tensor->defined()) {
+        out.push_back({l.spec.name + "." + field, static_cast<int>(i), tensor});
+      }
+    }
+  }
+  return out;
+}
+
+void QuantNet::FreezeBefore(int layer) {
+  trainable_from_ = std::max(0, std::min(layer, static_cast<int>(layers_.size())));
+  for (int i = 0; i < static_cast<int>(layers_.size()); ++i) {
+    const bool trainable = i >= trainable_from_;
+    Layer& l = *layers_[i];
+    for (at::Tensor* t : {&l.weight, &l.bias, &l.gamma, &l.beta}) {
+      if (t->defined()) t->set_requires_grad(trainable);
+    }
+  }
+}
+
+std::vector<at::Tensor> QuantNet::WeightParameters() const {
+  std::vector<at::Tensor> params;
+  for (const auto& l : layers_) {
+    params.push_back(l->weight);
+    if (l->has_norm) {
+      params.push_back(l->gamma);
+      params.push_back(l->beta);
+    } else {
+      params.push_back(l->bias);
+    }
+  }
+  return params;
+}
+
+std::vector<at::Tensor> QuantNet::QuantizerParameters() const {
+  std::vector<at::Tensor> params;
+  for (const auto& l : layers_) {
+    params.insert(params.end(), {l->w_step, l->w_range, l->a_step, l->a_range});
+  }
+  return params;
+}
+
+void QuantNet::SetQuantizersTrainable(bool trainable) {
+  for (int i = 0; i < static_cast<int>(layers_.size()); ++i) {
+    Layer& l = *layers_[i];
+    const bool on = trainable && i >= trainable_from_;
+    for (at::Tensor* t : {&l.w_step, &l.w_range, &l.a_step, &l.a_range}) {
+      t->set_requires_grad(on);
+    }
+  }
+}
+
+void QuantNet::Constrain() {
+  for (auto& l : layers_) {
+    ConstrainQuantizer(l->w_step, l->w_range, options_.weight_config);
+    ConstrainQuantizer(l->a_step, l->a_range, *l->act_config);
+  }
+}
+
+at::Tensor QuantNet::WeightKb() const {
+  at::Tensor total = at::zeros({}, at::kFloat);
+  for (const auto& l : layers_) {
+    const double per_slice =
+        static_cast<double>(l->spec.weight_count()) / l->spec.slices();
+    total = total + BitWidths(l->w_step, l->w_range, options_.weight_config).sum() *
+                        (per_slice / 8000.0);
+  }
+  return total;
+}
+
+at::Tensor QuantNet::ActivationKb() const {
+  at::Tensor total = at::zeros({}, at::kFloat);
+  for (const auto& l : layers_) {
+    total = total + BitWidths(l->a_step, l->a_range, *l->act_config).sum() *
+                        (static_cast<double>(l->spec.input_elements()) / 8000.0);
+  }
+  return total;
+}
+
+std::vector<LayerBits> QuantNet::Bits() const {
+  std::vector<LayerBits> bits;
+  for (const auto& l : layers_) {
+    LayerBits b;
+    b.weight_bits = IntegerBitWidths(l->w_step, l->w_range, options_.weight_config);
+    b.activation_bits = IntegerBitWidths(l->a_step, l->a_range, *l->act_config)[0];
+    bits.push_back(b);
+  }
+  return bits;
+}
+
+SizeReport QuantNet::Size() const { return *ComputeSize(arch_, Bits()); }
+
+std::vector<at::Tensor> QuantNet::Snapshot() const {
+  std::vector<at::Tensor> out;
+  for (const auto& l : layers_) {
+    for (const at::Tensor& t : {l->weight, l->bias, l->w_step, l->w_range, l->a_step,
+                                l->a_range, l->gamma, l->beta, l->running_mean,
+                                l->running_var}) {
+      out.push_back(t.defined() ? t.detach().clone() : at::Tensor());
+    }
+  }
+  return out;
+}
+
+void QuantNet::Restore(const std::vector<at::Tensor>& snapshot) {
+  at::NoGradGuard no_grad;
+  size_t k = 0;
+  for (auto& l : layers_) {
+    for (at::Tensor* t : {&l->weight, &l->bias, &l->w_step, &l->w_range, &l->a_step,
+                          &l->a_range, &l->gamma, &l->beta, &l->running_mean,
+                          &l->running_var}) {
+      if (t->defined()) t->copy_(snapshot[k]);
+      ++k;
+    }
+  }
+}
+
+}  // namespace fedge

@@ -1,0 +1,96 @@
+#include "models/quant/size_model.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace fedge {
+
+absl::StatusOr<SizeReport> ComputeSize(const QuantArch& arch,
+                                       const std::vector<LayerBits>& bits) {
+  if (bits.size() != arch.layers.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bit-widths for ", bits.size(), " layers, architecture has ", arch.layers.size()));
+  }
+  SizeReport report;
+  double weight_bits = 0, act_bits = 0;
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const QuantLayerSpec& layer = arch.layers[i];
+    if (static_cast<int>(bits[i].weight_bits.size()) != layer.slices()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          layer.name, ": ", bits[i].weight_bits.size(), " slice bit-widths, layer has ",
+          layer.slices(), " slices"));
+    }
+    const int64_t per_slice = layer.weight_count() / layer.slices();
+    double layer_bits = 0;
+    for (int b : bits[i].weight_bits) layer_bits += static_cast<double>(per_slice) * b;
+    LayerSize size;
+    size.name = layer.name;
+    size.weight_kb = layer_bits / 8000;
+    size.activation_kb =
+        static_cast<double>(layer.input_elements()) * bits[i].activation_bits / 8000;
+    size.mean_weight_bits = layer_bits / layer.weight_count();
+    size.activation_bits = bits[i].activation_bits;
+    report.weight_kb += size.weight_kb;
+    report.activation_kb += size.activation_kb;
+    weight_bits += layer_bits;
+    act_bits += static_cast<double>(layer.input_elements()) * bits[i].activation_bits;
+    report.layers.push_back(size);
+  }
+  report.mean_weight_bits = weight_bits / std::max<int64_t>(1, arch.weight_count());
+  report.mean_activation_bits = act_bits / std::max<int64_t>(1, arch.activation_elements());
+  return report;
+}
+
+SizeReport UniformSize(const QuantArch& arch, int weight_bits, int activation_bits) {
+  std::vector<LayerBits> bits;
+  for (const QuantLayerSpec& layer : arch.layers) {
+    bits.push_back({std::vector<int>(layer.slices(), weight_bits), activation_bits});
+  }
+  return *ComputeSize(arch, bits);
+}
+
+double PenaltyRamp(int64_t step, int64_t phase_steps) {
+  const double half = std::max<double>(1.0, phase_steps / 2.0);
+  return 0.01 + 0.99 * std::min(1.0, static_cast<double>(step) / half);
+}
+
+double SizePenalty(double weight_kb, double activation_kb, const Budget& budget,
+                   double ramp) {
+  double penalty = 0;
+  if (budget.weight_kb > 0) {
+    const double over = std::max(0.0, weight_kb - budget.weight_kb);
+    penalty += budget.lambda_w * over * over;
+  }
+  if (budget.activation_kb > 0) {
+    const double over = std::max(0.0, activation_kb - budget.activation_kb);
+    penalty += budget.lambda_a * over * over;
+  }
+  return ramp * penalty;
+}
+
+std::string FormatSizeReport(const QuantArch& arch, const SizeReport& report) {
+  std::string out = absl::StrFormat("%-22s %-10s %10s %9s %11s %7s %11s\n", "layer", "kind",
+                                    "weights", "w bits", "weights kB", "a bits", "acts kB");
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const QuantLayerSpec& l = arch.layers[i];
+    const LayerSize& s = report.layers[i];
+    const char* kind = l.kind == QuantLayerKind::kConv
+                           ? "conv"
+                           : l.kind == QuantLayerKind::kDepthwise ? "depthwise" : "linear";
+    absl::StrAppendFormat(&out, "%-22s %-10s %10d %9.2f %11.2f %7d %11.2f\n", l.name, kind,
+                          l.weight_count(), s.mean_weight_bits, s.weight_kb,
+                          s.activation_bits, s.activation_kb);
+  }
+  absl::StrAppendFormat(&out,
+                        "total: %lld weights, %lld activations per sample; "
+                        "W = %.2f kB (%.2f bits), A = %.2f kB (%.2f bits), W + A = %.2f kB\n",
+                        static_cast<long long>(arch.weight_count()),
+                        static_cast<long long>(arch.activation_elements()), report.weight_kb,
+                        report.mean_weight_bits, report.activation_kb,
+                        report.mean_activation_bits, report.total_kb());
+  return out;
+}
+
+}  // namespace fedge
