@@ -178,28 +178,6 @@ TEST(RoundEngineTest, LostAgentsStopBlockingTheQuorum) {
   EXPECT_TRUE(engine.MaybeFinish(t0).has_value());
 }
 
-TEST(ModelStateTest, ApplySerializeParse) {
-  ModelState m = TwoShards();
-  std::vector<ShardResult> deltas(2);
-  deltas[1].updated = true;
-  deltas[1].delta = {0.5f, -1.0f};
-  ASSERT_TRUE(m.Apply(deltas).ok());
-  EXPECT_EQ(m.version, 1u);
-  EXPECT_EQ(m.shards[1].values, (std::vector<float>{1.5f, 0.0f}));
-  const std::string bytes = SerializeModel(m);
-  absl::StatusOr<ModelState> back = ParseModel(bytes);
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->version, 1u);
-  EXPECT_EQ(back->shards[1].values, m.shards[1].values);
-  EXPECT_EQ(back->shards[0].shape, (std::vector<uint32_t>{2, 2}));
-  std::string corrupt = bytes;
-  corrupt[corrupt.size() - 3] ^= 1;
-  EXPECT_EQ(ParseModel(corrupt).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_FALSE(ParseModel(bytes.substr(0, bytes.size() / 2)).ok());
-  deltas[1].delta = {1.0f};
-  EXPECT_FALSE(m.Apply(deltas).ok());
-  EXPECT_EQ(m.version, 1u);
-}
 
 }  // namespace
 }  // namespace fedge

@@ -237,7 +237,9 @@ void CoordinatorService::StartRound(absl::Time now) {
     t.layer = static_cast<uint32_t>(s.layer);
     t.name = s.name;
     t.shape = s.shape;
-    const Codec codec = s.values.size() >= 1024 ? options_.downlink : Codec::kFp32;
+    const Codec codec = static_cast<int64_t>(s.values.size()) >= kSmallTensorElements
+                            ? options_.downlink
+                            : Codec::kFp32;
     if (absl::Status encoded = EncodeUpdate(s.values, {codec, 0, 1}, 0, nullptr, &t);
         !encoded.ok()) {
       if (options_.log) {

@@ -26,9 +26,8 @@ namespace fedge {
 struct TaskRunnerOptions {
   std::string residual_path;  // "" keeps the residual in memory only
   Env* env = Env::Default();  // where the residual file is written
-  // Tensors smaller than this (steps, ranges, batch norm) travel as fp32:
-  // their bytes are negligible and they are sensitive to quantization.
-  int64_t small_tensor_elements = 1024;
+  // Tensors smaller than this travel as fp32 (update_codec.h).
+  int64_t small_tensor_elements = kSmallTensorElements;
 };
 
 class TaskRunner {

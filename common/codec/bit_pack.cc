@@ -213,4 +213,44 @@ void ApplyMask(absl::Span<const uint8_t> packed, absl::Span<float> x) {
   }
 }
 
+absl::Status BitWriter::Put(uint32_t code, int bits) {
+  if (bits < kMinPackBits || bits > kMaxPackBits) {
+    return absl::InvalidArgumentError(absl::StrCat("bit width ", bits, " is outside [1, 8]"));
+  }
+  if (code >> bits) {
+    return absl::InvalidArgumentError(absl::StrCat("code ", code, " does not fit ", bits, " bits"));
+  }
+  acc_ |= static_cast<uint64_t>(code) << filled_;
+  filled_ += bits;
+  while (filled_ >= 8) {
+    out_->push_back(static_cast<char>(acc_ & 0xFF));
+    acc_ >>= 8;
+    filled_ -= 8;
+  }
+  return absl::OkStatus();
+}
+
+void BitWriter::AlignToByte() {
+  if (filled_ > 0) out_->push_back(static_cast<char>(acc_ & 0xFF));
+  acc_ = 0;
+  filled_ = 0;
+}
+
+bool BitReader::Get(int bits, uint32_t* code) {
+  while (filled_ < bits) {
+    if (at_ >= in_.size()) return false;
+    acc_ |= static_cast<uint64_t>(in_[at_++]) << filled_;
+    filled_ += 8;
+  }
+  *code = static_cast<uint32_t>(acc_ & ((uint64_t{1} << bits) - 1));
+  acc_ >>= bits;
+  filled_ -= bits;
+  return true;
+}
+
+void BitReader::AlignToByte() {
+  acc_ = 0;
+  filled_ = 0;
+}
+
 }  // namespace fedge

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -43,6 +44,48 @@ absl::Status PackBits(absl::Span<const uint8_t> codes, int bits,
 // byte are not zero (a sign of a corrupted or mis-sized buffer).
 absl::Status UnpackBits(absl::Span<const uint8_t> packed, int bits,
                         absl::Span<uint8_t> out);
+
+// Codes of varying widths in one stream of the same layout: the one packer
+// of mixed-precision weight codes, for the model file (one continuous
+// stream across slices) and the wire's mixed shards (AlignToByte() after
+// each slice, so each starts on a byte: the same bytes as PackBits per
+// slice). Example: Put(5, 3), Put(1, 1), Put(2, 2) -> 0b00'10'1'101 = 0x2D.
+//
+//   std::string out;
+//   BitWriter w(&out);
+//   for (...) RETURN_IF_ERROR(w.Put(code, bits));
+//   w.Flush();
+class BitWriter {
+ public:
+  explicit BitWriter(std::string* out) : out_(out) {}
+  // Fails with kInvalidArgument for `bits` outside [1, 8] or a code that
+  // does not fit.
+  absl::Status Put(uint32_t code, int bits);
+  // Pads the current byte with zero bits.
+  void AlignToByte();
+  // Writes the last partial byte; call once, after the last Put.
+  void Flush() { AlignToByte(); }
+
+ private:
+  std::string* out_;
+  uint64_t acc_ = 0;
+  int filled_ = 0;
+};
+
+// Reads what BitWriter wrote.
+class BitReader {
+ public:
+  explicit BitReader(absl::Span<const uint8_t> in) : in_(in) {}
+  // False when the stream is exhausted.
+  bool Get(int bits, uint32_t* code);
+  void AlignToByte();
+
+ private:
+  absl::Span<const uint8_t> in_;
+  size_t at_ = 0;
+  uint64_t acc_ = 0;
+  int filled_ = 0;
+};
 
 // 1-bit fast paths over floats, in the same layout as PackBits with b = 1.
 // `out` must hold exactly PackedBytes(n, 1) bytes; padding bits are zero.

@@ -2,6 +2,8 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -164,6 +166,53 @@ TEST(BitPackTest, InRangeMask) {
   PackInRange(x, 0.0f, 1.55f, absl::MakeSpan(mask));
   // in [0, 1.55]: 1 0 1 0 1 0 1 1 | 1
   EXPECT_THAT(mask, ElementsAreArray({0xD5, 0x01}));
+}
+
+TEST(BitWriterTest, MixedWidthsOneStreamAndAlignedSlices) {
+  std::string out;
+  BitWriter w(&out);
+  ASSERT_TRUE(w.Put(5, 3).ok());
+  ASSERT_TRUE(w.Put(1, 1).ok());
+  ASSERT_TRUE(w.Put(2, 2).ok());
+  w.Flush();
+  EXPECT_EQ(out, std::string("\x2D"));  // 0b00'10'1'101
+  EXPECT_FALSE(w.Put(4, 2).ok());  // does not fit
+  EXPECT_FALSE(w.Put(0, 9).ok());
+  // Aligned slices give exactly PackBits' bytes, slice by slice.
+  const std::vector<uint8_t> a = {5, 1, 7}, b = {1, 0, 1, 1, 0};
+  std::string aligned;
+  BitWriter slices(&aligned);
+  for (uint8_t c : a) ASSERT_TRUE(slices.Put(c, 3).ok());
+  slices.AlignToByte();
+  for (uint8_t c : b) ASSERT_TRUE(slices.Put(c, 1).ok());
+  slices.Flush();
+  std::vector<uint8_t> pa(PackedBytes(a.size(), 3)), pb(PackedBytes(b.size(), 1));
+  ASSERT_TRUE(PackBits(a, 3, absl::MakeSpan(pa)).ok());
+  ASSERT_TRUE(PackBits(b, 1, absl::MakeSpan(pb)).ok());
+  std::string expected(pa.begin(), pa.end());
+  expected.append(pb.begin(), pb.end());
+  EXPECT_EQ(aligned, expected);
+}
+
+TEST(BitReaderTest, ReadsBackEveryWidthAndStopsAtTheEnd) {
+  std::string out;
+  BitWriter w(&out);
+  std::vector<std::pair<uint32_t, int>> written;
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (uint32_t code = 0; code < (1u << bits); code += 1 + bits) {
+      ASSERT_TRUE(w.Put(code, bits).ok());
+      written.emplace_back(code, bits);
+    }
+  }
+  w.Flush();
+  BitReader r(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
+  for (const auto& [code, bits] : written) {
+    uint32_t got = 99;
+    ASSERT_TRUE(r.Get(bits, &got));
+    EXPECT_EQ(got, code) << bits;
+  }
+  uint32_t extra = 0;
+  EXPECT_FALSE(r.Get(8, &extra));
 }
 
 }  // namespace

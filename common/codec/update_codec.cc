@@ -453,16 +453,16 @@ absl::Status EncodeMixed(absl::Span<const float> values,
   const int64_t n = static_cast<int64_t>(values.size());
   RETURN_IF_ERROR(CheckSlices(*t, n));
   const int64_t per_slice = n / static_cast<int64_t>(slices.size());
-  std::vector<uint8_t> codes(per_slice);
+  BitWriter writer(&t->payload);
   for (size_t s = 0; s < slices.size(); ++s) {
     const SliceInfo& slice = slices[s];
     const int64_t half = MixedHalfRange(slice);
     const float* x = values.data() + s * per_slice;
     for (int64_t i = 0; i < per_slice; ++i) {
       const int64_t q = std::clamp<int64_t>(std::lround(x[i] / slice.step), -half, half);
-      codes[i] = static_cast<uint8_t>(q + half);
+      RETURN_IF_ERROR(writer.Put(static_cast<uint32_t>(q + half), slice.bits));
     }
-    RETURN_IF_ERROR(AppendPacked(codes, slice.bits, &t->payload));
+    writer.AlignToByte();  // each slice starts on a byte (the layout above)
   }
   return absl::OkStatus();
 }

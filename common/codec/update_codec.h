@@ -34,6 +34,11 @@
 
 namespace fedge {
 
+// Tensors with fewer elements than this (steps, ranges, biases, batch norm)
+// travel as fp32 both ways: their bytes are negligible and they are
+// sensitive to quantization.
+inline constexpr int64_t kSmallTensorElements = 1024;
+
 struct UpdateSpec {
   Codec codec = Codec::kFp32;
   int bits = 0;        // K for kQ (2..8)

@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "absl/time/time.h"
+#include "common/codec/update_codec.h"
 #include "device_agent/task_executor.h"
 
 namespace fedge {
@@ -27,7 +28,7 @@ struct SyntheticTaskOptions {
   uint64_t samples = 100;
   absl::Duration train_time = absl::ZeroDuration();
   // Shards with at least this many elements go up as sign-ef.
-  int64_t sign_ef_from = 1024;
+  int64_t sign_ef_from = kSmallTensorElements;
   uint64_t peak_memory_bytes = 0;
 };
 

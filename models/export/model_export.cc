@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/codec/bit_pack.h"
 #include "common/io/byte_io.h"
 #include "common/io/file_util.h"
 #include "common/status/status_macros.h"
@@ -111,28 +112,18 @@ absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* 
       const int64_t per_slice = value.numel() / slices;
       const int* c = codes.data_ptr<int>();
       const int* n = levels.data_ptr<int>();
+      // One stream across the slices, no padding between them.
       std::string packed;
-      uint64_t acc = 0;
-      int filled = 0;
+      BitWriter writer(&packed);
       for (int64_t s = 0; s < slices; ++s) {
         const int b = slice_bits[s];
         weight_bit_sum += static_cast<double>(b) * per_slice;
         for (int64_t i = s * per_slice; i < (s + 1) * per_slice; ++i) {
-          const uint32_t u = static_cast<uint32_t>(c[i] + n[s]);  // 0 .. 2n < 2^b
-          if (u >> b) {
-            return absl::InternalError(absl::StrCat(t.name, ": code ", c[i], " does not fit ", b,
-                                                    " bits"));
-          }
-          acc |= static_cast<uint64_t>(u) << filled;
-          filled += b;
-          while (filled >= 8) {
-            packed.push_back(static_cast<char>(acc & 0xFF));
-            acc >>= 8;
-            filled -= 8;
-          }
+          const absl::Status put = writer.Put(static_cast<uint32_t>(c[i] + n[s]), b);  // 0 .. 2n
+          if (!put.ok()) return absl::InternalError(absl::StrCat(t.name, ": ", put.message()));
         }
       }
-      if (filled > 0) packed.push_back(static_cast<char>(acc & 0xFF));
+      writer.Flush();
       body += packed;
       r.packed_weight_bytes += static_cast<int64_t>(packed.size());
       weight_count += value.numel();
@@ -266,26 +257,18 @@ absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& 
       const int64_t slices = d.numel(), per_slice = Numel(rec.shape) / slices;
       at::Tensor codes = at::empty(rec.shape, at::kFloat);
       float* out = codes.data_ptr<float>();
-      const auto* p = reinterpret_cast<const uint8_t*>(rec.payload.data());
-      uint64_t acc = 0;
-      int filled = 0;
-      size_t at_byte = 0;
+      BitReader reader(absl::MakeConstSpan(
+          reinterpret_cast<const uint8_t*>(rec.payload.data()), rec.payload.size()));
       for (int64_t s = 0; s < slices; ++s) {
         const int b = rec.bits[s];
         const int n = levels.data_ptr<int>()[s];
         for (int64_t i = s * per_slice; i < (s + 1) * per_slice; ++i) {
-          while (filled < b) {
-            acc |= static_cast<uint64_t>(p[at_byte++]) << filled;
-            filled += 8;
-          }
-          const int u = static_cast<int>(acc & ((1u << b) - 1));
-          acc >>= b;
-          filled -= b;
-          if (u > 2 * n) {
+          uint32_t u = 0;
+          if (!reader.Get(b, &u) || static_cast<int>(u) > 2 * n) {
             return absl::InvalidArgumentError(absl::StrCat("model file: code ", u, " of '", t.name,
                                                            "' is out of its range"));
           }
-          out[i] = static_cast<float>(u - n);
+          out[i] = static_cast<float>(static_cast<int>(u) - n);
         }
       }
       t.tensor->copy_(codes.mul_(Broadcast(d, codes)));
