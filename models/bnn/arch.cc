@@ -8,19 +8,6 @@
 
 namespace fedge {
 
-int64_t LayerSpec::weight_count() const {
-  if (!has_weights()) return 0;
-  return int64_t{kernel} * kernel * in_channels * out_channels;
-}
-
-int64_t LayerSpec::input_elements() const {
-  return int64_t{in_channels} * in_height * in_width;
-}
-
-int64_t LayerSpec::output_elements() const {
-  return int64_t{out_channels} * out_height * out_width;
-}
-
 int64_t ArchSpec::weight_count() const {
   int64_t total = 0;
   for (const LayerSpec& layer : layers) total += layer.weight_count();
@@ -29,7 +16,7 @@ int64_t ArchSpec::weight_count() const {
 
 int ArchSpec::first_weight_layer() const {
   for (size_t i = 0; i < layers.size(); ++i) {
-    if (layers[i].has_weights()) return static_cast<int>(i);
+    if (layers[i].has_weights) return static_cast<int>(i);
   }
   return -1;
 }
@@ -57,6 +44,7 @@ class ArchBuilder {
 
   void Pool() {
     LayerSpec layer = Next(LayerKind::kMaxPool, "pool");
+    layer.has_weights = false;
     layer.out_channels = channels_;
     layer.kernel = 2;
     layer.out_height = height_ / 2;

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "models/shape/layer_shape.h"
 
 namespace fedge {
 
@@ -30,20 +31,10 @@ enum class LayerKind { kConv, kMaxPool, kLinear };
 // One layer. Convolutions are square, stride 1; pools are 2x2, stride 2,
 // floor mode; linear layers flatten their input. Every layer is followed by
 // l1 batch norm (design 4.2), after the pool where there is one.
-struct LayerSpec {
+struct LayerSpec : LayerShape {
   LayerKind kind = LayerKind::kConv;
   std::string name;
-  int in_channels = 0;   // m
-  int out_channels = 0;  // n
-  int kernel = 1;        // k (1 for linear, 2 for pools)
   int padding = 0;
-  int in_height = 1, in_width = 1;    // x, y of the input
-  int out_height = 1, out_width = 1;
-
-  bool has_weights() const { return kind != LayerKind::kMaxPool; }
-  int64_t weight_count() const;       // k*k*m*n, 0 for pools
-  int64_t input_elements() const;     // x*y*m per sample
-  int64_t output_elements() const;    // per sample
 };
 
 struct ArchSpec {

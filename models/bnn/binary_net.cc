@@ -85,7 +85,7 @@ MemorySavingNet::MemorySavingNet(const ArchSpec& arch,
     layer->hooks.name = spec.name;
     layer->hooks.ledger = ledger;
     layer->hooks.grad_x = options.grad_x;
-    if (spec.has_weights()) {
+    if (spec.has_weights) {
       if (options.act_bits > 1) {
         layer->config = SymmetricInput(
             options.act_bits, options.act_range / ((1 << (options.act_bits - 1)) - 1));

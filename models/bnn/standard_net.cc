@@ -43,7 +43,7 @@ StandardNet::StandardNet(const ArchSpec& arch, const StandardOptions& options)
     Impl::Layer layer;
     layer.spec = arch.layers[i];
     const LayerSpec& spec = layer.spec;
-    if (spec.has_weights()) {
+    if (spec.has_weights) {
       layer.real_input = static_cast<int>(i) == first;
       std::vector<int64_t> shape = {spec.out_channels, spec.in_channels};
       if (spec.kind == LayerKind::kConv) {

@@ -28,7 +28,7 @@ MemoryModel ModelTrainingMemory(const ArchSpec& arch, int batch,
   int64_t largest_input = 0;
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const LayerSpec& layer = arch.layers[i];
-    if (!layer.has_weights()) continue;
+    if (!layer.has_weights) continue;
     const int act_bits = static_cast<int>(i) == first ? bits.first_activation
                                                       : bits.activation;
     const int64_t inputs = layer.input_elements() * batch;

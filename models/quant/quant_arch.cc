@@ -4,17 +4,6 @@
 
 namespace fedge {
 
-int64_t QuantLayerSpec::weight_count() const {
-  const int64_t per_out = kind == QuantLayerKind::kDepthwise
-                              ? int64_t{kernel} * kernel
-                              : int64_t{kernel} * kernel * in_channels;
-  return per_out * out_channels;
-}
-
-int64_t QuantLayerSpec::input_elements() const {
-  return int64_t{in_channels} * in_height * in_width;
-}
-
 int64_t QuantArch::weight_count() const {
   int64_t n = 0;
   for (const auto& l : layers) n += l.weight_count();
@@ -70,6 +59,7 @@ class Builder {
     l.name = name;
     l.kind = kind;
     l.in_channels = c_;
+    if (kind == QuantLayerKind::kDepthwise) l.groups = c_;
     l.out_channels = out;
     l.kernel = kernel;
     l.stride = stride;

@@ -16,24 +16,21 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "models/shape/layer_shape.h"
 
 namespace fedge {
 
 enum class QuantLayerKind { kConv, kDepthwise, kLinear };
 
-struct QuantLayerSpec {
+struct QuantLayerSpec : LayerShape {
   std::string name;
   QuantLayerKind kind = QuantLayerKind::kConv;
-  int in_channels = 0, out_channels = 0;
-  int kernel = 1, stride = 1, padding = 0;
-  int in_height = 1, in_width = 1, out_height = 1, out_width = 1;
+  int stride = 1, padding = 0;
   bool pool_after = false;  // 2x2 max pool after the layer (small nets)
 
   // One weight slice (and bit-width) per output channel for convolutions,
   // depthwise included; one per tensor for linear layers.
   int slices() const { return kind == QuantLayerKind::kLinear ? 1 : out_channels; }
-  int64_t weight_count() const;
-  int64_t input_elements() const;  // the quantized input activation, per sample
 };
 
 struct QuantArch {

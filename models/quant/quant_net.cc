@@ -81,7 +81,7 @@ at::Tensor QuantNet::Forward(const at::Tensor& x, bool training) {
     const at::Tensor w = options_.quantize
                              ? Quantize(l.weight, l.w_step, l.w_range, options_.weight_config)
                              : l.weight;
-    const int64_t groups = s.kind == QuantLayerKind::kDepthwise ? s.in_channels : 1;
+    const int64_t groups = s.groups;
     if (!options_.quantize) {
       h = s.kind == QuantLayerKind::kLinear
               ? at::linear(h, w, l.bias.defined() ? l.bias : at::Tensor())
@@ -139,7 +139,7 @@ void QuantNet::Calibrate(const at::Tensor& batch, int bits) {
       h = at::linear(a, w, l.bias.defined() ? l.bias : at::Tensor());
     } else {
       h = at::conv2d(a, w, {}, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1},
-                     s.kind == QuantLayerKind::kDepthwise ? s.in_channels : 1);
+                     s.groups);
     }
     if (l.has_norm) {
       h = at::relu(at::batch_norm(h, l.gamma, l.beta, {}, {}, true, 0.0, 1e-5, false));
