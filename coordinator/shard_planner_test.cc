@@ -16,16 +16,16 @@ TEST(ShardPlannerTest, EstimateShrinksWithFewerTrainableLayersAndSmallerBatches)
   const QuantArch arch = *MakeQuantArch("fmnist-cnn");
   const int layers = static_cast<int>(arch.layers.size());
   for (int from = 1; from < layers; ++from) {
-    EXPECT_LT(TrainingMemoryEstimate(arch, from, 64), TrainingMemoryEstimate(arch, from - 1, 64));
+    EXPECT_LT(QuantTrainingMemory(arch, from, 64), QuantTrainingMemory(arch, from - 1, 64));
   }
-  EXPECT_LT(TrainingMemoryEstimate(arch, layers - 1, 8), TrainingMemoryEstimate(arch, layers - 1, 64));
+  EXPECT_LT(QuantTrainingMemory(arch, layers - 1, 8), QuantTrainingMemory(arch, layers - 1, 64));
   // By hand for the head alone at batch 1: 2 MB scratch, frozen weights at
   // 12 B, fc2's 1290 weights at 52 B, its saves, and conv1's transients.
   int64_t frozen = 0;
   for (int i = 0; i < layers - 1; ++i) frozen += 12 * arch.layers[i].weight_count();
   const QuantLayerSpec& fc2 = arch.layers.back();
   const int64_t conv1_out = 32 * 28 * 28;
-  EXPECT_EQ(TrainingMemoryEstimate(arch, layers - 1, 1),
+  EXPECT_EQ(QuantTrainingMemory(arch, layers - 1, 1),
             (2 << 20) + frozen + 52 * fc2.weight_count() + fc2.input_elements() * 9 / 8 + 12 * 10 +
                 4 * (28 * 28 + 2 * conv1_out));
 }
@@ -41,17 +41,17 @@ TEST(ShardPlannerTest, PlansTheLargestSuffixThatFitsThenSmallerBatchesThenNothin
   EXPECT_EQ(plan->batch_size, 0u);
   // Exactly the estimate of a suffix: that suffix.
   for (int from = 0; from <= last; ++from) {
-    plan = planner(WithBudget(TrainingMemoryEstimate(arch, from, 64)));
+    plan = planner(WithBudget(QuantTrainingMemory(arch, from, 64)));
     ASSERT_TRUE(plan);
     EXPECT_EQ(plan->trainable_from, static_cast<uint32_t>(from));
   }
   // Below the head at 64: the head at a smaller batch.
-  plan = planner(WithBudget(TrainingMemoryEstimate(arch, last, 16)));
+  plan = planner(WithBudget(QuantTrainingMemory(arch, last, 16)));
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->trainable_from, static_cast<uint32_t>(last));
   EXPECT_EQ(plan->batch_size, 16u);
   // Below the head at the smallest batch: nothing.
-  EXPECT_FALSE(planner(WithBudget(TrainingMemoryEstimate(arch, last, kMinPlanBatch) - 1)));
+  EXPECT_FALSE(planner(WithBudget(QuantTrainingMemory(arch, last, kMinPlanBatch) - 1)));
   EXPECT_FALSE(planner(WithBudget(0)));
 }
 

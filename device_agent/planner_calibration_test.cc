@@ -62,7 +62,7 @@ TEST(PlannerCalibrationTest, EstimateBoundsTheMeasuredPeak) {
         absl::StatusOr<TaskResult> result = runner.Run(task);
         ASSERT_TRUE(result.ok()) << result.status();
         const double measured = static_cast<double>(result->peak_memory_bytes);
-        const double estimate = static_cast<double>(TrainingMemoryEstimate(arch, from, batch));
+        const double estimate = static_cast<double>(QuantTrainingMemory(arch, from, batch));
         std::printf("%-16s %4d %5d %12.2f %12.2f %6.2f\n", PhaseName(phase), from, batch,
                     measured / 1048576, estimate / 1048576, estimate / measured);
         EXPECT_GT(measured, 0);

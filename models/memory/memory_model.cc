@@ -47,4 +47,20 @@ MemoryModel ModelTrainingMemory(const ArchSpec& arch, int batch,
   return model;
 }
 
+int64_t QuantTrainingMemory(const QuantArch& arch, int trainable_from, int batch) {
+  int64_t bytes = int64_t{2} << 20;  // LibTorch scratch
+  int64_t transient = 0;
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const QuantLayerSpec& l = arch.layers[i];
+    const int64_t out = int64_t{l.out_channels} * l.out_height * l.out_width;
+    transient = std::max(transient, 4 * (l.input_elements() + 2 * out));
+    if (static_cast<int>(i) < trainable_from) {
+      bytes += 12 * l.weight_count();
+    } else {
+      bytes += 52 * l.weight_count() + batch * (l.input_elements() * 9 / 8 + 12 * out);
+    }
+  }
+  return bytes + batch * transient;
+}
+
 }  // namespace fedge

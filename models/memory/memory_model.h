@@ -1,8 +1,8 @@
 #ifndef FEDGE_MODELS_MEMORY_MODEL_H_
 #define FEDGE_MODELS_MEMORY_MODEL_H_
 
-// The training-memory model of design 4.2 (Wang et al., "Enabling Binary
-// Neural Network Training on the Edge"):
+// The training-memory models: of binary networks, design 4.2 (Wang et al.,
+// "Enabling Binary Neural Network Training on the Edge"):
 //
 //   Mem = [ sum_l k^2 m n (b_W + b_dW + b_m1 + b_m2)
 //         + sum_l x y m B b_act
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "models/bnn/arch.h"
+#include "models/quant/quant_arch.h"
 
 namespace fedge {
 
@@ -55,6 +56,27 @@ struct MemoryModel {
 
 MemoryModel ModelTrainingMemory(const ArchSpec& arch, int batch,
                                 const TrainingBits& bits);
+
+// The training memory of a mixed-precision network (design 4.1) whose
+// layers [trainable_from, end) train and the others run frozen, at `batch`:
+// what the shard planner budgets each agent's task by.
+// The training-memory estimate of a task training layers [from, end):
+//   frozen layers: 12 B per weight (the float32 weight, its quantized copy
+//     and one temporary of the quantizer);
+//   trainable layers: 52 B per weight (weight, gradient, two Adam moments
+//     and Adam's temporaries, the quantized copy and the quantizer
+//     backward's temporaries: about 13 float copies, measured), plus per
+//     sample what backward keeps: the packed input codes and mask (9/8 B per
+//     input element) and the float saves of batch norm, ReLU and pooling
+//     (12 B per output element);
+//   the forward pass's float transients: per sample, the largest layer's
+//     input plus two of its outputs;
+//   a fixed 2 MB for LibTorch's scratch buffers.
+// It is calibrated against the peak the agent measures with its counting
+// allocator (device_agent/planner_calibration_test.cc checks that it bounds
+// the measured peak and is not more than twice it).
+//
+int64_t QuantTrainingMemory(const QuantArch& arch, int trainable_from, int batch);
 
 }  // namespace fedge
 

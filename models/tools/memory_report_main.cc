@@ -23,8 +23,12 @@
 #include "models/memory/counting_allocator.h"
 #include "models/memory/memory_model.h"
 #include "models/bnn/standard_net.h"
+#include "models/quant/quant_arch.h"
 
-ABSL_FLAG(std::string, arch, "cnv", "architecture: mlp, cnv or binarynet");
+ABSL_FLAG(std::string, arch, "cnv",
+          "architecture: mlp, cnv or binarynet (binary networks), or a mixed-precision one "
+          "(fmnist-cnn, fmnist-mlp, mobilenetv2, ...): the memory the shard planner budgets "
+          "for each trainable suffix");
 ABSL_FLAG(int, batch, 100, "batch size");
 ABSL_FLAG(std::string, input, "1x32x32", "input shape CxHxW");
 ABSL_FLAG(bool, measure, true,
@@ -50,13 +54,29 @@ int64_t MeasureHeld(TrainableNet& net, const at::Tensor& x, int classes) {
   return held;
 }
 
+// The mixed-precision model: training memory by first trainable layer, the
+// estimate the shard planner gives each agent's budget.
+void ReportQuant(const QuantArch& arch, int batch) {
+  std::printf("%s, batch %d: training memory by the first trainable layer\n", arch.name.c_str(),
+              batch);
+  std::printf("%-6s %-20s %14s\n", "from", "layer", "estimate MiB");
+  for (size_t from = 0; from < arch.layers.size(); ++from) {
+    std::printf("%-6zu %-20s %14.2f\n", from, arch.layers[from].name.c_str(),
+                QuantTrainingMemory(arch, static_cast<int>(from), batch) / 1048576.0);
+  }
+}
+
 absl::Status Run() {
-  ASSIGN_OR_RETURN(const InputShape input, ParseInputShape(absl::GetFlag(FLAGS_input)));
   const int batch = absl::GetFlag(FLAGS_batch);
   if (batch < 1 || batch > 100000) {
     return absl::InvalidArgumentError(
         absl::StrCat("--batch=", batch, " must be in [1, 100000]"));
   }
+  if (absl::StatusOr<QuantArch> quant = MakeQuantArch(absl::GetFlag(FLAGS_arch)); quant.ok()) {
+    ReportQuant(*quant, batch);
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(const InputShape input, ParseInputShape(absl::GetFlag(FLAGS_input)));
   ASSIGN_OR_RETURN(const ArchSpec arch, MakeArch(absl::GetFlag(FLAGS_arch), input));
   const MemoryModel standard = ModelTrainingMemory(arch, batch, StandardTrainingBits());
   const MemoryModel saving = ModelTrainingMemory(arch, batch, MemorySavingTrainingBits());
