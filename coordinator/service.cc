@@ -182,26 +182,21 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
     return;
   }
   const AgentRecord* agent = registry_.Find(device);
-  const bool current = agent != nullptr && agent->session_id == m->session_id;
+  if (agent == nullptr) {
+    Refuse(p.peer, RejectReason::kUnknownSession,
+           absl::StrCat("unknown device '", device, "': register first"), now);
+    return;
+  }
+  const bool current = agent->session_id == m->session_id;
   if (current) (void)registry_.OnHeard(device, m->session_id, now);
+  // Results and failures are bound to the device (its key, with CURVE) and
+  // the task, not to the session: a result computed across a
+  // re-registration still counts.
   if (const auto* result = std::get_if<TaskResult>(&m->body)) {
-    // Results and failures are bound to the device (its key, with CURVE) and
-    // the task, not to the session: a result computed across a
-    // re-registration still counts.
-    if (agent == nullptr) {
-      Refuse(p.peer, RejectReason::kUnknownSession,
-             absl::StrCat("unknown device '", device, "': register first"), now);
-      return;
-    }
     OnResult(p.peer, *m, *result);
     return;
   }
   if (const auto* failed = std::get_if<TaskFailed>(&m->body)) {
-    if (agent == nullptr) {
-      Refuse(p.peer, RejectReason::kUnknownSession,
-             absl::StrCat("unknown device '", device, "': register first"), now);
-      return;
-    }
     if (options_.log) {
       std::fprintf(stderr, "[coordinator] %s failed task %llu: %s\n", device.c_str(),
                    static_cast<unsigned long long>(failed->task_id),
@@ -212,9 +207,8 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
   }
   if (!current) {
     Refuse(p.peer, RejectReason::kUnknownSession,
-           agent == nullptr ? absl::StrCat("unknown device '", device, "': register first")
-                            : absl::StrCat("session ", m->session_id, " of '", device,
-                                           "' is not current: register again"),
+           absl::StrCat("session ", m->session_id, " of '", device,
+                        "' is not current: register again"),
            now);
     return;
   }

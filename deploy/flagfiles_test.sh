@@ -49,6 +49,14 @@ if out=$("$coordinator" --flagfile="$flags/coordinator-small.flags" --flagfile="
   fail "a metrics port out of range was accepted"
 fi
 echo "$out" | grep -q -- "--metrics_address='0.0.0.0:99999'" || fail "unclear error: $out"
+# The agent's link timeouts are checked too.
+if out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
+         --server_key="$work/keys/coordinator.pub" --state_dir="$work/agent" --train_samples=600 \
+         --result_retry_s=0 --check_config 2>&1); then
+  fail "--result_retry_s=0 was accepted"
+fi
+echo "$out" | grep -q -- "--result_retry_s >= 1" || fail "unclear error: $out"
+
 # --help lists each program's own flags (not "No flags matched").
 "$coordinator" --help > "$work/help.txt" 2>&1 || true
 grep -q -- "--listen" "$work/help.txt" || fail "coordinator --help: $(head -5 "$work/help.txt")"

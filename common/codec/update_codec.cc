@@ -193,18 +193,19 @@ absl::Status CheckDecodable(const WireTensor& t, float max_abs) {
       }
       return absl::OkStatus();
     }
-    case Codec::kFp16:
+    case Codec::kFp16: {
+      // A half's magnitude never exceeds 65504: bounds above it need no look.
+      const bool check_magnitude = bounded && max_abs < 65504.0f;
       for (int64_t i = 0; i < n; ++i) {
         if ((bytes[2 * i + 1] & 0x7C) == 0x7C) return non_finite(i);
-      }
-      if (bounded && max_abs < 65504.0f) {
-        for (int64_t i = 0; i < n; ++i) {
+        if (check_magnitude) {
           const float v =
               HalfToFloat(static_cast<uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8)));
           if (std::fabs(v) > max_abs) return too_large(i, v);
         }
       }
       return absl::OkStatus();
+    }
     case Codec::kSignEf:
       // Every 1-bit code is valid; each value is +-scale.
       for (size_t s = 0; s < t.slices.size(); ++s) {

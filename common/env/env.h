@@ -48,6 +48,10 @@ class Env {
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path, int64_t max_bytes) = 0;
 };
 
+// The current errno as a Status naming `what` was done to `path`: kNotFound,
+// kResourceExhausted (full disk), kPermissionDenied, or kInternal.
+absl::Status ErrnoError(absl::string_view what, const std::string& path);
+
 // Writes `contents` to `path` all or nothing: a temporary file beside it,
 // written, synced, closed, renamed over `path`, then the directory synced.
 // On any failure the temporary file is removed and `path` keeps what it

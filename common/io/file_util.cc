@@ -1,35 +1,15 @@
 #include "common/io/file_util.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/env/env.h"
 #include "common/status/status_macros.h"
 
 namespace fedge {
-namespace {
-
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  const int error = errno;
-  const std::string message =
-      absl::StrCat(what, " ", path, ": ", std::strerror(error));
-  if (error == ENOENT) return absl::NotFoundError(message);
-  if (error == ENOSPC || error == EDQUOT) {
-    return absl::ResourceExhaustedError(message);
-  }
-  if (error == EACCES || error == EPERM) {
-    return absl::PermissionDeniedError(message);
-  }
-  return absl::InternalError(message);
-}
-
-
-}  // namespace
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
   return WriteFileAtomically(Env::Default(), path, contents);

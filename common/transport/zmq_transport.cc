@@ -94,26 +94,16 @@ absl::Status PollParts(zmq::socket_t& socket, absl::Duration timeout,
 absl::Status SendFrames(zmq::socket_t& socket, const std::string* routing,
                         std::vector<std::string>& frames) {
   return CallZmq("sending", [&]() -> absl::Status {
-    size_t first = 0;
-    if (routing != nullptr) {
-      if (!socket.send(zmq::buffer(*routing),
-                       (frames.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore) |
-                           zmq::send_flags::dontwait)) {
+    std::vector<absl::string_view> parts;
+    if (routing != nullptr) parts.push_back(*routing);
+    parts.insert(parts.end(), frames.begin(), frames.end());
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const auto more = i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+      if (!socket.send(zmq::buffer(parts[i].data(), parts[i].size()),
+                       more | zmq::send_flags::dontwait) &&
+          i == 0) {
         return absl::ResourceExhaustedError("the peer's queue is full (it is not reading)");
       }
-    } else if (!frames.empty()) {
-      if (!socket.send(zmq::message_t(frames[0].data(), frames[0].size()),
-                       (frames.size() > 1 ? zmq::send_flags::sndmore : zmq::send_flags::none) |
-                           zmq::send_flags::dontwait)) {
-        return absl::ResourceExhaustedError("the peer's queue is full (it is not reading)");
-      }
-      first = 1;
-    }
-    for (size_t i = first; i < frames.size(); ++i) {
-      const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore
-                                               : zmq::send_flags::none;
-      socket.send(zmq::message_t(frames[i].data(), frames[i].size()),
-                  flags | zmq::send_flags::dontwait);
     }
     return absl::OkStatus();
   });
