@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "common/codec/bit_pack.h"
+#include "models/kernels/binary_conv.h"
 #include "models/kernels/binary_kernels.h"
 #include "models/bnn/bit_tensor.h"
+#include "models/bnn/torch_parallel.h"
 
 namespace fedge {
 namespace {
@@ -84,6 +86,112 @@ at::Tensor Compute(const at::Tensor& in, const at::Tensor& wb, int64_t padding,
   if (in.dim() == 2) return at::linear(in, wb);
   return at::conv2d(in, wb, {}, {stride, stride}, {padding, padding}, {1, 1}, groups);
 }
+
+// A 1-D tensor of 64-bit words (the packed layouts of binary_conv.h).
+at::Tensor Words(int64_t count) {
+  return at::empty({count}, at::TensorOptions().dtype(at::kLong));
+}
+
+uint64_t* WordsOf(const at::Tensor& t) {
+  return reinterpret_cast<uint64_t*>(t.data_ptr<int64_t>());
+}
+
+// Geometry of a layer for the bit-packed kernels; weights are [out, c, k, k]
+// or [out, c].
+BinaryConvShape KernelShape(at::IntArrayRef x, at::IntArrayRef w, int64_t padding,
+                            int64_t stride) {
+  BinaryConvShape shape;
+  shape.n = x[0];
+  shape.c = x[1];
+  shape.out = w[0];
+  if (x.size() == 4) {
+    shape.h = x[2];
+    shape.w = x[3];
+    shape.kernel = w[2];
+    shape.pad = padding;
+    shape.stride = stride;
+  }
+  return shape;
+}
+
+at::Tensor PackedWeightSigns(const at::Tensor& w, const BinaryConvShape& shape) {
+  const at::Tensor w32 = w.detach().to(at::kFloat).contiguous();
+  at::Tensor packed = Words(shape.weight_words());
+  PackWeightSigns(w32.data_ptr<float>(), shape, WordsOf(packed));
+  return packed;
+}
+
+// sign(x) * sign(W) entirely on packed bits (binary_conv.h): forward by
+// XNOR-popcount, backward by int8 x bit GEMMs. Saves the input's packed
+// signs and straight-through mask; sign(W) is packed again in backward
+// (weights/32 bytes of work) rather than held.
+struct BitConvFn : public Function<BitConvFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& w, const ConvConfig* config,
+                            const LayerHooks* hooks) {
+    const at::Tensor in = x.detach().to(at::kFloat).contiguous();
+    const BinaryConvShape shape =
+        KernelShape(in.sizes(), w.sizes(), config->padding, config->stride);
+    at::Tensor signs = Words(shape.input_words());
+    at::Tensor mask = Words(shape.input_words());
+    PackActivationSigns(in.data_ptr<float>(), shape, 1.0f, WordsOf(signs),
+                        WordsOf(mask), TorchParallel());
+    at::Tensor w_signs = PackedWeightSigns(w, shape);
+    std::vector<int64_t> out_shape = {shape.n, shape.out};
+    if (in.dim() == 4) {
+      out_shape.push_back(shape.out_h());
+      out_shape.push_back(shape.out_w());
+    }
+    at::Tensor y = at::empty(out_shape, at::TensorOptions().dtype(at::kFloat));
+    BinaryConvForward(WordsOf(signs), WordsOf(w_signs), shape,
+                      y.data_ptr<float>(), TorchParallel());
+    w_signs.reset();
+    SaveForBackward(ctx, *hooks, {signs, mask}, x, {w});
+    ctx->saved_data["padding"] = static_cast<int64_t>(config->padding);
+    ctx->saved_data["stride"] = static_cast<int64_t>(config->stride);
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const LayerHooks& hooks = *HooksOf(ctx);
+    const variable_list saved = ctx->get_saved_variables();
+    const std::vector<int64_t> x_shape = ctx->saved_data["shape"].toIntVector();
+    const at::Tensor& w = saved[2];
+    const BinaryConvShape shape =
+        KernelShape(x_shape, w.sizes(), ctx->saved_data["padding"].toInt(),
+                    ctx->saved_data["stride"].toInt());
+    const at::Tensor dy = grads[0].to(at::kFloat).contiguous();
+    at::Tensor q = at::empty(dy.sizes(), at::TensorOptions().dtype(at::kChar));
+    const float scale = QuantizeInt8(dy.data_ptr<float>(), dy.numel(),
+                                     q.data_ptr<int8_t>(), TorchParallel());
+    TORCH_CHECK(scale >= 0, hooks.name, ": the gradient reaching the layer is not finite");
+    at::Tensor dx;
+    if (ctx->needs_input_grad(0)) {
+      dx = at::empty(x_shape, dy.options());
+      BinaryConvBackwardInput(q.data_ptr<int8_t>(), scale,
+                              WordsOf(PackedWeightSigns(w, shape)),
+                              WordsOf(saved[1]), shape, dx.data_ptr<float>(),
+                              TorchParallel());
+      dx = RoundGradX(dx, hooks.grad_x);
+    }
+    at::Tensor dw = at::empty(w.sizes(), dy.options());
+    BinaryConvBackwardWeight(q.data_ptr<int8_t>(), scale, WordsOf(saved[0]), shape,
+                             dw.data_ptr<float>(), TorchParallel());
+    q.reset();
+    Release(ctx, hooks);
+    if (hooks.sign_grad != nullptr) {
+      hooks.sign_grad->bits = at::empty({static_cast<int64_t>(PackedBytes(dw.numel(), 1))},
+                                        at::TensorOptions().dtype(at::kByte));
+      hooks.sign_grad->scale = PackSignsAndMeanAbs(
+          dw.data_ptr<float>(), dw.numel(), hooks.sign_grad->bits.data_ptr<uint8_t>());
+      hooks.sign_grad->ready = true;
+      dw = at::Tensor();
+    } else if (w.scalar_type() != at::kFloat) {
+      dw = dw.to(w.scalar_type());
+    }
+    return {dx, dw, at::Tensor(), at::Tensor()};
+  }
+};
 
 // Binary weights, packed quantized input. Inputs: x, w (tensors), config
 // and hooks (not differentiable).
@@ -193,14 +301,6 @@ NchwShape ShapeOf(const at::Tensor& x) {
   shape.c = x.size(1);
   shape.hw = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
   return shape;
-}
-
-const ParallelFor& TorchParallel() {
-  static const ParallelFor* parallel = new ParallelFor(
-      [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-        at::parallel_for(0, n, 1, fn);
-      });
-  return *parallel;
 }
 
 struct L1BatchNormFn : public Function<L1BatchNormFn> {
@@ -367,6 +467,10 @@ at::Tensor PackedConv(const at::Tensor& x, const at::Tensor& w,
   if (!Recording({&x, &w})) {
     return Compute(QuantizedInput(x, config), LayerWeights(w, config.binary_weights),
                    config.padding, config.stride, config.groups);
+  }
+  if (config.sign_input && !config.real_input && config.binary_weights &&
+      config.groups == 1 && config.stride >= 1) {
+    return BitConvFn::apply(x, w, &config, &hooks);
   }
   return PackedConvFn::apply(x, w, &config, &hooks);
 }

@@ -32,6 +32,13 @@ void ExpectClose(const at::Tensor& a, const at::Tensor& b, double rtol,
       << (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<float>();
 }
 
+// Gradients on the int8 grid the binary layers quantize dY to (per tensor,
+// max|g| / 127): on them the integer backward must match float autograd.
+at::Tensor OnInt8Grid(const at::Tensor& g) {
+  const double scale = g.abs().max().item<double>() / 127;
+  return (g / scale).round_() * scale;
+}
+
 class BinaryOpsTest : public ::testing::Test {
  protected:
   void SetUp() override { at::manual_seed(3); }
@@ -47,10 +54,10 @@ TEST_F(BinaryOpsTest, ConvMatchesStraightThroughAutograd) {
   ConvConfig config;
   config.padding = 1;
   const at::Tensor y = PackedConv(xa, wa, config, hooks);
-  // Only the packed sign and packed mask of x are held: 2 bits per element.
-  EXPECT_EQ(ledger_.saved_bytes(),
-            2 * static_cast<int64_t>(PackedBytes(x.numel(), 1)));
-  const at::Tensor gy = at::randn(y.sizes());
+  // Only the packed sign and packed mask of x are held, channels packed
+  // into 64-bit words per pixel: 3 channels take one word each.
+  EXPECT_EQ(ledger_.saved_bytes(), 2 * 8 * 4 * 7 * 7);
+  const at::Tensor gy = OnInt8Grid(at::randn(y.sizes()));
   y.backward(gy);
   EXPECT_EQ(ledger_.saved_bytes(), 0);
 
@@ -64,6 +71,27 @@ TEST_F(BinaryOpsTest, ConvMatchesStraightThroughAutograd) {
   ExpectClose(wa.grad(), wr.grad(), 1e-5, 1e-4, "dw");
 }
 
+// With a multiple of 64 channels the packing wastes nothing: sign and mask
+// are 2 bits per element. On a gradient off the int8 grid each dX element
+// is off by at most (terms summed) x scale / 2, terms = out x taps.
+TEST_F(BinaryOpsTest, ConvOnWholeWordsHoldsTwoBitsAndBoundsTheQuantization) {
+  const at::Tensor x = at::randn({2, 64, 6, 6});
+  const at::Tensor w = at::randn({8, 64, 3, 3});
+  at::Tensor xa = x.clone().requires_grad_(true);
+  LayerHooks hooks{"conv", &ledger_};
+  const at::Tensor y = PackedConv(xa, w, ConvConfig(), hooks);
+  EXPECT_EQ(ledger_.saved_bytes(), 2 * static_cast<int64_t>(PackedBytes(x.numel(), 1)));
+  const at::Tensor gy = at::randn(y.sizes());
+  y.backward(gy);
+  at::Tensor xr = x.clone().requires_grad_(true);
+  at::conv2d(SteSign(xr), SignOf(w)).backward(gy);
+  const double scale = gy.abs().max().item<double>() / 127;
+  const double bound = 8 * 9 * scale / 2;
+  const double worst = (xa.grad() - xr.grad()).abs().max().item<double>();
+  EXPECT_LE(worst, bound);
+  EXPECT_GT(worst, 0);
+}
+
 TEST_F(BinaryOpsTest, LinearMatchesStraightThroughAutograd) {
   const at::Tensor x = at::randn({6, 10}) * 1.5;
   const at::Tensor w = at::randn({4, 10}) * 0.1;
@@ -71,7 +99,7 @@ TEST_F(BinaryOpsTest, LinearMatchesStraightThroughAutograd) {
   at::Tensor wa = w.clone().requires_grad_(true);
   LayerHooks hooks{"fc", &ledger_};
   const at::Tensor y = PackedConv(xa, wa, ConvConfig(), hooks);
-  const at::Tensor gy = at::randn(y.sizes());
+  const at::Tensor gy = OnInt8Grid(at::randn(y.sizes()));
   y.backward(gy);
   at::Tensor xr = x.clone().requires_grad_(true);
   at::Tensor wr = w.clone().requires_grad_(true);
@@ -127,7 +155,7 @@ TEST_F(BinaryOpsTest, SignGradReplacesFloatWeightGradient) {
   SignGrad sign_grad;
   LayerHooks hooks{"conv", &ledger_, &sign_grad};
   const at::Tensor y = PackedConv(xa, wa, ConvConfig(), hooks);
-  const at::Tensor gy = at::randn(y.sizes());
+  const at::Tensor gy = OnInt8Grid(at::randn(y.sizes()));
   y.backward(gy);
   EXPECT_FALSE(wa.grad().defined());
   ASSERT_TRUE(sign_grad.ready);
@@ -148,7 +176,7 @@ TEST_F(BinaryOpsTest, HalfLatentWeightsGetHalfGradients) {
   at::Tensor wa = w.to(at::kHalf).requires_grad_(true);
   LayerHooks hooks{"fc", &ledger_};
   const at::Tensor y = PackedConv(xa, wa, ConvConfig(), hooks);
-  const at::Tensor gy = at::randn(y.sizes());
+  const at::Tensor gy = OnInt8Grid(at::randn(y.sizes()));
   y.backward(gy);
   ASSERT_EQ(wa.grad().scalar_type(), at::kHalf);
   at::Tensor wr = w.to(at::kHalf).to(at::kFloat).requires_grad_(true);

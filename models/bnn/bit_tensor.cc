@@ -1,10 +1,10 @@
 #include "models/bnn/bit_tensor.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
 #include "absl/types/span.h"
 #include "common/codec/bit_pack.h"
+#include "models/bnn/torch_parallel.h"
 
 namespace fedge {
 namespace {
@@ -29,7 +29,7 @@ at::Tensor Floats(const at::Tensor& x) {
 template <typename Fn>
 void ForChunks(int64_t n, Fn fn) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+  TorchParallel()(chunks, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       fn(c * kChunk, std::min(n, (c + 1) * kChunk));
     }

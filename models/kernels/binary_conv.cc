@@ -40,35 +40,31 @@ void PopcountDotPortable(const uint64_t* const* x, const int* tap, int taps,
 }
 
 void GemmPortable(int64_t rows, int64_t cols, int64_t depth, const int8_t* a,
-                  int64_t lda, const uint8_t* b, int64_t ldb, int32_t* c,
-                  int64_t ldc) {
-  for (int64_t m = 0; m < rows; ++m) {
-    const int8_t* ar = a + m * lda;
-    int64_t j = 0;
-    for (; j + 4 <= cols; j += 4) {
-      const uint8_t* b0 = b + j * ldb;
-      const uint8_t* b1 = b0 + ldb;
-      const uint8_t* b2 = b1 + ldb;
-      const uint8_t* b3 = b2 + ldb;
-      int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (int64_t k = 0; k < depth; ++k) {
-        const int32_t v = ar[k];
-        s0 += v * b0[k];
-        s1 += v * b1[k];
-        s2 += v * b2[k];
-        s3 += v * b3[k];
+                  int64_t lda, const uint8_t* b, int32_t* c, int64_t ldc) {
+  for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+    const uint8_t* block = b + (j0 / 16) * 16 * depth;
+    const int64_t width = std::min<int64_t>(16, cols - j0);
+    for (int64_t m = 0; m < rows; ++m) {
+      const int8_t* ar = a + m * lda;
+      int32_t acc[16] = {0};
+      for (int64_t k = 0; k < depth; k += 4) {
+        const uint8_t* group = block + k * 16;
+        for (int jj = 0; jj < 16; ++jj) {
+          acc[jj] += ar[k] * group[4 * jj] + ar[k + 1] * group[4 * jj + 1] +
+                     ar[k + 2] * group[4 * jj + 2] + ar[k + 3] * group[4 * jj + 3];
+        }
       }
-      int32_t* cr = c + m * ldc + j;
-      cr[0] += s0;
-      cr[1] += s1;
-      cr[2] += s2;
-      cr[3] += s3;
+      for (int64_t jj = 0; jj < width; ++jj) c[m * ldc + j0 + jj] += acc[jj];
     }
-    for (; j < cols; ++j) {
-      const uint8_t* br = b + j * ldb;
-      int32_t s = 0;
-      for (int64_t k = 0; k < depth; ++k) s += ar[k] * br[k];
-      c[m * ldc + j] += s;
+  }
+}
+
+void ExpandPortable(const uint64_t* w, int blocks, uint8_t* dst,
+                    int64_t block_stride) {
+  for (int cb = 0; cb < blocks; ++cb) {
+    uint8_t* out = dst + cb * block_stride;
+    for (int j = 0; j < 16; ++j) {
+      for (int r = 0; r < 4; ++r) out[j * 4 + r] = (w[r] >> (16 * cb + j)) & 1;
     }
   }
 }
@@ -124,14 +120,20 @@ inline uint8_t BitAt(const uint64_t* words, int64_t c) {
   return static_cast<uint8_t>((words[c >> 6] >> (c & 63)) & 1);
 }
 
-// sign(W) of a linear layer as bytes {0, 1}: row c holds out_pad entries.
-std::vector<uint8_t> LinearWeightBytes(const uint64_t* w_signs,
-                                       const BinaryConvShape& s,
-                                       int64_t out_pad) {
-  std::vector<uint8_t> wb(s.c * out_pad, 0);
-  for (int64_t ch = 0; ch < s.c; ++ch) {
-    const uint64_t* src = w_signs + (ch / 64) * s.out;
-    for (int64_t o = 0; o < s.out; ++o) wb[ch * out_pad + o] = (src[o] >> (ch % 64)) & 1;
+// sign(W) as GEMM columns (tap, channel) over depth out_pad, packed, bits
+// {0, 1}.
+std::vector<uint8_t> WeightColumns(const uint64_t* w_signs, const BinaryConvShape& s,
+                                   int64_t out_pad) {
+  const int64_t taps = s.taps(), words = s.words();
+  std::vector<uint8_t> wb(PackedGemmBytes(taps * s.c, out_pad), 0);
+  for (int64_t t = 0; t < taps; ++t) {
+    for (int64_t ch = 0; ch < s.c; ++ch) {
+      const uint64_t* src = w_signs + (t * words + ch / 64) * s.out;
+      const int64_t j = t * s.c + ch;
+      for (int64_t o = 0; o < s.out; ++o) {
+        wb[PackedGemmOffset(j, o, out_pad)] = (src[o] >> (ch % 64)) & 1;
+      }
+    }
   }
   return wb;
 }
@@ -143,7 +145,7 @@ void LinearBackwardInput(const int8_t* q, float scale, const uint64_t* w_signs,
                          float* dx, const ParallelFor& parallel) {
   const GemmFn gemm = Kernels().gemm;
   const int64_t out_pad = RoundUp64(s.out), words = s.words();
-  const std::vector<uint8_t> wb = LinearWeightBytes(w_signs, s, out_pad);
+  const std::vector<uint8_t> wb = WeightColumns(w_signs, s, out_pad);
   constexpr int64_t kRows = 16;
   parallel((s.n + kRows - 1) / kRows, [&](int64_t b0, int64_t b1) {
     std::vector<int8_t> a(kRows * out_pad, 0);
@@ -154,7 +156,7 @@ void LinearBackwardInput(const int8_t* q, float scale, const uint64_t* w_signs,
         std::memcpy(a.data() + i * out_pad, q + (n0 + i) * s.out, s.out);
       }
       std::fill(g.begin(), g.end(), 0);
-      gemm(rows, s.c, out_pad, a.data(), out_pad, wb.data(), out_pad, g.data(), s.c);
+      gemm(rows, s.c, out_pad, a.data(), out_pad, wb.data(), g.data(), s.c);
       for (int64_t i = 0; i < rows; ++i) {
         int32_t sum = 0;
         for (int64_t o = 0; o < s.out; ++o) sum += a[i * out_pad + o];
@@ -179,9 +181,11 @@ void LinearBackwardWeight(const int8_t* q, float scale, const uint64_t* x_signs,
   for (int64_t n = 0; n < s.n; ++n) {
     for (int64_t o = 0; o < s.out; ++o) a[o * depth + n] = q[n * s.out + o];
   }
-  std::vector<uint8_t> xb(s.c * depth, 0);
+  std::vector<uint8_t> xb(PackedGemmBytes(s.c, depth), 0);
   for (int64_t n = 0; n < s.n; ++n) {
-    for (int64_t ch = 0; ch < s.c; ++ch) xb[ch * depth + n] = BitAt(x_signs + n * words, ch);
+    for (int64_t ch = 0; ch < s.c; ++ch) {
+      xb[PackedGemmOffset(ch, n, depth)] = BitAt(x_signs + n * words, ch);
+    }
   }
   constexpr int64_t kRows = 16;
   parallel((s.out + kRows - 1) / kRows, [&](int64_t b0, int64_t b1) {
@@ -189,8 +193,7 @@ void LinearBackwardWeight(const int8_t* q, float scale, const uint64_t* x_signs,
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t o0 = b * kRows, rows = std::min(kRows, s.out - o0);
       std::fill(g.begin(), g.end(), 0);
-      gemm(rows, s.c, depth, a.data() + o0 * depth, depth, xb.data(), depth,
-           g.data(), s.c);
+      gemm(rows, s.c, depth, a.data() + o0 * depth, depth, xb.data(), g.data(), s.c);
       for (int64_t i = 0; i < rows; ++i) {
         int64_t sum = 0;
         for (int64_t n = 0; n < s.n; ++n) sum += a[(o0 + i) * depth + n];
@@ -206,7 +209,9 @@ void LinearBackwardWeight(const int8_t* q, float scale, const uint64_t* x_signs,
 }  // namespace
 
 namespace kernels {
-PathKernels PortableKernels() { return {&PopcountDotPortable, &GemmPortable}; }
+PathKernels PortableKernels() {
+  return {&PopcountDotPortable, &GemmPortable, &ExpandPortable};
+}
 }  // namespace kernels
 
 const char* KernelPathName(KernelPath path) {
@@ -240,9 +245,8 @@ bool SetKernelPath(KernelPath path) {
 }
 
 void GemmS8U1(int64_t rows, int64_t cols, int64_t depth, const int8_t* a,
-              int64_t lda, const uint8_t* b, int64_t ldb, int32_t* c,
-              int64_t ldc) {
-  Kernels().gemm(rows, cols, depth, a, lda, b, ldb, c, ldc);
+              int64_t lda, const uint8_t* b_packed, int32_t* c, int64_t ldc) {
+  Kernels().gemm(rows, cols, depth, a, lda, b_packed, c, ldc);
 }
 
 void PackActivationSigns(const float* x, const BinaryConvShape& shape,
@@ -369,71 +373,89 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
     LinearBackwardInput(q, scale, w_signs, mask, layer, dx, parallel);
     return;
   }
-  const kernels::PathKernels k = Kernels();
+  // Per sample, g[(tap, c)][p] = sum over out of sign(W) * q as a GEMM
+  // whose u8 operand is q + 128 (packed columns = output pixels) and whose
+  // s8 operand is sign(W) = +-1; the 128 * sum sign(W) it adds per row is
+  // taken off again. col2im then adds g into the input pixels each tap
+  // reads, in NCHW order.
+  const GemmFn gemm = Kernels().gemm;
   const BinaryConvShape& s = layer;
-  const int64_t taps = s.taps(), words = s.words(), c = s.c;
-  const int64_t out_pad = RoundUp64(s.out);
+  const int64_t taps = s.taps(), words = s.words(), c = s.c, out = s.out;
+  const int64_t out_pad = RoundUp64(out), rows = taps * c;
   const int64_t oh = s.out_h(), ow = s.out_w(), pixels = oh * ow;
   const int64_t in_pixels = s.h * s.w;
-  // sign(W) as bytes {0, 1}, one row of out_pad per (tap, channel).
-  std::vector<uint8_t> wb(taps * c * out_pad, 0);
+  std::vector<int8_t> wa(rows * out_pad, 0);
+  std::vector<int32_t> offset(rows, 0);
   for (int64_t t = 0; t < taps; ++t) {
     for (int64_t ch = 0; ch < c; ++ch) {
-      const uint64_t* src = w_signs + (t * words + ch / 64) * s.out;
-      uint8_t* dst = wb.data() + (t * c + ch) * out_pad;
-      for (int64_t o = 0; o < s.out; ++o) dst[o] = (src[o] >> (ch % 64)) & 1;
+      const uint64_t* src = w_signs + (t * words + ch / 64) * out;
+      int8_t* dst = wa.data() + (t * c + ch) * out_pad;
+      int32_t sum = 0;
+      for (int64_t o = 0; o < out; ++o) {
+        dst[o] = ((src[o] >> (ch % 64)) & 1) ? 1 : -1;
+        sum += dst[o];
+      }
+      offset[t * c + ch] = 128 * sum;
     }
   }
-  // Rows of output pixels per GEMM block: keeps the int32 block in L2.
-  const int64_t block = std::max<int64_t>(
-      1, std::min<int64_t>(pixels, (256 << 10) / (4 * taps * c)));
+  // Output pixels per GEMM chunk (a multiple of 16): keeps g within L2.
+  const int64_t chunk = std::max<int64_t>(
+      16, std::min<int64_t>((pixels + 15) / 16 * 16, (512 << 10) / (4 * rows) / 16 * 16));
   parallel(s.n, [&](int64_t n0, int64_t n1) {
-    std::vector<int8_t> qt(block * out_pad, 0);
-    std::vector<int32_t> row_sum(block);
-    std::vector<int32_t> g(block * taps * c);
-    std::vector<int32_t> acc(in_pixels * c);
+    std::vector<uint8_t> qb(PackedGemmBytes(pixels, out_pad), 128);
+    std::vector<int32_t> g(rows * chunk);
+    std::vector<int32_t> acc(c * in_pixels);
     for (int64_t n = n0; n < n1; ++n) {
-      std::fill(acc.begin(), acc.end(), 0);
-      for (int64_t p0 = 0; p0 < pixels; p0 += block) {
-        const int64_t rows = std::min(block, pixels - p0);
-        for (int64_t i = 0; i < rows; ++i) {
-          int8_t* dst = qt.data() + i * out_pad;
-          const int8_t* src = q + n * s.out * pixels + p0 + i;
-          int32_t sum = 0;
-          for (int64_t o = 0; o < s.out; ++o) {
-            dst[o] = src[o * pixels];
-            sum += dst[o];
-          }
-          row_sum[i] = sum;
+      // q + 128 in packed columns: 16 pixels x 4 channels per 64 bytes.
+      const int8_t* qn = q + n * out * pixels;
+      for (int64_t o = 0; o < out; ++o) {
+        const int8_t* src = qn + o * pixels;
+        for (int64_t p = 0; p < pixels; ++p) {
+          qb[PackedGemmOffset(p, o, out_pad)] = static_cast<uint8_t>(src[p] ^ 0x80);
         }
-        std::fill(g.begin(), g.begin() + rows * taps * c, 0);
-        k.gemm(rows, taps * c, out_pad, qt.data(), out_pad, wb.data(), out_pad,
-               g.data(), taps * c);
-        // col2im: sum q * (2b - 1) = 2 g - sum q, into the input pixels.
-        for (int64_t i = 0; i < rows; ++i) {
-          const int64_t p = p0 + i, oy = p / ow, ox = p % ow;
-          for (int64_t ky = 0; ky < s.kernel; ++ky) {
+      }
+      std::fill(acc.begin(), acc.end(), 0);
+      for (int64_t p0 = 0; p0 < pixels; p0 += chunk) {
+        const int64_t width = std::min(chunk, pixels - p0);
+        std::fill(g.begin(), g.end(), 0);
+        gemm(rows, width, out_pad, wa.data(), out_pad,
+             qb.data() + PackedGemmOffset(p0, 0, out_pad), g.data(), chunk);
+        // col2im over runs of one output row.
+        for (int64_t p = p0; p < p0 + width;) {
+          const int64_t oy = p / ow, ox0 = p % ow;
+          const int64_t run = std::min(ow - ox0, p0 + width - p);
+          for (int64_t t = 0; t < taps; ++t) {
+            const int64_t ky = t / s.kernel, kx = t % s.kernel;
             const int64_t iy = oy * s.stride - s.pad + ky;
             if (iy < 0 || iy >= s.h) continue;
-            for (int64_t kx = 0; kx < s.kernel; ++kx) {
-              const int64_t ix = ox * s.stride - s.pad + kx;
-              if (ix < 0 || ix >= s.w) continue;
-              const int32_t* gr = g.data() + (i * taps + ky * s.kernel + kx) * c;
-              int32_t* ar = acc.data() + (iy * s.w + ix) * c;
-              const int32_t sum = row_sum[i];
-              for (int64_t ch = 0; ch < c; ++ch) ar[ch] += 2 * gr[ch] - sum;
+            // ox in [ox0, ox0 + run) with 0 <= ox * stride - pad + kx < w.
+            int64_t lo = ox0, hi = ox0 + run;
+            while (lo < hi && lo * s.stride - s.pad + kx < 0) ++lo;
+            while (hi > lo && (hi - 1) * s.stride - s.pad + kx >= s.w) --hi;
+            for (int64_t ch = 0; ch < c; ++ch) {
+              const int64_t m = t * c + ch;
+              const int32_t* gr = g.data() + m * chunk + (p - p0) - ox0;
+              int32_t* ar = acc.data() + ch * in_pixels + iy * s.w - s.pad + kx;
+              const int32_t off = offset[m];
+              if (s.stride == 1) {
+                for (int64_t ox = lo; ox < hi; ++ox) ar[ox] += gr[ox] - off;
+              } else {
+                for (int64_t ox = lo; ox < hi; ++ox) ar[ox * s.stride] += gr[ox] - off;
+              }
             }
           }
+          p += run;
         }
       }
       // Scale, mask, and write NCHW.
-      for (int64_t i = 0; i < in_pixels; ++i) {
-        const int32_t* ar = acc.data() + i * c;
-        const uint64_t* mw =
-            mask == nullptr ? nullptr : mask + (n * in_pixels + i) * words;
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const float keep = mw == nullptr ? 1.0f : static_cast<float>(BitAt(mw, ch));
-          dx[(n * c + ch) * in_pixels + i] = scale * static_cast<float>(ar[ch]) * keep;
+      for (int64_t ch = 0; ch < c; ++ch) {
+        float* plane = dx + (n * c + ch) * in_pixels;
+        const int32_t* ar = acc.data() + ch * in_pixels;
+        const int64_t word = ch >> 6, shift = ch & 63;
+        for (int64_t i = 0; i < in_pixels; ++i) {
+          const bool keep =
+              mask == nullptr || ((mask[(n * in_pixels + i) * words + word] >> shift) & 1);
+          plane[i] = keep ? scale * static_cast<float>(ar[i]) : 0.0f;
         }
       }
     }
@@ -448,81 +470,118 @@ void BinaryConvBackwardWeight(const int8_t* q, float scale,
     LinearBackwardWeight(q, scale, x_signs, layer, dw, parallel);
     return;
   }
-  const kernels::PathKernels k = Kernels();
+  const kernels::PathKernels k_ = Kernels();
+  const GemmFn gemm = k_.gemm;
   const BinaryConvShape& s = layer;
   const int64_t taps = s.taps(), words = s.words(), c = s.c, out = s.out;
   const int64_t oh = s.out_h(), ow = s.out_w(), pixels = oh * ow;
-  const int64_t depth = RoundUp64(pixels);
   const int64_t cols = taps * c;
-  // valid[t][p] = 1 where tap t of output pixel p lands inside the image.
-  std::vector<uint8_t> valid(taps * depth, 0);
-  for (int64_t p = 0; p < pixels; ++p) {
-    const int64_t oy = p / ow, ox = p % ow;
+  // The reduction runs over (sample, output pixel) pairs; samples go in
+  // blocks deep enough (>= 1024 pairs) for the GEMM, each block's GEMM split
+  // by output rows across threads.
+  const int64_t per_block = std::max<int64_t>(1, std::min(s.n, (1023 + pixels) / pixels));
+  const int64_t depth = RoundUp64(per_block * pixels);
+  // valid[t][k] = 1 where tap t of pair k lands inside the image.
+  std::vector<uint8_t> valid(PackedGemmBytes(taps, depth), 0);
+  for (int64_t k = 0; k < per_block * pixels; ++k) {
+    const int64_t p = k % pixels, oy = p / ow, ox = p % ow;
     for (int64_t t = 0; t < taps; ++t) {
       const int64_t iy = oy * s.stride - s.pad + t / s.kernel;
       const int64_t ix = ox * s.stride - s.pad + t % s.kernel;
-      valid[t * depth + p] = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+      valid[PackedGemmOffset(t, k, depth)] = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
     }
   }
-  // int32 sums stay exact while samples * pixels * 127 < 2^31; longer runs
-  // flush into int64.
-  const int64_t flush_every = std::max<int64_t>(1, (int64_t{1} << 30) / (pixels * 127));
+  // For each tap and pair, the input pixel's word offset (-1: padding).
+  std::vector<int64_t> source(taps * depth, -1);
+  std::vector<int8_t> a(out * depth, 0);
+  std::vector<uint8_t> xb(PackedGemmBytes(cols, depth), 0);
+  std::vector<int32_t> acc(out * cols, 0), acc_valid(out * taps, 0);
   std::vector<int64_t> total(out * cols, 0), total_valid(out * taps, 0);
-  std::mutex merge;
-  parallel(s.n, [&](int64_t n0, int64_t n1) {
-    std::vector<int8_t> a(out * depth, 0);
-    std::vector<uint8_t> xb(cols * depth, 0);
-    std::vector<int32_t> acc(out * cols, 0), acc_valid(out * taps, 0);
-    std::vector<int64_t> local(out * cols, 0), local_valid(out * taps, 0);
-    auto flush = [&] {
-      for (size_t i = 0; i < acc.size(); ++i) local[i] += acc[i];
-      for (size_t i = 0; i < acc_valid.size(); ++i) local_valid[i] += acc_valid[i];
-      std::fill(acc.begin(), acc.end(), 0);
-      std::fill(acc_valid.begin(), acc_valid.end(), 0);
-    };
-    int64_t pending = 0;
-    for (int64_t n = n0; n < n1; ++n) {
-      for (int64_t o = 0; o < out; ++o) {
-        std::memcpy(a.data() + o * depth, q + (n * out + o) * pixels, pixels);
-      }
-      // im2col of the packed signs, expanded to bytes.
+  // int32 sums stay exact while pairs * 127 < 2^31; longer runs flush.
+  const int64_t flush_every =
+      std::max<int64_t>(1, (int64_t{1} << 30) / (per_block * pixels * 127));
+  auto flush = [&] {
+    parallel(out, [&](int64_t o0, int64_t o1) {
+      for (int64_t i = o0 * cols; i < o1 * cols; ++i) total[i] += acc[i];
+      for (int64_t i = o0 * taps; i < o1 * taps; ++i) total_valid[i] += acc_valid[i];
+      std::fill(acc.begin() + o0 * cols, acc.begin() + o1 * cols, 0);
+      std::fill(acc_valid.begin() + o0 * taps, acc_valid.begin() + o1 * taps, 0);
+    });
+  };
+  int64_t pending = 0;
+  for (int64_t n0 = 0; n0 < s.n; n0 += per_block) {
+    const int64_t samples = std::min(per_block, s.n - n0), pairs = samples * pixels;
+    for (int64_t k = 0; k < pairs; ++k) {
+      const int64_t n = n0 + k / pixels, p = k % pixels, oy = p / ow, ox = p % ow;
       for (int64_t t = 0; t < taps; ++t) {
-        const int64_t ky = t / s.kernel, kx = t % s.kernel;
-        for (int64_t p = 0; p < pixels; ++p) {
-          const int64_t oy = p / ow, ox = p % ow;
-          const int64_t iy = oy * s.stride - s.pad + ky;
-          const int64_t ix = ox * s.stride - s.pad + kx;
-          uint8_t* col = xb.data() + t * c * depth + p;
-          if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) {
-            for (int64_t ch = 0; ch < c; ++ch) col[ch * depth] = 0;
-            continue;
+        const int64_t iy = oy * s.stride - s.pad + t / s.kernel;
+        const int64_t ix = ox * s.stride - s.pad + t % s.kernel;
+        const bool inside = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
+        source[t * depth + k] = inside ? ((n * s.h + iy) * s.w + ix) * words : -1;
+      }
+    }
+    // Codes of each output channel over the block's pairs, then the im2col
+    // of the packed signs expanded to GEMM columns: (tap, 64-channel word)
+    // tasks, 4 pairs x up to 64 channels per expand call.
+    const bool whole_blocks = c % 16 == 0;
+    parallel(out + taps * words, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        if (r < out) {
+          int8_t* dst = a.data() + r * depth;
+          for (int64_t i = 0; i < samples; ++i) {
+            std::memcpy(dst + i * pixels, q + ((n0 + i) * out + r) * pixels, pixels);
           }
-          const uint64_t* xw = x_signs + ((n * s.h + iy) * s.w + ix) * words;
-          for (int64_t ch = 0; ch < c; ++ch) col[ch * depth] = BitAt(xw, ch);
+          std::fill(dst + pairs, dst + depth, 0);
+          continue;
+        }
+        const int64_t t = (r - out) / words, word = (r - out) % words;
+        const int64_t* src = source.data() + t * depth;
+        const int64_t channels = std::min<int64_t>(64, c - 64 * word);
+        if (whole_blocks) {
+          uint8_t* dst = xb.data() + PackedGemmOffset(t * c + 64 * word, 0, depth);
+          for (int64_t k = 0; k < pairs; k += 4) {
+            uint64_t group[4];
+            for (int i = 0; i < 4; ++i) {
+              const int64_t at = k + i < pairs ? src[k + i] : -1;
+              group[i] = at < 0 ? 0 : x_signs[at + word];
+            }
+            k_.expand(group, static_cast<int>(channels / 16), dst + k * 16, 16 * depth);
+          }
+          continue;
+        }
+        for (int64_t ch = 64 * word; ch < 64 * word + channels; ++ch) {
+          const int64_t j = t * c + ch;
+          for (int64_t k = 0; k < pairs; ++k) {
+            xb[PackedGemmOffset(j, k, depth)] =
+                src[k] < 0 ? 0 : (x_signs[src[k] + word] >> (ch & 63)) & 1;
+          }
         }
       }
-      k.gemm(out, cols, depth, a.data(), depth, xb.data(), depth, acc.data(), cols);
-      k.gemm(out, taps, depth, a.data(), depth, valid.data(), depth,
-             acc_valid.data(), taps);
-      if (++pending == flush_every) {
-        flush();
-        pending = 0;
-      }
-    }
-    flush();
-    std::lock_guard<std::mutex> lock(merge);
-    for (size_t i = 0; i < local.size(); ++i) total[i] += local[i];
-    for (size_t i = 0; i < local_valid.size(); ++i) total_valid[i] += local_valid[i];
-  });
-  // sum q * s over valid taps = 2 * sum q * b - sum of q where valid.
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t ch = 0; ch < c; ++ch) {
-      for (int64_t t = 0; t < taps; ++t) {
-        const int64_t value = 2 * total[o * cols + t * c + ch] - total_valid[o * taps + t];
-        dw[(o * c + ch) * taps + t] = scale * static_cast<float>(value);
-      }
+    });
+    parallel((out + 3) / 4, [&](int64_t b0, int64_t b1) {
+      const int64_t o0 = 4 * b0, rows = std::min(out, 4 * b1) - o0;
+      gemm(rows, cols, depth, a.data() + o0 * depth, depth, xb.data(),
+           acc.data() + o0 * cols, cols);
+      gemm(rows, taps, depth, a.data() + o0 * depth, depth, valid.data(),
+           acc_valid.data() + o0 * taps, taps);
+    });
+    if (++pending == flush_every) {
+      flush();
+      pending = 0;
     }
   }
+  flush();
+  // sum q * s over valid taps = 2 * sum q * b - sum of q where valid.
+  parallel(out, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        for (int64_t t = 0; t < taps; ++t) {
+          const int64_t value = 2 * total[o * cols + t * c + ch] - total_valid[o * taps + t];
+          dw[(o * c + ch) * taps + t] = scale * static_cast<float>(value);
+        }
+      }
+    }
+  });
 }
 
 float PackSignsAndMeanAbs(const float* dw, int64_t count, uint8_t* bits) {

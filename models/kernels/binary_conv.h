@@ -102,12 +102,22 @@ void BinaryConvBackwardWeight(const int8_t* q, float scale,
 float PackSignsAndMeanAbs(const float* dw, int64_t count, uint8_t* bits);
 
 // Integer GEMM building block, exposed for tests and benchmarks:
-// c[m][j] += sum over k < depth of a[m][k] * b[j][k], with a int8 and b
-// uint8 holding 0 or 1. depth must be a multiple of 64; rows are lda / ldb
-// bytes apart, rows of c are ldc ints apart.
+// c[m][j] += sum over k < depth of a[m][k] * b[j][k], with a int8 (rows
+// lda bytes apart) and b uint8 holding 0 or 1, packed (below); rows of c
+// are ldc ints apart. depth must be a multiple of 64.
+//
+// Packed b: blocks of 16 columns; within a block, groups of 4 depth
+// entries; within a group, 16 columns x 4 bytes, the order a VNNI dot
+// product (and vpmaddubsw) consumes, so the kernels accumulate 16 columns
+// per register without horizontal sums. Columns past `cols` are zero.
+inline int64_t PackedGemmBytes(int64_t cols, int64_t depth) {
+  return (cols + 15) / 16 * 16 * depth;
+}
+inline int64_t PackedGemmOffset(int64_t j, int64_t k, int64_t depth) {
+  return (j / 16) * 16 * depth + (k / 4) * 64 + (j % 16) * 4 + k % 4;
+}
 void GemmS8U1(int64_t rows, int64_t cols, int64_t depth, const int8_t* a,
-              int64_t lda, const uint8_t* b, int64_t ldb, int32_t* c,
-              int64_t ldc);
+              int64_t lda, const uint8_t* b_packed, int32_t* c, int64_t ldc);
 
 }  // namespace fedge
 

@@ -17,14 +17,22 @@ using PopcountDotFn = void (*)(const uint64_t* const* x, const int* tap,
                                int64_t out, int32_t* acc);
 
 // c[m][j] += sum over k < depth of a[m][k] * b[j][k]; depth % 64 == 0,
-// b in {0, 1}.
+// b packed as PackedGemmOffset (binary_conv.h) says, |a * b| <= 255.
 using GemmFn = void (*)(int64_t rows, int64_t cols, int64_t depth,
                         const int8_t* a, int64_t lda, const uint8_t* b,
-                        int64_t ldb, int32_t* c, int64_t ldc);
+                        int32_t* c, int64_t ldc);
+
+// Expands the sign bits of 4 consecutive GEMM depth entries (w[0..3], one
+// 64-channel word each) into packed GEMM columns: for each 16-channel block
+// cb < blocks, the 64 bytes at dst + cb * block_stride get byte
+// j * 4 + r = bit 16 * cb + j of w[r].
+using ExpandFn = void (*)(const uint64_t* w, int blocks, uint8_t* dst,
+                          int64_t block_stride);
 
 struct PathKernels {
   PopcountDotFn popcount_dot;
   GemmFn gemm;
+  ExpandFn expand;
 };
 
 PathKernels PortableKernels();

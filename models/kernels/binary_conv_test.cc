@@ -227,7 +227,7 @@ TEST_P(BinaryConvTest, GemmMatchesNaiveSumsIncludingLongDepths) {
   std::uniform_int_distribution<int> code(-127, 127), bit(0, 1);
   for (int64_t depth : {64, 128, 4160}) {
     for (int64_t rows : {1, 3, 6}) {
-      for (int64_t cols : {1, 5, 9}) {
+      for (int64_t cols : {1, 5, 9, 16, 17, 70, 130}) {
         std::vector<int8_t> a(rows * depth);
         std::vector<uint8_t> b(cols * depth);
         for (auto& v : a) v = static_cast<int8_t>(code(gen));
@@ -241,7 +241,10 @@ TEST_P(BinaryConvTest, GemmMatchesNaiveSumsIncludingLongDepths) {
         for (int64_t m = 0; m < rows; ++m)
           for (int64_t j = 0; j < cols; ++j)
             for (int64_t k = 0; k < depth; ++k) want[m * cols + j] += a[m * depth + k] * b[j * depth + k];
-        GemmS8U1(rows, cols, depth, a.data(), depth, b.data(), depth, c.data(), cols);
+        std::vector<uint8_t> packed(PackedGemmBytes(cols, depth), 0);
+        for (int64_t j = 0; j < cols; ++j)
+          for (int64_t k = 0; k < depth; ++k) packed[PackedGemmOffset(j, k, depth)] = b[j * depth + k];
+        GemmS8U1(rows, cols, depth, a.data(), depth, packed.data(), c.data(), cols);
         EXPECT_EQ(c, want) << rows << "x" << cols << "x" << depth;
       }
     }

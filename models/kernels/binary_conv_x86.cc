@@ -47,72 +47,87 @@ FEDGE_AVX2 void PopcountDotAvx2(const uint64_t* const* x, const int* tap,
   }
 }
 
-FEDGE_AVX2 inline int32_t SumLanesAvx2(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
+// Stores acc (8 int32 columns) added into c[0..cols), cols <= 8.
+FEDGE_AVX2 inline void AddColumnsAvx2(int32_t* c, __m256i acc, int64_t cols) {
+  if (cols >= 8) {
+    __m256i* dst = reinterpret_cast<__m256i*>(c);
+    _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), acc));
+    return;
+  }
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  for (int64_t j = 0; j < cols; ++j) c[j] += lanes[j];
 }
 
-// An R x C tile: u8 x s8 products summed in pairs (vpmaddubsw; b is 0 or 1,
-// so no pair saturates), accumulated in int16 for up to 64 steps of 32
-// (|sum| <= 64 * 254 < 2^15), then widened (vpmaddwd) into int32.
-template <int R, int C>
+// R rows x one block of 16 columns. Each 4-byte group of a row is
+// broadcast against 8 columns x 4 bytes of b (vpmaddubsw: u8 x s8 summed in
+// pairs; b is 0 or 1, so nothing saturates), accumulated in int16 for up to
+// 64 groups (|sum| <= 64 * 254 < 2^15), then widened by vpmaddwd, which also
+// adds each column's two pairs.
+template <int R>
 FEDGE_AVX2 inline void TileAvx2(int64_t depth, const int8_t* a, int64_t lda,
-                                const uint8_t* b, int64_t ldb, int32_t* c,
-                                int64_t ldc) {
+                                const uint8_t* b, int32_t* c, int64_t ldc,
+                                int64_t cols) {
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i wide[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) wide[r][j] = _mm256_setzero_si256();
-  constexpr int64_t kFlush = 64 * 32;
+  __m256i wide[R][2];
+  for (int r = 0; r < R; ++r) wide[r][0] = wide[r][1] = _mm256_setzero_si256();
+  constexpr int64_t kFlush = 64 * 4;
   for (int64_t k0 = 0; k0 < depth; k0 += kFlush) {
     const int64_t k1 = depth < k0 + kFlush ? depth : k0 + kFlush;
-    __m256i narrow[R][C];
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < C; ++j) narrow[r][j] = _mm256_setzero_si256();
-    for (int64_t k = k0; k < k1; k += 32) {
-      __m256i av[R];
+    __m256i narrow[R][2];
+    for (int r = 0; r < R; ++r) narrow[r][0] = narrow[r][1] = _mm256_setzero_si256();
+    for (int64_t k = k0; k < k1; k += 4) {
+      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * 16));
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * 16 + 32));
       for (int r = 0; r < R; ++r) {
-        av[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + r * lda + k));
-      }
-      for (int j = 0; j < C; ++j) {
-        const __m256i bv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j * ldb + k));
-        for (int r = 0; r < R; ++r) {
-          narrow[r][j] = _mm256_add_epi16(narrow[r][j], _mm256_maddubs_epi16(bv, av[r]));
-        }
+        int32_t group;
+        __builtin_memcpy(&group, a + r * lda + k, 4);
+        const __m256i av = _mm256_set1_epi32(group);
+        narrow[r][0] = _mm256_add_epi16(narrow[r][0], _mm256_maddubs_epi16(b0, av));
+        narrow[r][1] = _mm256_add_epi16(narrow[r][1], _mm256_maddubs_epi16(b1, av));
       }
     }
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < C; ++j)
-        wide[r][j] = _mm256_add_epi32(wide[r][j], _mm256_madd_epi16(narrow[r][j], ones));
+    for (int r = 0; r < R; ++r) {
+      wide[r][0] = _mm256_add_epi32(wide[r][0], _mm256_madd_epi16(narrow[r][0], ones));
+      wide[r][1] = _mm256_add_epi32(wide[r][1], _mm256_madd_epi16(narrow[r][1], ones));
+    }
   }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) c[r * ldc + j] += SumLanesAvx2(wide[r][j]);
+  for (int r = 0; r < R; ++r) {
+    AddColumnsAvx2(c + r * ldc, wide[r][0], cols);
+    if (cols > 8) AddColumnsAvx2(c + r * ldc + 8, wide[r][1], cols - 8);
+  }
+}
+
+FEDGE_AVX2 void ExpandAvx2(const uint64_t* w, int blocks, uint8_t* dst,
+                           int64_t block_stride) {
+  const __m256i low = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i high = _mm256_slli_epi32(low, 8);
+  for (int cb = 0; cb < blocks; ++cb) {
+    __m256i lo = _mm256_setzero_si256(), hi = lo;
+    for (int r = 0; r < 4; ++r) {
+      const __m256i v = _mm256_set1_epi32(static_cast<int>((w[r] >> (16 * cb)) & 0xFFFF));
+      const __m256i one = _mm256_set1_epi32(1 << (8 * r));
+      lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_and_si256(v, low), low), one));
+      hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_and_si256(v, high), high), one));
+    }
+    uint8_t* out = dst + cb * block_stride;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32), hi);
+  }
 }
 
 FEDGE_AVX2 void GemmAvx2(int64_t rows, int64_t cols, int64_t depth,
                          const int8_t* a, int64_t lda, const uint8_t* b,
-                         int64_t ldb, int32_t* c, int64_t ldc) {
-  int64_t m = 0;
-  for (; m + 2 <= rows; m += 2) {
-    int64_t j = 0;
-    for (; j + 4 <= cols; j += 4) {
-      TileAvx2<2, 4>(depth, a + m * lda, lda, b + j * ldb, ldb, c + m * ldc + j, ldc);
+                         int32_t* c, int64_t ldc) {
+  const int64_t block_bytes = depth * 16;
+  for (int64_t j = 0; j < cols; j += 16) {
+    const uint8_t* bj = b + (j / 16) * block_bytes;
+    const int64_t width = cols - j < 16 ? cols - j : 16;
+    int64_t m = 0;
+    for (; m + 4 <= rows; m += 4) {
+      TileAvx2<4>(depth, a + m * lda, lda, bj, c + m * ldc + j, ldc, width);
     }
-    for (; j < cols; ++j) {
-      TileAvx2<2, 1>(depth, a + m * lda, lda, b + j * ldb, ldb, c + m * ldc + j, ldc);
-    }
-  }
-  for (; m < rows; ++m) {
-    int64_t j = 0;
-    for (; j + 4 <= cols; j += 4) {
-      TileAvx2<1, 4>(depth, a + m * lda, lda, b + j * ldb, ldb, c + m * ldc + j, ldc);
-    }
-    for (; j < cols; ++j) {
-      TileAvx2<1, 1>(depth, a + m * lda, lda, b + j * ldb, ldb, c + m * ldc + j, ldc);
-    }
+    for (; m < rows; ++m) TileAvx2<1>(depth, a + m * lda, lda, bj, c + m * ldc + j, ldc, width);
   }
 }
 
@@ -167,49 +182,71 @@ FEDGE_AVX512 void PopcountDotAvx512(const uint64_t* const* x, const int* tap,
   }
 }
 
-// An R x C tile of VNNI dot products (vpdpbusd: u8 x s8, four products
-// per int32 lane), 64 bytes of depth per instruction.
-template <int R, int C>
+// R rows x NB blocks of 16 columns in registers: each 4-byte group of a
+// row is broadcast and multiplied into 16 columns x 4 bytes of b by one
+// vpdpbusd (u8 x s8, four products per int32 lane).
+template <int R, int NB>
 FEDGE_AVX512 inline void TileAvx512(int64_t depth, const int8_t* a, int64_t lda,
-                                    const uint8_t* b, int64_t ldb, int32_t* c,
-                                    int64_t ldc) {
-  __m512i acc[R][C];
+                                    const uint8_t* b, int64_t block_bytes,
+                                    int32_t* c, int64_t ldc, int64_t cols) {
+  __m512i acc[R][NB];
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) acc[r][j] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < depth; k += 64) {
-    __m512i av[R];
-    for (int r = 0; r < R; ++r) av[r] = _mm512_loadu_si512(a + r * lda + k);
-    for (int j = 0; j < C; ++j) {
-      const __m512i bv = _mm512_loadu_si512(b + j * ldb + k);
-      for (int r = 0; r < R; ++r) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], bv, av[r]);
+    for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < depth; k += 4) {
+    __m512i bv[NB];
+    for (int nb = 0; nb < NB; ++nb) bv[nb] = _mm512_loadu_si512(b + nb * block_bytes + k * 16);
+    for (int r = 0; r < R; ++r) {
+      int32_t group;
+      __builtin_memcpy(&group, a + r * lda + k, 4);
+      const __m512i av = _mm512_set1_epi32(group);
+      for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_dpbusd_epi32(acc[r][nb], bv[nb], av);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) c[r * ldc + j] += _mm512_reduce_add_epi32(acc[r][j]);
+  for (int nb = 0; nb < NB; ++nb) {
+    const int64_t left = cols - 16 * nb;
+    const __mmask16 keep =
+        left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+    for (int r = 0; r < R; ++r) {
+      int32_t* dst = c + r * ldc + 16 * nb;
+      const __m512i old = _mm512_maskz_loadu_epi32(keep, dst);
+      _mm512_mask_storeu_epi32(dst, keep, _mm512_add_epi32(old, acc[r][nb]));
+    }
+  }
+}
+
+template <int R>
+FEDGE_AVX512 inline void RowsAvx512(int64_t cols, int64_t depth, const int8_t* a,
+                                    int64_t lda, const uint8_t* b, int32_t* c,
+                                    int64_t ldc) {
+  const int64_t block_bytes = depth * 16;
+  int64_t j = 0;
+  for (; j + 64 <= cols; j += 64) {
+    TileAvx512<R, 4>(depth, a, lda, b + (j / 16) * block_bytes, block_bytes, c + j, ldc, 64);
+  }
+  for (; j < cols; j += 16) {
+    TileAvx512<R, 1>(depth, a, lda, b + (j / 16) * block_bytes, block_bytes, c + j, ldc,
+                     cols - j);
+  }
+}
+
+FEDGE_AVX512 void ExpandAvx512(const uint64_t* w, int blocks, uint8_t* dst,
+                               int64_t block_stride) {
+  for (int cb = 0; cb < blocks; ++cb) {
+    const int shift = 16 * cb;
+    __m512i v = _mm512_maskz_set1_epi32(static_cast<__mmask16>(w[0] >> shift), 1);
+    v = _mm512_or_si512(v, _mm512_maskz_set1_epi32(static_cast<__mmask16>(w[1] >> shift), 1 << 8));
+    v = _mm512_or_si512(v, _mm512_maskz_set1_epi32(static_cast<__mmask16>(w[2] >> shift), 1 << 16));
+    v = _mm512_or_si512(v, _mm512_maskz_set1_epi32(static_cast<__mmask16>(w[3] >> shift), 1 << 24));
+    _mm512_storeu_si512(dst + cb * block_stride, v);
+  }
 }
 
 FEDGE_AVX512 void GemmAvx512(int64_t rows, int64_t cols, int64_t depth,
                              const int8_t* a, int64_t lda, const uint8_t* b,
-                             int64_t ldb, int32_t* c, int64_t ldc) {
+                             int32_t* c, int64_t ldc) {
   int64_t m = 0;
-  for (; m + 4 <= rows; m += 4) {
-    int64_t j = 0;
-    for (; j + 4 <= cols; j += 4) {
-      TileAvx512<4, 4>(depth, a + m * lda, lda, b + j * ldb, ldb, c + m * ldc + j, ldc);
-    }
-    for (; j < cols; ++j) {
-      TileAvx512<4, 1>(depth, a + m * lda, lda, b + j * ldb, ldb, c + m * ldc + j, ldc);
-    }
-  }
-  for (; m < rows; ++m) {
-    int64_t j = 0;
-    for (; j + 4 <= cols; j += 4) {
-      TileAvx512<1, 4>(depth, a + m * lda, lda, b + j * ldb, ldb, c + m * ldc + j, ldc);
-    }
-    for (; j < cols; ++j) {
-      TileAvx512<1, 1>(depth, a + m * lda, lda, b + j * ldb, ldb, c + m * ldc + j, ldc);
-    }
-  }
+  for (; m + 4 <= rows; m += 4) RowsAvx512<4>(cols, depth, a + m * lda, lda, b, c + m * ldc, ldc);
+  for (; m < rows; ++m) RowsAvx512<1>(cols, depth, a + m * lda, lda, b, c + m * ldc, ldc);
 }
 
 }  // namespace
@@ -226,8 +263,8 @@ bool CpuHasAvx512() {
          __builtin_cpu_supports("avx512vpopcntdq");
 }
 
-PathKernels Avx2Kernels() { return {&PopcountDotAvx2, &GemmAvx2}; }
-PathKernels Avx512Kernels() { return {&PopcountDotAvx512, &GemmAvx512}; }
+PathKernels Avx2Kernels() { return {&PopcountDotAvx2, &GemmAvx2, &ExpandAvx2}; }
+PathKernels Avx512Kernels() { return {&PopcountDotAvx512, &GemmAvx512, &ExpandAvx512}; }
 
 }  // namespace kernels
 }  // namespace fedge
