@@ -14,6 +14,11 @@
 #include "models/bnn/torch_parallel.h"
 
 namespace fedge {
+
+// Defined below, beside RoundGradX.
+void RoundToBFloat16InPlace(at::Tensor& g);
+at::Tensor RoundOwnedGradX(at::Tensor g, GradXPrecision precision);
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -117,7 +122,7 @@ BinaryConvShape KernelShape(at::IntArrayRef x, at::IntArrayRef w, int64_t paddin
 at::Tensor PackedWeightSigns(const at::Tensor& w, const BinaryConvShape& shape) {
   const at::Tensor w32 = w.detach().to(at::kFloat).contiguous();
   at::Tensor packed = Words(shape.weight_words());
-  PackWeightSigns(w32.data_ptr<float>(), shape, WordsOf(packed));
+  PackWeightSigns(w32.data_ptr<float>(), shape, WordsOf(packed), TorchParallel());
   return packed;
 }
 
@@ -172,7 +177,7 @@ struct BitConvFn : public Function<BitConvFn> {
                               WordsOf(PackedWeightSigns(w, shape)),
                               WordsOf(saved[1]), shape, dx.data_ptr<float>(),
                               TorchParallel());
-      dx = RoundGradX(dx, hooks.grad_x);
+      dx = RoundOwnedGradX(dx, hooks.grad_x);
     }
     at::Tensor dw = at::empty(w.sizes(), dy.options());
     BinaryConvBackwardWeight(q.data_ptr<int8_t>(), scale, WordsOf(saved[0]), shape,
@@ -343,7 +348,7 @@ struct L1BatchNormFn : public Function<L1BatchNormFn> {
                    ShapeOf(dy), dx.data_ptr<float>(), dbeta.data_ptr<float>(),
                    TorchParallel());
     Release(ctx, hooks);
-    return {RoundGradX(dx, hooks.grad_x), dbeta, at::Tensor(), at::Tensor(),
+    return {RoundOwnedGradX(dx, hooks.grad_x), dbeta, at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor()};
   }
 };
@@ -428,6 +433,24 @@ at::Tensor QuantizeSymmetric(const at::Tensor& x, int bits, float step) {
   return (x / step).round_().clamp_(-q, q).mul_(step);
 }
 
+void RoundToBFloat16InPlace(at::Tensor& g) {
+  constexpr int64_t kChunk = 1 << 15;
+  float* data = g.data_ptr<float>();
+  const int64_t n = g.numel();
+  TorchParallel()((n + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1) {
+    const int64_t begin = c0 * kChunk, end = std::min(n, c1 * kChunk);
+    RoundToBFloat16(data + begin, end - begin);
+  });
+}
+
+// RoundGradX on a fresh contiguous float32 tensor nobody else holds: no copy
+// for bfloat16.
+at::Tensor RoundOwnedGradX(at::Tensor g, GradXPrecision precision) {
+  if (precision != GradXPrecision::kBFloat16) return RoundGradX(g, precision);
+  RoundToBFloat16InPlace(g);
+  return g;
+}
+
 at::Tensor RoundGradX(const at::Tensor& g, GradXPrecision precision) {
   switch (precision) {
     case GradXPrecision::kFloat32:
@@ -436,7 +459,7 @@ at::Tensor RoundGradX(const at::Tensor& g, GradXPrecision precision) {
       return g.to(at::kHalf).to(at::kFloat);
     case GradXPrecision::kBFloat16: {
       at::Tensor out = g.contiguous().clone();
-      RoundToBFloat16(out.data_ptr<float>(), out.numel());
+      RoundToBFloat16InPlace(out);
       return out;
     }
     case GradXPrecision::kPow2: {

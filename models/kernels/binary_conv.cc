@@ -9,6 +9,10 @@
 
 #include "models/kernels/binary_conv_paths.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace fedge {
 namespace {
 
@@ -40,7 +44,8 @@ void PopcountDotPortable(const uint64_t* const* x, const int* tap, int taps,
 }
 
 void GemmPortable(int64_t rows, int64_t cols, int64_t depth, const int8_t* a,
-                  int64_t lda, const uint8_t* b, int32_t* c, int64_t ldc) {
+                  int64_t lda, const uint8_t* b, int32_t* c, int64_t ldc,
+                  bool accumulate) {
   for (int64_t j0 = 0; j0 < cols; j0 += 16) {
     const uint8_t* block = b + (j0 / 16) * 16 * depth;
     const int64_t width = std::min<int64_t>(16, cols - j0);
@@ -54,7 +59,8 @@ void GemmPortable(int64_t rows, int64_t cols, int64_t depth, const int8_t* a,
                      ar[k + 2] * group[4 * jj + 2] + ar[k + 3] * group[4 * jj + 3];
         }
       }
-      for (int64_t jj = 0; jj < width; ++jj) c[m * ldc + j0 + jj] += acc[jj];
+      int32_t* cr = c + m * ldc + j0;
+      for (int64_t jj = 0; jj < width; ++jj) cr[jj] = (accumulate ? cr[jj] : 0) + acc[jj];
     }
   }
 }
@@ -155,8 +161,8 @@ void LinearBackwardInput(const int8_t* q, float scale, const uint64_t* w_signs,
       for (int64_t i = 0; i < rows; ++i) {
         std::memcpy(a.data() + i * out_pad, q + (n0 + i) * s.out, s.out);
       }
-      std::fill(g.begin(), g.end(), 0);
-      gemm(rows, s.c, out_pad, a.data(), out_pad, wb.data(), g.data(), s.c);
+      gemm(rows, s.c, out_pad, a.data(), out_pad, wb.data(), g.data(), s.c,
+           /*accumulate=*/false);
       for (int64_t i = 0; i < rows; ++i) {
         int32_t sum = 0;
         for (int64_t o = 0; o < s.out; ++o) sum += a[i * out_pad + o];
@@ -192,8 +198,8 @@ void LinearBackwardWeight(const int8_t* q, float scale, const uint64_t* x_signs,
     std::vector<int32_t> g(kRows * s.c);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t o0 = b * kRows, rows = std::min(kRows, s.out - o0);
-      std::fill(g.begin(), g.end(), 0);
-      gemm(rows, s.c, depth, a.data() + o0 * depth, depth, xb.data(), g.data(), s.c);
+      gemm(rows, s.c, depth, a.data() + o0 * depth, depth, xb.data(), g.data(), s.c,
+           /*accumulate=*/false);
       for (int64_t i = 0; i < rows; ++i) {
         int64_t sum = 0;
         for (int64_t n = 0; n < s.n; ++n) sum += a[(o0 + i) * depth + n];
@@ -204,6 +210,38 @@ void LinearBackwardWeight(const int8_t* q, float scale, const uint64_t* x_signs,
       }
     }
   });
+}
+
+// rows: `depth` rows of `cols` int8 codes (cols % 16 == 0, depth % 4 == 0)
+// -> packed GEMM columns of code + 128, columns = the rows' positions.
+void InterleaveCodes(const int8_t* rows, int64_t depth, int64_t cols, uint8_t* packed) {
+  for (int64_t j = 0; j < cols; j += 16) {
+    for (int64_t k = 0; k < depth; k += 4) {
+      const int8_t* r = rows + k * cols + j;
+      uint8_t* dst = packed + PackedGemmOffset(j, k, depth);
+#if defined(__SSE2__)
+      const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+      auto load = [&](int i) {
+        return _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + i * cols)),
+                             flip);
+      };
+      const __m128i r0 = load(0), r1 = load(1), r2 = load(2), r3 = load(3);
+      const __m128i a0 = _mm_unpacklo_epi8(r0, r1), a1 = _mm_unpackhi_epi8(r0, r1);
+      const __m128i b0 = _mm_unpacklo_epi8(r2, r3), b1 = _mm_unpackhi_epi8(r2, r3);
+      __m128i* out = reinterpret_cast<__m128i*>(dst);
+      _mm_storeu_si128(out, _mm_unpacklo_epi16(a0, b0));
+      _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(a0, b0));
+      _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(a1, b1));
+      _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(a1, b1));
+#else
+      for (int jj = 0; jj < 16; ++jj) {
+        for (int kk = 0; kk < 4; ++kk) {
+          dst[jj * 4 + kk] = static_cast<uint8_t>(r[kk * cols + jj] ^ 0x80);
+        }
+      }
+#endif
+    }
+  }
 }
 
 }  // namespace
@@ -246,7 +284,7 @@ bool SetKernelPath(KernelPath path) {
 
 void GemmS8U1(int64_t rows, int64_t cols, int64_t depth, const int8_t* a,
               int64_t lda, const uint8_t* b_packed, int32_t* c, int64_t ldc) {
-  Kernels().gemm(rows, cols, depth, a, lda, b_packed, c, ldc);
+  Kernels().gemm(rows, cols, depth, a, lda, b_packed, c, ldc, /*accumulate=*/true);
 }
 
 void PackActivationSigns(const float* x, const BinaryConvShape& shape,
@@ -275,17 +313,25 @@ void PackActivationSigns(const float* x, const BinaryConvShape& shape,
 }
 
 void PackWeightSigns(const float* w, const BinaryConvShape& shape,
-                     uint64_t* packed) {
-  const int64_t taps = shape.taps(), words = shape.words();
-  std::fill(packed, packed + shape.weight_words(), 0);
-  for (int64_t o = 0; o < shape.out; ++o) {
-    for (int64_t c = 0; c < shape.c; ++c) {
+                     uint64_t* packed, const ParallelFor& parallel) {
+  const int64_t taps = shape.taps(), words = shape.words(), out = shape.out;
+  // Output channel o owns words (t, w, o) for every t, w: no two threads
+  // write the same word.
+  parallel(out, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      const float* wo = w + o * shape.c * taps;
       for (int64_t t = 0; t < taps; ++t) {
-        const uint64_t bit = w[(o * shape.c + c) * taps + t] >= 0;
-        packed[(t * words + c / 64) * shape.out + o] |= bit << (c % 64);
+        for (int64_t word = 0; word < words; ++word) {
+          const int64_t c0 = 64 * word, c1 = std::min(shape.c, c0 + 64);
+          uint64_t bits = 0;
+          for (int64_t c = c0; c < c1; ++c) {
+            bits |= static_cast<uint64_t>(wo[c * taps + t] >= 0) << (c - c0);
+          }
+          packed[(t * words + word) * out + o] = bits;
+        }
       }
     }
-  }
+  });
 }
 
 void BinaryConvForward(const uint64_t* x_signs, const uint64_t* w_signs,
@@ -356,10 +402,14 @@ float QuantizeInt8(const float* dy, int64_t count, int8_t* q,
     return 0.0f;
   }
   const float scale = max_abs / 127.0f, inv = 127.0f / max_abs;
+  // Adding and taking off 1.5 * 2^23 rounds |v| < 2^22 to the nearest
+  // integer (ties to even) in the FPU, without a library call per element.
+  constexpr float kRound = 12582912.0f;
   parallel(chunks, [&](int64_t c0, int64_t c1) {
     for (int64_t i = c0 * kChunk; i < std::min(count, c1 * kChunk); ++i) {
-      const float v = std::nearbyint(dy[i] * inv);
-      q[i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
+      float v = dy[i] * inv;
+      v = std::min(127.0f, std::max(-127.0f, v));
+      q[i] = static_cast<int8_t>(static_cast<int>((v + kRound) - kRound));
     }
   });
   return scale;
@@ -386,44 +436,55 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
   const int64_t in_pixels = s.h * s.w;
   std::vector<int8_t> wa(rows * out_pad, 0);
   std::vector<int32_t> offset(rows, 0);
-  for (int64_t t = 0; t < taps; ++t) {
-    for (int64_t ch = 0; ch < c; ++ch) {
+  parallel(rows, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const int64_t t = m / c, ch = m % c;
       const uint64_t* src = w_signs + (t * words + ch / 64) * out;
-      int8_t* dst = wa.data() + (t * c + ch) * out_pad;
+      const int shift = static_cast<int>(ch % 64);
+      int8_t* dst = wa.data() + m * out_pad;
       int32_t sum = 0;
       for (int64_t o = 0; o < out; ++o) {
-        dst[o] = ((src[o] >> (ch % 64)) & 1) ? 1 : -1;
+        dst[o] = static_cast<int8_t>(2 * ((src[o] >> shift) & 1) - 1);
         sum += dst[o];
       }
-      offset[t * c + ch] = 128 * sum;
+      offset[m] = 128 * sum;
     }
-  }
-  // Output pixels per GEMM chunk (a multiple of 16): keeps g within L2.
+  });
+  // GEMM columns are (sample, output pixel) pairs of a block of samples,
+  // at least 64 of them, split into chunks (multiples of 16) that keep g
+  // within L2.
+  const int64_t per_block = std::max<int64_t>(1, (63 + pixels) / pixels);
+  const int64_t max_pairs = per_block * pixels;
   const int64_t chunk = std::max<int64_t>(
-      16, std::min<int64_t>((pixels + 15) / 16 * 16, (512 << 10) / (4 * rows) / 16 * 16));
-  parallel(s.n, [&](int64_t n0, int64_t n1) {
-    std::vector<uint8_t> qb(PackedGemmBytes(pixels, out_pad), 128);
+      16, std::min<int64_t>((max_pairs + 15) / 16 * 16, (512 << 10) / (4 * rows) / 16 * 16));
+  const int64_t pairs16 = (max_pairs + 15) / 16 * 16;
+  parallel((s.n + per_block - 1) / per_block, [&](int64_t b0, int64_t b1) {
+    std::vector<uint8_t> qb(PackedGemmBytes(max_pairs, out_pad), 128);
+    std::vector<int8_t> rows_q(out_pad * pairs16, 0);
     std::vector<int32_t> g(rows * chunk);
-    std::vector<int32_t> acc(c * in_pixels);
-    for (int64_t n = n0; n < n1; ++n) {
-      // q + 128 in packed columns: 16 pixels x 4 channels per 64 bytes.
-      const int8_t* qn = q + n * out * pixels;
+    std::vector<int32_t> acc(per_block * c * in_pixels);
+    for (int64_t block = b0; block < b1; ++block) {
+      const int64_t n0 = block * per_block;
+      const int64_t samples = std::min(per_block, s.n - n0), pairs = samples * pixels;
+      // The block's codes as rows over pairs, then q + 128 in packed
+      // columns: 16 pairs x 4 channels per 64 bytes.
       for (int64_t o = 0; o < out; ++o) {
-        const int8_t* src = qn + o * pixels;
-        for (int64_t p = 0; p < pixels; ++p) {
-          qb[PackedGemmOffset(p, o, out_pad)] = static_cast<uint8_t>(src[p] ^ 0x80);
+        for (int64_t i = 0; i < samples; ++i) {
+          std::memcpy(rows_q.data() + o * pairs16 + i * pixels,
+                      q + ((n0 + i) * out + o) * pixels, pixels);
         }
       }
+      InterleaveCodes(rows_q.data(), out_pad, pairs16, qb.data());
       std::fill(acc.begin(), acc.end(), 0);
-      for (int64_t p0 = 0; p0 < pixels; p0 += chunk) {
-        const int64_t width = std::min(chunk, pixels - p0);
-        std::fill(g.begin(), g.end(), 0);
+      for (int64_t k0 = 0; k0 < pairs; k0 += chunk) {
+        const int64_t width = std::min(chunk, pairs - k0);
         gemm(rows, width, out_pad, wa.data(), out_pad,
-             qb.data() + PackedGemmOffset(p0, 0, out_pad), g.data(), chunk);
-        // col2im over runs of one output row.
-        for (int64_t p = p0; p < p0 + width;) {
-          const int64_t oy = p / ow, ox0 = p % ow;
-          const int64_t run = std::min(ow - ox0, p0 + width - p);
+             qb.data() + PackedGemmOffset(k0, 0, out_pad), g.data(), chunk,
+             /*accumulate=*/false);
+        // col2im over runs of one output row of one sample.
+        for (int64_t k = k0; k < k0 + width;) {
+          const int64_t i = k / pixels, p = k % pixels, oy = p / ow, ox0 = p % ow;
+          const int64_t run = std::min(ow - ox0, k0 + width - k);
           for (int64_t t = 0; t < taps; ++t) {
             const int64_t ky = t / s.kernel, kx = t % s.kernel;
             const int64_t iy = oy * s.stride - s.pad + ky;
@@ -434,8 +495,8 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
             while (hi > lo && (hi - 1) * s.stride - s.pad + kx >= s.w) --hi;
             for (int64_t ch = 0; ch < c; ++ch) {
               const int64_t m = t * c + ch;
-              const int32_t* gr = g.data() + m * chunk + (p - p0) - ox0;
-              int32_t* ar = acc.data() + ch * in_pixels + iy * s.w - s.pad + kx;
+              const int32_t* gr = g.data() + m * chunk + (k - k0) - ox0;
+              int32_t* ar = acc.data() + (i * c + ch) * in_pixels + iy * s.w - s.pad + kx;
               const int32_t off = offset[m];
               if (s.stride == 1) {
                 for (int64_t ox = lo; ox < hi; ++ox) ar[ox] += gr[ox] - off;
@@ -444,18 +505,21 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
               }
             }
           }
-          p += run;
+          k += run;
         }
       }
       // Scale, mask, and write NCHW.
-      for (int64_t ch = 0; ch < c; ++ch) {
-        float* plane = dx + (n * c + ch) * in_pixels;
-        const int32_t* ar = acc.data() + ch * in_pixels;
-        const int64_t word = ch >> 6, shift = ch & 63;
-        for (int64_t i = 0; i < in_pixels; ++i) {
-          const bool keep =
-              mask == nullptr || ((mask[(n * in_pixels + i) * words + word] >> shift) & 1);
-          plane[i] = keep ? scale * static_cast<float>(ar[i]) : 0.0f;
+      for (int64_t i = 0; i < samples; ++i) {
+        const int64_t n = n0 + i;
+        for (int64_t ch = 0; ch < c; ++ch) {
+          float* plane = dx + (n * c + ch) * in_pixels;
+          const int32_t* ar = acc.data() + (i * c + ch) * in_pixels;
+          const int64_t word = ch >> 6, shift = ch & 63;
+          for (int64_t x = 0; x < in_pixels; ++x) {
+            const bool keep =
+                mask == nullptr || ((mask[(n * in_pixels + x) * words + word] >> shift) & 1);
+            plane[x] = keep ? scale * static_cast<float>(ar[x]) : 0.0f;
+          }
         }
       }
     }
@@ -561,9 +625,9 @@ void BinaryConvBackwardWeight(const int8_t* q, float scale,
     parallel((out + 3) / 4, [&](int64_t b0, int64_t b1) {
       const int64_t o0 = 4 * b0, rows = std::min(out, 4 * b1) - o0;
       gemm(rows, cols, depth, a.data() + o0 * depth, depth, xb.data(),
-           acc.data() + o0 * cols, cols);
+           acc.data() + o0 * cols, cols, /*accumulate=*/true);
       gemm(rows, taps, depth, a.data() + o0 * depth, depth, valid.data(),
-           acc_valid.data() + o0 * taps, taps);
+           acc_valid.data() + o0 * taps, taps, /*accumulate=*/true);
     });
     if (++pending == flush_every) {
       flush();

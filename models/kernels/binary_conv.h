@@ -68,7 +68,7 @@ void PackActivationSigns(const float* x, const BinaryConvShape& shape,
 // Packs sign(w) of float weights [out, c, k, k] (bit 1 where w >= 0) in the
 // weight layout (shape.weight_words() words).
 void PackWeightSigns(const float* w, const BinaryConvShape& shape,
-                     uint64_t* packed);
+                     uint64_t* packed, const ParallelFor& parallel);
 
 // y[n, out, oy, ox] (NCHW float, exact small integers) from packed input
 // and weights.

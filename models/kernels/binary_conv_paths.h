@@ -16,11 +16,12 @@ using PopcountDotFn = void (*)(const uint64_t* const* x, const int* tap,
                                int taps, int64_t words, const uint64_t* weights,
                                int64_t out, int32_t* acc);
 
-// c[m][j] += sum over k < depth of a[m][k] * b[j][k]; depth % 64 == 0,
+// c[m][j] (+)= sum over k < depth of a[m][k] * b[j][k]; depth % 64 == 0,
 // b packed as PackedGemmOffset (binary_conv.h) says, |a * b| <= 255.
+// Adds into c when `accumulate`, else overwrites it.
 using GemmFn = void (*)(int64_t rows, int64_t cols, int64_t depth,
                         const int8_t* a, int64_t lda, const uint8_t* b,
-                        int32_t* c, int64_t ldc);
+                        int32_t* c, int64_t ldc, bool accumulate);
 
 // Expands the sign bits of 4 consecutive GEMM depth entries (w[0..3], one
 // 64-channel word each) into packed GEMM columns: for each 16-channel block

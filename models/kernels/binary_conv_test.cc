@@ -129,7 +129,7 @@ std::vector<uint64_t> PackedInput(const std::vector<float>& x, const BinaryConvS
 
 std::vector<uint64_t> PackedWeights(const std::vector<float>& w, const BinaryConvShape& s) {
   std::vector<uint64_t> packed(s.weight_words());
-  PackWeightSigns(w.data(), s, packed.data());
+  PackWeightSigns(w.data(), s, packed.data(), TwoThreads());
   return packed;
 }
 

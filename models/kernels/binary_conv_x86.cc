@@ -48,15 +48,17 @@ FEDGE_AVX2 void PopcountDotAvx2(const uint64_t* const* x, const int* tap,
 }
 
 // Stores acc (8 int32 columns) added into c[0..cols), cols <= 8.
-FEDGE_AVX2 inline void AddColumnsAvx2(int32_t* c, __m256i acc, int64_t cols) {
+FEDGE_AVX2 inline void AddColumnsAvx2(int32_t* c, __m256i acc, int64_t cols,
+                                      bool accumulate) {
   if (cols >= 8) {
     __m256i* dst = reinterpret_cast<__m256i*>(c);
-    _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), acc));
+    if (accumulate) acc = _mm256_add_epi32(_mm256_loadu_si256(dst), acc);
+    _mm256_storeu_si256(dst, acc);
     return;
   }
   alignas(32) int32_t lanes[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
-  for (int64_t j = 0; j < cols; ++j) c[j] += lanes[j];
+  for (int64_t j = 0; j < cols; ++j) c[j] = (accumulate ? c[j] : 0) + lanes[j];
 }
 
 // R rows x one block of 16 columns. Each 4-byte group of a row is
@@ -67,7 +69,7 @@ FEDGE_AVX2 inline void AddColumnsAvx2(int32_t* c, __m256i acc, int64_t cols) {
 template <int R>
 FEDGE_AVX2 inline void TileAvx2(int64_t depth, const int8_t* a, int64_t lda,
                                 const uint8_t* b, int32_t* c, int64_t ldc,
-                                int64_t cols) {
+                                int64_t cols, bool accumulate) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i wide[R][2];
   for (int r = 0; r < R; ++r) wide[r][0] = wide[r][1] = _mm256_setzero_si256();
@@ -93,8 +95,8 @@ FEDGE_AVX2 inline void TileAvx2(int64_t depth, const int8_t* a, int64_t lda,
     }
   }
   for (int r = 0; r < R; ++r) {
-    AddColumnsAvx2(c + r * ldc, wide[r][0], cols);
-    if (cols > 8) AddColumnsAvx2(c + r * ldc + 8, wide[r][1], cols - 8);
+    AddColumnsAvx2(c + r * ldc, wide[r][0], cols, accumulate);
+    if (cols > 8) AddColumnsAvx2(c + r * ldc + 8, wide[r][1], cols - 8, accumulate);
   }
 }
 
@@ -118,16 +120,18 @@ FEDGE_AVX2 void ExpandAvx2(const uint64_t* w, int blocks, uint8_t* dst,
 
 FEDGE_AVX2 void GemmAvx2(int64_t rows, int64_t cols, int64_t depth,
                          const int8_t* a, int64_t lda, const uint8_t* b,
-                         int32_t* c, int64_t ldc) {
+                         int32_t* c, int64_t ldc, bool accumulate) {
   const int64_t block_bytes = depth * 16;
   for (int64_t j = 0; j < cols; j += 16) {
     const uint8_t* bj = b + (j / 16) * block_bytes;
     const int64_t width = cols - j < 16 ? cols - j : 16;
     int64_t m = 0;
     for (; m + 4 <= rows; m += 4) {
-      TileAvx2<4>(depth, a + m * lda, lda, bj, c + m * ldc + j, ldc, width);
+      TileAvx2<4>(depth, a + m * lda, lda, bj, c + m * ldc + j, ldc, width, accumulate);
     }
-    for (; m < rows; ++m) TileAvx2<1>(depth, a + m * lda, lda, bj, c + m * ldc + j, ldc, width);
+    for (; m < rows; ++m) {
+      TileAvx2<1>(depth, a + m * lda, lda, bj, c + m * ldc + j, ldc, width, accumulate);
+    }
   }
 }
 
@@ -188,7 +192,8 @@ FEDGE_AVX512 void PopcountDotAvx512(const uint64_t* const* x, const int* tap,
 template <int R, int NB>
 FEDGE_AVX512 inline void TileAvx512(int64_t depth, const int8_t* a, int64_t lda,
                                     const uint8_t* b, int64_t block_bytes,
-                                    int32_t* c, int64_t ldc, int64_t cols) {
+                                    int32_t* c, int64_t ldc, int64_t cols,
+                                    bool accumulate) {
   __m512i acc[R][NB];
   for (int r = 0; r < R; ++r)
     for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_setzero_si512();
@@ -208,8 +213,10 @@ FEDGE_AVX512 inline void TileAvx512(int64_t depth, const int8_t* a, int64_t lda,
         left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
     for (int r = 0; r < R; ++r) {
       int32_t* dst = c + r * ldc + 16 * nb;
-      const __m512i old = _mm512_maskz_loadu_epi32(keep, dst);
-      _mm512_mask_storeu_epi32(dst, keep, _mm512_add_epi32(old, acc[r][nb]));
+      const __m512i sum =
+          accumulate ? _mm512_add_epi32(_mm512_maskz_loadu_epi32(keep, dst), acc[r][nb])
+                     : acc[r][nb];
+      _mm512_mask_storeu_epi32(dst, keep, sum);
     }
   }
 }
@@ -217,15 +224,16 @@ FEDGE_AVX512 inline void TileAvx512(int64_t depth, const int8_t* a, int64_t lda,
 template <int R>
 FEDGE_AVX512 inline void RowsAvx512(int64_t cols, int64_t depth, const int8_t* a,
                                     int64_t lda, const uint8_t* b, int32_t* c,
-                                    int64_t ldc) {
+                                    int64_t ldc, bool accumulate) {
   const int64_t block_bytes = depth * 16;
   int64_t j = 0;
   for (; j + 64 <= cols; j += 64) {
-    TileAvx512<R, 4>(depth, a, lda, b + (j / 16) * block_bytes, block_bytes, c + j, ldc, 64);
+    TileAvx512<R, 4>(depth, a, lda, b + (j / 16) * block_bytes, block_bytes, c + j, ldc, 64,
+                     accumulate);
   }
   for (; j < cols; j += 16) {
     TileAvx512<R, 1>(depth, a, lda, b + (j / 16) * block_bytes, block_bytes, c + j, ldc,
-                     cols - j);
+                     cols - j, accumulate);
   }
 }
 
@@ -243,10 +251,14 @@ FEDGE_AVX512 void ExpandAvx512(const uint64_t* w, int blocks, uint8_t* dst,
 
 FEDGE_AVX512 void GemmAvx512(int64_t rows, int64_t cols, int64_t depth,
                              const int8_t* a, int64_t lda, const uint8_t* b,
-                             int32_t* c, int64_t ldc) {
+                             int32_t* c, int64_t ldc, bool accumulate) {
   int64_t m = 0;
-  for (; m + 4 <= rows; m += 4) RowsAvx512<4>(cols, depth, a + m * lda, lda, b, c + m * ldc, ldc);
-  for (; m < rows; ++m) RowsAvx512<1>(cols, depth, a + m * lda, lda, b, c + m * ldc, ldc);
+  for (; m + 4 <= rows; m += 4) {
+    RowsAvx512<4>(cols, depth, a + m * lda, lda, b, c + m * ldc, ldc, accumulate);
+  }
+  for (; m < rows; ++m) {
+    RowsAvx512<1>(cols, depth, a + m * lda, lda, b, c + m * ldc, ldc, accumulate);
+  }
 }
 
 }  // namespace

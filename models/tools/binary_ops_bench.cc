@@ -190,7 +190,7 @@ void BenchLayer(const std::string& arch, const LayerSpec& layer, int batch,
   const double b_fwd = MedianMs(repeats, [&] {
     PackActivationSigns(xc.data_ptr<float>(), s, 1.0f, signs.data(), mask.data(),
                         TorchParallel());
-    PackWeightSigns(wc.data_ptr<float>(), s, wsig.data());
+    PackWeightSigns(wc.data_ptr<float>(), s, wsig.data(), TorchParallel());
     BinaryConvForward(signs.data(), wsig.data(), s, out.data(), TorchParallel());
   });
   const float scale = QuantizeInt8(dyc.data_ptr<float>(), dy.numel(), q.data(), TorchParallel());
