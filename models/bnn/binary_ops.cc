@@ -138,7 +138,7 @@ struct BitConvFn : public Function<BitConvFn> {
     const BinaryConvShape shape =
         KernelShape(in.sizes(), w.sizes(), config->padding, config->stride);
     at::Tensor signs = Words(shape.input_words());
-    at::Tensor mask = Words(shape.input_words());
+    at::Tensor mask = Words(shape.mask_words());
     PackActivationSigns(in.data_ptr<float>(), shape, 1.0f, WordsOf(signs),
                         WordsOf(mask), TorchParallel());
     at::Tensor w_signs = PackedWeightSigns(w, shape);

@@ -54,9 +54,10 @@ TEST_F(BinaryOpsTest, ConvMatchesStraightThroughAutograd) {
   ConvConfig config;
   config.padding = 1;
   const at::Tensor y = PackedConv(xa, wa, config, hooks);
-  // Only the packed sign and packed mask of x are held, channels packed
-  // into 64-bit words per pixel: 3 channels take one word each.
-  EXPECT_EQ(ledger_.saved_bytes(), 2 * 8 * 4 * 7 * 7);
+  // Only the packed sign and packed mask of x are held. Signs pack channels
+  // into 64-bit words per pixel (3 channels take a word); the mask is 1 bit
+  // per element, each sample's 147 bits rounded up to 3 words.
+  EXPECT_EQ(ledger_.saved_bytes(), 8 * 4 * 7 * 7 + 8 * 4 * 3);
   const at::Tensor gy = OnInt8Grid(at::randn(y.sizes()));
   y.backward(gy);
   EXPECT_EQ(ledger_.saved_bytes(), 0);

@@ -126,6 +126,32 @@ inline uint8_t BitAt(const uint64_t* words, int64_t c) {
   return static_cast<uint8_t>((words[c >> 6] >> (c & 63)) & 1);
 }
 
+// out[i] = scale * acc[i] where bit (first + i) of `bits` is 1, else 0, for
+// i < count; a null `bits` keeps everything.
+void ScaleMasked(const int32_t* acc, float scale, const uint64_t* bits,
+                 int64_t first, int64_t count, float* out) {
+  if (bits == nullptr) {
+    for (int64_t i = 0; i < count; ++i) out[i] = scale * static_cast<float>(acc[i]);
+    return;
+  }
+  int64_t i = 0;
+  while (i < count) {
+    const int64_t bit = first + i;
+    // Up to 64 bits from an arbitrary bit position: two words spliced.
+    const int shift = static_cast<int>(bit & 63);
+    uint64_t word = bits[bit >> 6] >> shift;
+    const int64_t have = 64 - shift;
+    const int64_t take = std::min<int64_t>(64, count - i);
+    if (take > have) word |= bits[(bit >> 6) + 1] << have;
+    for (int64_t b = 0; b < take; ++b) {
+      const float keep = static_cast<float>((word >> b) & 1);
+      out[i + b] = scale * static_cast<float>(acc[i + b]) * keep;
+    }
+    i += take;
+  }
+}
+
+
 // sign(W) as GEMM columns (tap, channel) over depth out_pad, packed, bits
 // {0, 1}.
 std::vector<uint8_t> WeightColumns(const uint64_t* w_signs, const BinaryConvShape& s,
@@ -150,7 +176,7 @@ void LinearBackwardInput(const int8_t* q, float scale, const uint64_t* w_signs,
                          const uint64_t* mask, const BinaryConvShape& s,
                          float* dx, const ParallelFor& parallel) {
   const GemmFn gemm = Kernels().gemm;
-  const int64_t out_pad = RoundUp64(s.out), words = s.words();
+  const int64_t out_pad = RoundUp64(s.out), mask_words = s.mask_words_per_sample();
   const std::vector<uint8_t> wb = WeightColumns(w_signs, s, out_pad);
   constexpr int64_t kRows = 16;
   parallel((s.n + kRows - 1) / kRows, [&](int64_t b0, int64_t b1) {
@@ -166,12 +192,10 @@ void LinearBackwardInput(const int8_t* q, float scale, const uint64_t* w_signs,
       for (int64_t i = 0; i < rows; ++i) {
         int32_t sum = 0;
         for (int64_t o = 0; o < s.out; ++o) sum += a[i * out_pad + o];
-        const uint64_t* mw = mask == nullptr ? nullptr : mask + (n0 + i) * words;
-        for (int64_t ch = 0; ch < s.c; ++ch) {
-          const float keep = mw == nullptr ? 1.0f : static_cast<float>(BitAt(mw, ch));
-          dx[(n0 + i) * s.c + ch] =
-              scale * static_cast<float>(2 * g[i * s.c + ch] - sum) * keep;
-        }
+        int32_t* gr = g.data() + i * s.c;
+        for (int64_t ch = 0; ch < s.c; ++ch) gr[ch] = 2 * gr[ch] - sum;
+        ScaleMasked(gr, scale, mask == nullptr ? nullptr : mask + (n0 + i) * mask_words,
+                    0, s.c, dx + (n0 + i) * s.c);
       }
     }
   });
@@ -291,22 +315,30 @@ void PackActivationSigns(const float* x, const BinaryConvShape& shape,
                          float mask_limit, uint64_t* signs, uint64_t* mask,
                          const ParallelFor& parallel) {
   const int64_t pixels = shape.h * shape.w, words = shape.words();
+  const int64_t per_sample = shape.c * pixels;
+  const int64_t mask_words = shape.mask_words_per_sample();
   parallel(shape.n, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
-      const float* xn = x + n * shape.c * pixels;
+      const float* xn = x + n * per_sample;
       for (int64_t w = 0; w < words; ++w) {
         const int64_t c0 = 64 * w, c1 = std::min(shape.c, c0 + 64);
         for (int64_t p = 0; p < pixels; ++p) {
-          uint64_t s = 0, m = 0;
+          uint64_t s = 0;
           for (int64_t c = c0; c < c1; ++c) {
-            const float v = xn[c * pixels + p];
-            s |= static_cast<uint64_t>(v >= 0) << (c - c0);
-            m |= static_cast<uint64_t>(std::fabs(v) <= mask_limit) << (c - c0);
+            s |= static_cast<uint64_t>(xn[c * pixels + p] >= 0) << (c - c0);
           }
-          const int64_t at = (n * pixels + p) * words + w;
-          signs[at] = s;
-          if (mask != nullptr) mask[at] = m;
+          signs[(n * pixels + p) * words + w] = s;
         }
+      }
+      if (mask == nullptr) continue;
+      uint64_t* mn = mask + n * mask_words;
+      for (int64_t i = 0; i < per_sample; i += 64) {
+        const int64_t count = std::min<int64_t>(64, per_sample - i);
+        uint64_t m = 0;
+        for (int64_t b = 0; b < count; ++b) {
+          m |= static_cast<uint64_t>(std::fabs(xn[i + b]) <= mask_limit) << b;
+        }
+        mn[i / 64] = m;
       }
     }
   });
@@ -433,7 +465,7 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
   const int64_t taps = s.taps(), words = s.words(), c = s.c, out = s.out;
   const int64_t out_pad = RoundUp64(out), rows = taps * c;
   const int64_t oh = s.out_h(), ow = s.out_w(), pixels = oh * ow;
-  const int64_t in_pixels = s.h * s.w;
+  const int64_t in_pixels = s.h * s.w, mask_words = s.mask_words_per_sample();
   std::vector<int8_t> wa(rows * out_pad, 0);
   std::vector<int32_t> offset(rows, 0);
   parallel(rows, [&](int64_t m0, int64_t m1) {
@@ -508,19 +540,13 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
           k += run;
         }
       }
-      // Scale, mask, and write NCHW.
+      // Scale, mask, and write NCHW: the block's samples are contiguous in
+      // both acc and dx.
       for (int64_t i = 0; i < samples; ++i) {
         const int64_t n = n0 + i;
-        for (int64_t ch = 0; ch < c; ++ch) {
-          float* plane = dx + (n * c + ch) * in_pixels;
-          const int32_t* ar = acc.data() + (i * c + ch) * in_pixels;
-          const int64_t word = ch >> 6, shift = ch & 63;
-          for (int64_t x = 0; x < in_pixels; ++x) {
-            const bool keep =
-                mask == nullptr || ((mask[(n * in_pixels + x) * words + word] >> shift) & 1);
-            plane[x] = keep ? scale * static_cast<float>(ar[x]) : 0.0f;
-          }
-        }
+        ScaleMasked(acc.data() + i * c * in_pixels, scale,
+                    mask == nullptr ? nullptr : mask + n * mask_words, 0, c * in_pixels,
+                    dx + n * c * in_pixels);
       }
     }
   });

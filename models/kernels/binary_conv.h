@@ -54,13 +54,18 @@ struct BinaryConvShape {
   int64_t taps() const { return kernel * kernel; }
   // Packed sizes, in 64-bit words.
   int64_t input_words() const { return n * h * w * words(); }
+  // The straight-through mask keeps each sample's c x h x w bits in NCHW
+  // order (the order dX is written in), from a 64-bit word boundary.
+  int64_t mask_words_per_sample() const { return (c * h * w + 63) / 64; }
+  int64_t mask_words() const { return n * mask_words_per_sample(); }
   int64_t weight_words() const { return taps() * words() * out; }
   bool linear() const { return h == 1 && w == 1 && kernel == 1; }
 };
 
-// Packs sign(x) of an NCHW float input (bit 1 where x >= 0) and, when
-// `mask` is not null, the straight-through mask |x| <= mask_limit, both in
-// the activation layout (shape.input_words() words each).
+// Packs sign(x) of an NCHW float input (bit 1 where x >= 0) in the
+// activation layout (shape.input_words() words) and, when `mask` is not
+// null, the straight-through mask |x| <= mask_limit in the mask layout
+// (shape.mask_words() words).
 void PackActivationSigns(const float* x, const BinaryConvShape& shape,
                          float mask_limit, uint64_t* signs, uint64_t* mask,
                          const ParallelFor& parallel);
@@ -83,7 +88,7 @@ float QuantizeInt8(const float* dy, int64_t count, int8_t* q,
                    const ParallelFor& parallel);
 
 // dx[n, c, y, x] = scale * sum over out, taps of q * sign(w), zeroed where
-// the packed straight-through mask (activation layout; null: keep all) has
+// the packed straight-through mask (mask layout; null: keep all) has
 // a 0 bit. q: [n, out, oh, ow] int8 codes of dY.
 void BinaryConvBackwardInput(const int8_t* q, float scale,
                              const uint64_t* w_signs, const uint64_t* mask,

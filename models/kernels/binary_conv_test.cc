@@ -121,7 +121,7 @@ std::vector<Case> Cases() {
 std::vector<uint64_t> PackedInput(const std::vector<float>& x, const BinaryConvShape& s,
                                   std::vector<uint64_t>* mask = nullptr) {
   std::vector<uint64_t> signs(s.input_words());
-  if (mask != nullptr) mask->assign(s.input_words(), 0);
+  if (mask != nullptr) mask->assign(s.mask_words(), 0);
   PackActivationSigns(x.data(), s, 1.0f, signs.data(),
                       mask == nullptr ? nullptr : mask->data(), TwoThreads());
   return signs;

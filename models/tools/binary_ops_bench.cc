@@ -182,7 +182,7 @@ void BenchLayer(const std::string& arch, const LayerSpec& layer, int batch,
   const double f_dx = MedianMs(repeats, [&] { float_backward(true, false); });
   const double f_dw = MedianMs(repeats, [&] { float_backward(false, true); });
 
-  std::vector<uint64_t> signs(s.input_words()), mask(s.input_words()), wsig(s.weight_words());
+  std::vector<uint64_t> signs(s.input_words()), mask(s.mask_words()), wsig(s.weight_words());
   std::vector<float> out(y.numel()), dx(x.numel()), dw(w.numel());
   std::vector<int8_t> q(dy.numel());
   const at::Tensor xc = x.contiguous(), wc = w.contiguous(), dyc = dy.contiguous();
