@@ -343,13 +343,14 @@ struct L1BatchNormFn : public Function<L1BatchNormFn> {
     const at::Tensor mean_abs = saved[2].to(at::kFloat);
     at::Tensor dx = at::empty(shape, dy.options());
     at::Tensor dbeta = at::empty({sigma.size(0)}, dy.options());
+    const bool bf16 = hooks.grad_x == GradXPrecision::kBFloat16;
     L1NormBackward(dy.data_ptr<float>(), saved[0].data_ptr<uint8_t>(),
                    sigma.data_ptr<float>(), mean_abs.data_ptr<float>(),
                    ShapeOf(dy), dx.data_ptr<float>(), dbeta.data_ptr<float>(),
-                   TorchParallel());
+                   TorchParallel(), /*round_to_bfloat16=*/bf16);
     Release(ctx, hooks);
-    return {RoundOwnedGradX(dx, hooks.grad_x), dbeta, at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor()};
+    return {bf16 ? dx : RoundOwnedGradX(dx, hooks.grad_x), dbeta, at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 

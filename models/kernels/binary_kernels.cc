@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -9,6 +10,9 @@
 
 namespace fedge {
 namespace {
+
+// Elements per pass over a chunk: the chunk's scratch stays in L1/L2.
+constexpr int64_t kChunk = 8 * 2048;
 
 // Calls fn(begin, end, channel) for the runs of one channel that make up
 // the flat range [begin, end) of an NCHW buffer.
@@ -27,7 +31,6 @@ void ForChannelRuns(int64_t begin, int64_t end, NchwShape shape, Fn fn) {
 // so each chunk owns whole bytes of a 1-bit buffer.
 template <typename Fn>
 void ForByteAlignedChunks(int64_t numel, const ParallelFor& parallel, Fn fn) {
-  constexpr int64_t kChunk = 8 * 2048;
   const int64_t chunks = (numel + kChunk - 1) / kChunk;
   parallel(chunks, [&](int64_t first, int64_t last) {
     for (int64_t k = first; k < last; ++k) {
@@ -36,10 +39,39 @@ void ForByteAlignedChunks(int64_t numel, const ParallelFor& parallel, Fn fn) {
   });
 }
 
-// +1 or -1 from bit i, without a branch: signs are random, so a branch
-// would mispredict half the time.
-inline float SignBit(const uint8_t* bits, int64_t i) {
-  return static_cast<float>(2 * ((bits[i >> 3] >> (i & 7)) & 1) - 1);
+// flags[i] (0 or 1) -> bits, 8 flags per byte, low bit first; count % 8
+// may leave a partial last byte.
+void PackFlags(const uint8_t* flags, int64_t count, uint8_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, flags + i, 8);
+    // Byte k (0 or 1) lands on bit 56 + k: each partial product has its
+    // own bit of the top byte and none carries (checked for all 256).
+    out[i / 8] = static_cast<uint8_t>((v * 0x0102040810204080ULL) >> 56);
+  }
+  if (i < count) {
+    unsigned byte = 0;
+    for (int64_t k = i; k < count; ++k) byte |= static_cast<unsigned>(flags[k]) << (k - i);
+    out[i / 8] = static_cast<uint8_t>(byte);
+  }
+}
+
+// bits -> +1 / -1 floats, for `count` elements from a byte boundary.
+void UnpackSignFloats(const uint8_t* bits, int64_t count, float* out) {
+  for (int64_t i = 0; i < count; ++i) {
+    out[i] = static_cast<float>(2 * ((bits[i >> 3] >> (i & 7)) & 1) - 1);
+  }
+}
+
+inline float RoundedToBFloat16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  const bool finite = (u & 0x7F800000u) != 0x7F800000u;
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  u = finite ? rounded : u;
+  std::memcpy(&v, &u, sizeof(u));
+  return v;
 }
 
 }  // namespace
@@ -71,56 +103,66 @@ void L1NormForward(const float* x, const float* beta, NchwShape shape,
     }
   });
   // One pass writes y and the sign bits; sign(xhat) = (x >= mean). Chunks
-  // start on byte boundaries, so bits accumulate into whole bytes.
+  // start on byte boundaries, so each owns whole bytes of sign_bits.
   ForByteAlignedChunks(shape.numel(), parallel, [&](int64_t begin, int64_t end) {
-    uint8_t* out = sign_bits + begin / 8;
-    unsigned byte = 0;
-    int filled = 0;
+    uint8_t flags[kChunk];
     ForChannelRuns(begin, end, shape, [&](int64_t b, int64_t e, int64_t c) {
       const float mu = mean[c], inv = 1.0f / sigma[c], shift = beta[c];
+      uint8_t* f = flags - begin;
       for (int64_t i = b; i < e; ++i) {
         y[i] = (x[i] - mu) * inv + shift;
-        byte |= static_cast<unsigned>(x[i] >= mu) << filled;
-        if (++filled == 8) {
-          *out++ = static_cast<uint8_t>(byte);
-          byte = 0;
-          filled = 0;
-        }
+        f[i] = x[i] >= mu;
       }
     });
-    if (filled > 0) *out = static_cast<uint8_t>(byte);
+    PackFlags(flags, end - begin, sign_bits + begin / 8);
   });
 }
 
 void L1NormBackward(const float* dy, const uint8_t* sign_bits,
                     const float* sigma, const float* mean_abs,
                     NchwShape shape, float* dx, float* dbeta,
-                    const ParallelFor& parallel) {
+                    const ParallelFor& parallel, bool round_to_bfloat16) {
   const double count = static_cast<double>(shape.n * shape.hw);
-  std::vector<float> g_mean(shape.c), corr(shape.c);
-  parallel(shape.c, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      double sum = 0, signed_sum = 0;
-      for (int64_t n = 0; n < shape.n; ++n) {
-        const int64_t base = (n * shape.c + c) * shape.hw;
-        float s = 0, ss = 0;
-        for (int64_t i = 0; i < shape.hw; ++i) {
-          s += dy[base + i];
-          ss += dy[base + i] * SignBit(sign_bits, base + i);
-        }
-        sum += s;
-        signed_sum += ss;
+  std::vector<double> sum(shape.c, 0.0), signed_sum(shape.c, 0.0);
+  // Per-channel sums of dy and dy * s, chunk by chunk (whole bytes of
+  // bits each), merged under a lock.
+  std::mutex merge;
+  ForByteAlignedChunks(shape.numel(), parallel, [&](int64_t begin, int64_t end) {
+    float signs[kChunk];
+    UnpackSignFloats(sign_bits + begin / 8, end - begin, signs);
+    std::vector<double> part_sum(shape.c, 0.0), part_signed(shape.c, 0.0);
+    ForChannelRuns(begin, end, shape, [&](int64_t b, int64_t e, int64_t c) {
+      const float* s = signs - begin;
+      float a = 0, z = 0;
+      for (int64_t i = b; i < e; ++i) {
+        a += dy[i];
+        z += dy[i] * s[i];
       }
-      dbeta[c] = static_cast<float>(sum);
-      g_mean[c] = static_cast<float>(sum / count / sigma[c]);
-      corr[c] = static_cast<float>(signed_sum / count / sigma[c]) * mean_abs[c];
+      part_sum[c] += a;
+      part_signed[c] += z;
+    });
+    std::lock_guard<std::mutex> lock(merge);
+    for (int64_t c = 0; c < shape.c; ++c) {
+      sum[c] += part_sum[c];
+      signed_sum[c] += part_signed[c];
     }
   });
+  std::vector<float> g_mean(shape.c), corr(shape.c);
+  for (int64_t c = 0; c < shape.c; ++c) {
+    dbeta[c] = static_cast<float>(sum[c]);
+    g_mean[c] = static_cast<float>(sum[c] / count / sigma[c]);
+    corr[c] = static_cast<float>(signed_sum[c] / count / sigma[c]) * mean_abs[c];
+  }
   ForByteAlignedChunks(shape.numel(), parallel, [&](int64_t begin, int64_t end) {
+    float signs[kChunk];
+    UnpackSignFloats(sign_bits + begin / 8, end - begin, signs);
     ForChannelRuns(begin, end, shape, [&](int64_t b, int64_t e, int64_t c) {
       const float inv = 1.0f / sigma[c], gm = g_mean[c], k = corr[c];
-      for (int64_t i = b; i < e; ++i) {
-        dx[i] = dy[i] * inv - gm - SignBit(sign_bits, i) * k;
+      const float* s = signs - begin;
+      if (round_to_bfloat16) {
+        for (int64_t i = b; i < e; ++i) dx[i] = RoundedToBFloat16(dy[i] * inv - gm - s[i] * k);
+      } else {
+        for (int64_t i = b; i < e; ++i) dx[i] = dy[i] * inv - gm - s[i] * k;
       }
     });
   });
@@ -141,10 +183,23 @@ void MaxPool2x2Forward(const float* x, int64_t planes, int64_t height,
         for (int64_t c = 0; c < ow; ++c) {
           const float v[4] = {top[2 * c], top[2 * c + 1], bottom[2 * c],
                               bottom[2 * c + 1]};
+          // Branch-free running maximum; a NaN (never equal to itself)
+          // sends the window to the slow path, where the first NaN wins.
           int best = 0;
+          float m = v[0];
           for (int k = 1; k < 4; ++k) {
-            if (std::isnan(v[best])) break;
-            if (v[k] > v[best] || std::isnan(v[k])) best = k;
+            const bool greater = v[k] > m;
+            m = greater ? v[k] : m;
+            best = greater ? k : best;
+          }
+          if ((v[0] != v[0]) | (v[1] != v[1]) | (v[2] != v[2]) | (v[3] != v[3])) {
+            best = 0;
+            for (int k = 0; k < 4; ++k) {
+              if (std::isnan(v[k])) {
+                best = k;
+                break;
+              }
+            }
           }
           out[r * ow + c] = v[best];
           pos[r * ow + c] = static_cast<uint8_t>(best);
@@ -175,14 +230,7 @@ void MaxPool2x2Backward(const float* dy, const uint8_t* position,
 }
 
 void RoundToBFloat16(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &x[i], sizeof(u));
-    const bool finite = (u & 0x7F800000u) != 0x7F800000u;
-    const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    u = finite ? rounded : u;
-    std::memcpy(&x[i], &u, sizeof(u));
-  }
+  for (int64_t i = 0; i < n; ++i) x[i] = RoundedToBFloat16(x[i]);
 }
 
 }  // namespace fedge

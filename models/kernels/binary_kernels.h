@@ -34,11 +34,12 @@ void L1NormForward(const float* x, const float* beta, NchwShape shape,
 
 // Backward of the design: with g = dy / sigma,
 // dx = g - mean_c(g) - s * mean_c(g * s) * mean_abs[c], s = +-1 from
-// sign_bits; dbeta[c] = sum of dy over channel c.
+// sign_bits; dbeta[c] = sum of dy over channel c. With round_to_bfloat16,
+// dx is rounded as RoundToBFloat16 does, in the same pass.
 void L1NormBackward(const float* dy, const uint8_t* sign_bits,
                     const float* sigma, const float* mean_abs,
                     NchwShape shape, float* dx, float* dbeta,
-                    const ParallelFor& parallel);
+                    const ParallelFor& parallel, bool round_to_bfloat16 = false);
 
 // 2x2 max pool, stride 2, floor mode, over `planes` planes of height x
 // width. Writes the maxima and each window's argmax position
