@@ -8,6 +8,10 @@
 // is silently ignored in code compiled without -fopenmp: it then runs on
 // one thread. This is the one place that calls it, compiled with -fopenmp;
 // everything else goes through here.
+//
+// The first call also routes the kernels' scratch memory (binary_kernels.h)
+// through LibTorch's CPU allocator, so the counting allocator that measures
+// a training step's memory sees it like any tensor.
 
 #include "models/kernels/binary_kernels.h"
 

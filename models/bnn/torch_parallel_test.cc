@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "models/memory/counting_allocator.h"
 
 namespace fedge {
 namespace {
@@ -40,6 +41,20 @@ TEST(TorchParallelTest, OneThreadRunsTheWholeRangeAtOnce) {
     EXPECT_EQ(end, 10);
   });
   EXPECT_EQ(calls, 1);
+}
+
+// Kernel scratch goes through LibTorch's allocator, so a step's measured
+// peak includes it.
+TEST(TorchParallelTest, KernelScratchIsCountedLikeTensors) {
+  CountingCpuAllocator::Install();
+  ASSERT_TRUE(CountingCpuAllocator::Installed());
+  TorchParallel();
+  const int64_t before = CountingCpuAllocator::LiveBytes();
+  {
+    Scratch<int32_t> scratch(1 << 18, 0);
+    EXPECT_GE(CountingCpuAllocator::LiveBytes() - before, int64_t{1} << 20);
+  }
+  EXPECT_EQ(CountingCpuAllocator::LiveBytes(), before);
 }
 
 }  // namespace

@@ -154,10 +154,10 @@ void ScaleMasked(const int32_t* acc, float scale, const uint64_t* bits,
 
 // sign(W) as GEMM columns (tap, channel) over depth out_pad, packed, bits
 // {0, 1}.
-std::vector<uint8_t> WeightColumns(const uint64_t* w_signs, const BinaryConvShape& s,
-                                   int64_t out_pad) {
+void WeightColumns(const uint64_t* w_signs, const BinaryConvShape& s, int64_t out_pad,
+                   Scratch<uint8_t>& wb) {
   const int64_t taps = s.taps(), words = s.words();
-  std::vector<uint8_t> wb(PackedGemmBytes(taps * s.c, out_pad), 0);
+  wb.Fill(0);
   for (int64_t t = 0; t < taps; ++t) {
     for (int64_t ch = 0; ch < s.c; ++ch) {
       const uint64_t* src = w_signs + (t * words + ch / 64) * s.out;
@@ -167,7 +167,6 @@ std::vector<uint8_t> WeightColumns(const uint64_t* w_signs, const BinaryConvShap
       }
     }
   }
-  return wb;
 }
 
 // A linear layer's backward runs over the whole batch at once: dX is one
@@ -177,11 +176,12 @@ void LinearBackwardInput(const int8_t* q, float scale, const uint64_t* w_signs,
                          float* dx, const ParallelFor& parallel) {
   const GemmFn gemm = Kernels().gemm;
   const int64_t out_pad = RoundUp64(s.out), mask_words = s.mask_words_per_sample();
-  const std::vector<uint8_t> wb = WeightColumns(w_signs, s, out_pad);
+  Scratch<uint8_t> wb(PackedGemmBytes(s.c, out_pad));
+  WeightColumns(w_signs, s, out_pad, wb);
   constexpr int64_t kRows = 16;
   parallel((s.n + kRows - 1) / kRows, [&](int64_t b0, int64_t b1) {
-    std::vector<int8_t> a(kRows * out_pad, 0);
-    std::vector<int32_t> g(kRows * s.c);
+    Scratch<int8_t> a(kRows * out_pad, 0);
+    Scratch<int32_t> g(kRows * s.c);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * kRows, rows = std::min(kRows, s.n - n0);
       for (int64_t i = 0; i < rows; ++i) {
@@ -207,11 +207,11 @@ void LinearBackwardWeight(const int8_t* q, float scale, const uint64_t* x_signs,
                           const ParallelFor& parallel) {
   const GemmFn gemm = Kernels().gemm;
   const int64_t depth = RoundUp64(s.n), words = s.words();
-  std::vector<int8_t> a(s.out * depth, 0);
+  Scratch<int8_t> a(s.out * depth, 0);
   for (int64_t n = 0; n < s.n; ++n) {
     for (int64_t o = 0; o < s.out; ++o) a[o * depth + n] = q[n * s.out + o];
   }
-  std::vector<uint8_t> xb(PackedGemmBytes(s.c, depth), 0);
+  Scratch<uint8_t> xb(PackedGemmBytes(s.c, depth), 0);
   for (int64_t n = 0; n < s.n; ++n) {
     for (int64_t ch = 0; ch < s.c; ++ch) {
       xb[PackedGemmOffset(ch, n, depth)] = BitAt(x_signs + n * words, ch);
@@ -219,7 +219,7 @@ void LinearBackwardWeight(const int8_t* q, float scale, const uint64_t* x_signs,
   }
   constexpr int64_t kRows = 16;
   parallel((s.out + kRows - 1) / kRows, [&](int64_t b0, int64_t b1) {
-    std::vector<int32_t> g(kRows * s.c);
+    Scratch<int32_t> g(kRows * s.c);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t o0 = b * kRows, rows = std::min(kRows, s.out - o0);
       gemm(rows, s.c, depth, a.data() + o0 * depth, depth, xb.data(), g.data(), s.c,
@@ -466,8 +466,8 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
   const int64_t out_pad = RoundUp64(out), rows = taps * c;
   const int64_t oh = s.out_h(), ow = s.out_w(), pixels = oh * ow;
   const int64_t in_pixels = s.h * s.w, mask_words = s.mask_words_per_sample();
-  std::vector<int8_t> wa(rows * out_pad, 0);
-  std::vector<int32_t> offset(rows, 0);
+  Scratch<int8_t> wa(rows * out_pad, 0);
+  Scratch<int32_t> offset(rows, 0);
   parallel(rows, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       const int64_t t = m / c, ch = m % c;
@@ -485,16 +485,21 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
   // GEMM columns are (sample, output pixel) pairs of a block of samples,
   // at least 64 of them, split into chunks (multiples of 16) that keep g
   // within L2.
-  const int64_t per_block = std::max<int64_t>(1, (63 + pixels) / pixels);
+  // Blocks of equal size, a multiple of 8 of them where the batch allows,
+  // so that 2, 4 or 8 threads get equal shares.
+  const int64_t min_block = std::max<int64_t>(1, (63 + pixels) / pixels);
+  int64_t blocks = (s.n + min_block - 1) / min_block;
+  blocks = std::min<int64_t>(s.n, (blocks + 7) / 8 * 8);
+  const int64_t per_block = (s.n + blocks - 1) / blocks;
   const int64_t max_pairs = per_block * pixels;
   const int64_t chunk = std::max<int64_t>(
       16, std::min<int64_t>((max_pairs + 15) / 16 * 16, (512 << 10) / (4 * rows) / 16 * 16));
   const int64_t pairs16 = (max_pairs + 15) / 16 * 16;
   parallel((s.n + per_block - 1) / per_block, [&](int64_t b0, int64_t b1) {
-    std::vector<uint8_t> qb(PackedGemmBytes(max_pairs, out_pad), 128);
-    std::vector<int8_t> rows_q(out_pad * pairs16, 0);
-    std::vector<int32_t> g(rows * chunk);
-    std::vector<int32_t> acc(per_block * c * in_pixels);
+    Scratch<uint8_t> qb(PackedGemmBytes(max_pairs, out_pad), 128);
+    Scratch<int8_t> rows_q(out_pad * pairs16, 0);
+    Scratch<int32_t> g(rows * chunk);
+    Scratch<int32_t> acc(per_block * c * in_pixels);
     for (int64_t block = b0; block < b1; ++block) {
       const int64_t n0 = block * per_block;
       const int64_t samples = std::min(per_block, s.n - n0), pairs = samples * pixels;
@@ -572,7 +577,7 @@ void BinaryConvBackwardWeight(const int8_t* q, float scale,
   const int64_t per_block = std::max<int64_t>(1, std::min(s.n, (1023 + pixels) / pixels));
   const int64_t depth = RoundUp64(per_block * pixels);
   // valid[t][k] = 1 where tap t of pair k lands inside the image.
-  std::vector<uint8_t> valid(PackedGemmBytes(taps, depth), 0);
+  Scratch<uint8_t> valid(PackedGemmBytes(taps, depth), 0);
   for (int64_t k = 0; k < per_block * pixels; ++k) {
     const int64_t p = k % pixels, oy = p / ow, ox = p % ow;
     for (int64_t t = 0; t < taps; ++t) {
@@ -582,11 +587,11 @@ void BinaryConvBackwardWeight(const int8_t* q, float scale,
     }
   }
   // For each tap and pair, the input pixel's word offset (-1: padding).
-  std::vector<int64_t> source(taps * depth, -1);
-  std::vector<int8_t> a(out * depth, 0);
-  std::vector<uint8_t> xb(PackedGemmBytes(cols, depth), 0);
-  std::vector<int32_t> acc(out * cols, 0), acc_valid(out * taps, 0);
-  std::vector<int64_t> total(out * cols, 0), total_valid(out * taps, 0);
+  Scratch<int64_t> source(taps * depth, -1);
+  Scratch<int8_t> a(out * depth, 0);
+  Scratch<uint8_t> xb(PackedGemmBytes(cols, depth), 0);
+  Scratch<int32_t> acc(out * cols, 0), acc_valid(out * taps, 0);
+  Scratch<int64_t> total(out * cols, 0), total_valid(out * taps, 0);
   // int32 sums stay exact while pairs * 127 < 2^31; longer runs flush.
   const int64_t flush_every =
       std::max<int64_t>(1, (int64_t{1} << 30) / (per_block * pixels * 127));
@@ -614,17 +619,16 @@ void BinaryConvBackwardWeight(const int8_t* q, float scale,
     // of the packed signs expanded to GEMM columns: (tap, 64-channel word)
     // tasks, 4 pairs x up to 64 channels per expand call.
     const bool whole_blocks = c % 16 == 0;
-    parallel(out + taps * words, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = 0; r < out; ++r) {
+      int8_t* dst = a.data() + r * depth;
+      for (int64_t i = 0; i < samples; ++i) {
+        std::memcpy(dst + i * pixels, q + ((n0 + i) * out + r) * pixels, pixels);
+      }
+      std::fill(dst + pairs, dst + depth, 0);
+    }
+    parallel(taps * words, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        if (r < out) {
-          int8_t* dst = a.data() + r * depth;
-          for (int64_t i = 0; i < samples; ++i) {
-            std::memcpy(dst + i * pixels, q + ((n0 + i) * out + r) * pixels, pixels);
-          }
-          std::fill(dst + pairs, dst + depth, 0);
-          continue;
-        }
-        const int64_t t = (r - out) / words, word = (r - out) % words;
+        const int64_t t = r / words, word = r % words;
         const int64_t* src = source.data() + t * depth;
         const int64_t channels = std::min<int64_t>(64, c - 64 * word);
         if (whole_blocks) {

@@ -74,7 +74,29 @@ inline float RoundedToBFloat16(float v) {
   return v;
 }
 
+ScratchAllocator& CurrentScratch() {
+  static ScratchAllocator allocator;
+  return allocator;
+}
+
 }  // namespace
+
+void SetScratchAllocator(ScratchAllocator allocator) { CurrentScratch() = allocator; }
+
+void* AllocateScratch(size_t bytes) {
+  const ScratchAllocator& a = CurrentScratch();
+  if (a.allocate != nullptr) return a.allocate(bytes);
+  return ::operator new(bytes == 0 ? 1 : bytes);
+}
+
+void ReleaseScratch(void* data) {
+  const ScratchAllocator& a = CurrentScratch();
+  if (a.release != nullptr) {
+    a.release(data);
+  } else {
+    ::operator delete(data);
+  }
+}
 
 void L1NormForward(const float* x, const float* beta, NchwShape shape,
                    float eps, float* mean, float* sigma, float* y,

@@ -9,10 +9,51 @@
 //
 // Thread-compatible: calls on distinct buffers may run concurrently.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 
 namespace fedge {
+
+// Where the kernels' scratch memory comes from: operator new by default.
+// The LibTorch glue routes it through LibTorch's CPU allocator, so the
+// memory accounting of a training step (the counting allocator) sees the
+// kernels' transients too. Set once, before kernels run.
+struct ScratchAllocator {
+  void* (*allocate)(size_t bytes) = nullptr;
+  void (*release)(void* data) = nullptr;
+};
+void SetScratchAllocator(ScratchAllocator allocator);
+
+void* AllocateScratch(size_t bytes);
+void ReleaseScratch(void* data);
+
+// A fixed-size scratch array of T from the scratch allocator.
+template <typename T>
+class Scratch {
+ public:
+  explicit Scratch(size_t size)
+      : size_(size), data_(static_cast<T*>(AllocateScratch(size * sizeof(T)))) {}
+  Scratch(size_t size, T fill) : Scratch(size) { Fill(fill); }
+  ~Scratch() { ReleaseScratch(data_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return size_; }
+  T& operator[](size_t i) { return data_[i]; }
+  const T& operator[](size_t i) const { return data_[i]; }
+  T* begin() { return data_; }
+  T* end() { return data_ + size_; }
+  void Fill(T value) {
+    for (size_t i = 0; i < size_; ++i) data_[i] = value;
+  }
+
+ private:
+  size_t size_;
+  T* data_;
+};
 
 // Runs fn(begin, end) over [0, n) in pieces, possibly concurrently.
 using ParallelFor =
