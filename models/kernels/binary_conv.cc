@@ -11,6 +11,7 @@
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#include <xmmintrin.h>
 #endif
 
 namespace fedge {
@@ -322,17 +323,50 @@ void PackActivationSigns(const float* x, const BinaryConvShape& shape,
       const float* xn = x + n * per_sample;
       for (int64_t w = 0; w < words; ++w) {
         const int64_t c0 = 64 * w, c1 = std::min(shape.c, c0 + 64);
-        for (int64_t p = 0; p < pixels; ++p) {
-          uint64_t s = 0;
+        uint64_t* out = signs + n * pixels * words + w;
+        int64_t p = 0;
+#if defined(__SSE2__)
+        // 4 pixels at a time: each channel's 4 comparisons widened to 64-bit
+        // lane masks and OR-ed into the 4 pixels' words.
+        const __m128 zero = _mm_setzero_ps();
+        for (; p + 4 <= pixels; p += 4) {
+          __m128i lo = _mm_setzero_si128(), hi = lo;
           for (int64_t c = c0; c < c1; ++c) {
-            s |= static_cast<uint64_t>(xn[c * pixels + p] >= 0) << (c - c0);
+            const __m128i ge = _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(xn + c * pixels + p), zero));
+            const __m128i bit = _mm_set1_epi64x(static_cast<long long>(uint64_t{1} << (c - c0)));
+            lo = _mm_or_si128(lo, _mm_and_si128(_mm_unpacklo_epi32(ge, ge), bit));
+            hi = _mm_or_si128(hi, _mm_and_si128(_mm_unpackhi_epi32(ge, ge), bit));
           }
-          signs[(n * pixels + p) * words + w] = s;
+          alignas(16) uint64_t lanes[4];
+          _mm_store_si128(reinterpret_cast<__m128i*>(lanes), lo);
+          _mm_store_si128(reinterpret_cast<__m128i*>(lanes + 2), hi);
+          for (int i = 0; i < 4; ++i) out[(p + i) * words] = lanes[i];
+        }
+#endif
+        for (; p < pixels; ++p) {
+          uint64_t bits = 0;
+          for (int64_t c = c0; c < c1; ++c) {
+            bits |= static_cast<uint64_t>(xn[c * pixels + p] >= 0) << (c - c0);
+          }
+          out[p * words] = bits;
         }
       }
       if (mask == nullptr) continue;
       uint64_t* mn = mask + n * mask_words;
-      for (int64_t i = 0; i < per_sample; i += 64) {
+      int64_t i = 0;
+#if defined(__SSE2__)
+      const __m128 limit = _mm_set1_ps(mask_limit);
+      const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
+      for (; i + 64 <= per_sample; i += 64) {
+        uint64_t m = 0;
+        for (int k = 0; k < 16; ++k) {
+          const __m128 v = _mm_and_ps(_mm_loadu_ps(xn + i + 4 * k), magnitude);
+          m |= static_cast<uint64_t>(_mm_movemask_ps(_mm_cmple_ps(v, limit))) << (4 * k);
+        }
+        mn[i / 64] = m;
+      }
+#endif
+      for (; i < per_sample; i += 64) {
         const int64_t count = std::min<int64_t>(64, per_sample - i);
         uint64_t m = 0;
         for (int64_t b = 0; b < count; ++b) {
