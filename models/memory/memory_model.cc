@@ -19,6 +19,12 @@ TrainingBits MemorySavingTrainingBits(bool pow2_grad_x) {
   return bits;
 }
 
+TrainingBits PaperTrainingBits() {
+  TrainingBits bits = MemorySavingTrainingBits(/*pow2_grad_x=*/true);
+  bits.first_activation = 1;
+  return bits;
+}
+
 MemoryModel ModelTrainingMemory(const ArchSpec& arch, int batch,
                                 const TrainingBits& bits) {
   MemoryModel model;

@@ -37,6 +37,10 @@ TrainingBits StandardTrainingBits();
 // activations (the first layer keeps its real 32-bit input), 16-bit
 // activation gradients, or 16 + 5 with `pow2_grad_x`.
 TrainingBits MemorySavingTrainingBits(bool pow2_grad_x = false);
+// The same method under the paper's spreadsheet conventions: the two
+// activation-gradient buffers at 16 + 5 bits and the first layer's input
+// counted at 1 bit like every other saved activation.
+TrainingBits PaperTrainingBits();
 
 struct LayerMemoryModel {
   std::string name;

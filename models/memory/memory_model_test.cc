@@ -41,6 +41,15 @@ TEST(MemoryModelTest, MemorySavingColumnByHand) {
   EXPECT_EQ(pow2.grad_buffer_bytes, 512 * 21 / 8);
 }
 
+TEST(MemoryModelTest, PaperConventionsCountTheImageAtOneBitAndDxAt21) {
+  const MemoryModel project = ModelTrainingMemory(TinyMlp(), 2, MemorySavingTrainingBits());
+  const MemoryModel paper = ModelTrainingMemory(TinyMlp(), 2, PaperTrainingBits());
+  EXPECT_EQ(paper.weight_state_bytes, project.weight_state_bytes);
+  // the image: 4 values x 2 samples at 1 bit (1 byte) instead of 32 bytes
+  EXPECT_EQ(paper.activation_bytes, 1 + 4 * (512 / 8));
+  EXPECT_EQ(paper.grad_buffer_bytes, 512 * 21 / 8);
+}
+
 TEST(MemoryModelTest, CnvRatioIsInThePapersRange) {
   absl::StatusOr<ArchSpec> cnv = MakeArch("cnv", {3, 32, 32});
   ASSERT_TRUE(cnv.ok());

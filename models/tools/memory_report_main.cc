@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, arch, "cnv",
           "for each trainable suffix");
 ABSL_FLAG(int, batch, 100, "batch size");
 ABSL_FLAG(std::string, input, "1x32x32", "input shape CxHxW");
+ABSL_FLAG(std::string, conventions, "both",
+          "model columns: project (16-bit dX buffers, the image kept at 32 bits), paper "
+          "(the seed's spreadsheet: dX buffers 16 + 5 bits, the image at 1 bit) or both");
 ABSL_FLAG(bool, measure, true,
           "run one training step of each network to measure actual bytes");
 
@@ -75,6 +78,11 @@ absl::Status Run() {
   if (absl::StatusOr<QuantArch> quant = MakeQuantArch(absl::GetFlag(FLAGS_arch)); quant.ok()) {
     ReportQuant(*quant, batch);
     return absl::OkStatus();
+  }
+  const std::string conventions = absl::GetFlag(FLAGS_conventions);
+  if (conventions != "project" && conventions != "paper" && conventions != "both") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--conventions=", conventions, ": expected project, paper or both"));
   }
   ASSIGN_OR_RETURN(const InputShape input, ParseInputShape(absl::GetFlag(FLAGS_input)));
   ASSIGN_OR_RETURN(const ArchSpec arch, MakeArch(absl::GetFlag(FLAGS_arch), input));
@@ -132,10 +140,21 @@ absl::Status Run() {
   auto row = [](const char* label, double a, double b) {
     std::printf("%-34s %14.1f %14.1f %7.2fx\n", label, KiB(a), KiB(b), b > 0 ? a / b : 0.0);
   };
-  row("model: weights, dW, Adam m+v", standard.weight_state_bytes, saving.weight_state_bytes);
-  row("model: saved activations", standard.activation_bytes, saving.activation_bytes);
-  row("model: dX buffers", standard.grad_buffer_bytes, saving.grad_buffer_bytes);
-  row("model: total", standard.total_bytes(), saving.total_bytes());
+  if (conventions != "paper") {
+    row("model: weights, dW, Adam m+v", standard.weight_state_bytes, saving.weight_state_bytes);
+    row("model: saved activations", standard.activation_bytes, saving.activation_bytes);
+    row("model: dX buffers", standard.grad_buffer_bytes, saving.grad_buffer_bytes);
+    row("model: total", standard.total_bytes(), saving.total_bytes());
+  }
+  if (conventions != "project") {
+    const MemoryModel paper = ModelTrainingMemory(arch, batch, PaperTrainingBits());
+    row("paper model: weights, dW, Adam m+v", standard.weight_state_bytes,
+        paper.weight_state_bytes);
+    row("paper model: saved activations", standard.activation_bytes, paper.activation_bytes);
+    row("paper model: dX buffers (16+5 bits)", standard.grad_buffer_bytes,
+        paper.grad_buffer_bytes);
+    row("paper model: total", standard.total_bytes(), paper.total_bytes());
+  }
   if (absl::GetFlag(FLAGS_measure)) {
     row("measured: state (W, dW, Adam)", state_standard, state_saving);
     row("measured: held for backward", held_standard, held_saving);
