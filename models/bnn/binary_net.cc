@@ -91,6 +91,7 @@ MemorySavingNet::MemorySavingNet(const ArchSpec& arch,
             options.act_bits, options.act_range / ((1 << (options.act_bits - 1)) - 1));
       }
       layer->config.padding = spec.padding;
+      layer->config.bit_kernels = options.bit_kernels;
       layer->config.real_input = static_cast<int>(i) == first;
       std::vector<int64_t> shape = {spec.out_channels, spec.in_channels};
       if (spec.kind == LayerKind::kConv) {

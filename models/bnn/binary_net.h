@@ -30,6 +30,7 @@ struct MemorySavingOptions {
   GradXPrecision grad_x = GradXPrecision::kBFloat16;
   int act_bits = 1;          // saved hidden activations: 1 (sign) .. 8 bits
   float act_range = 2.0f;    // k-bit activations: step = range / (2^(k-1)-1)
+  bool bit_kernels = true;   // false: float convolutions (ConvConfig)
   double learning_rate = 1e-3;
   double bn_momentum = 0.1;
   uint64_t seed = 1;

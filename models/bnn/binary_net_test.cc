@@ -4,8 +4,10 @@
 #include <ATen/Parallel.h>
 
 #include <cstdio>
+#include <vector>
 
 #include "gtest/gtest.h"
+#include "models/kernels/binary_conv.h"
 #include "models/memory/counting_allocator.h"
 #include "models/data/dataset.h"
 #include "models/bnn/standard_net.h"
@@ -160,6 +162,65 @@ TEST_F(BinaryNetTest, BothTrainersLearnFashionMnist) {
     std::printf("%s: test accuracy %.3f\n", net->name().c_str(), *accuracy);
     EXPECT_GT(*accuracy, 0.6) << net->name();
   }
+}
+
+// The kernels' integer arithmetic is exact and every float sum runs in a
+// fixed order, so every instruction-set path trains CNV to the same bits.
+TEST_F(BinaryNetTest, CnvTrainsIdenticallyOnEveryKernelPath) {
+  absl::StatusOr<Dataset> train =
+      LoadFashionMnist(kFashionMnistDir, DataSplit::kTrain, {300, 32});
+  ASSERT_TRUE(train.ok()) << train.status();
+  absl::StatusOr<ArchSpec> cnv = MakeArch("cnv", {1, 32, 32});
+  ASSERT_TRUE(cnv.ok());
+  TrainOptions options;
+  options.batch_size = 100;
+  std::vector<float> first_logits;
+  for (KernelPath path : SupportedKernelPaths()) {
+    SCOPED_TRACE(KernelPathName(path));
+    ASSERT_TRUE(SetKernelPath(path));
+    MemorySavingNet net(*cnv, MemorySavingOptions(), nullptr);
+    ASSERT_TRUE(Train(net, *train, options).ok());
+    const at::Tensor logits =
+        net.Forward(train->images.narrow(0, 0, 20), /*training=*/false).contiguous();
+    std::vector<float> values(logits.data_ptr<float>(),
+                              logits.data_ptr<float>() + logits.numel());
+    if (first_logits.empty()) {
+      first_logits = values;
+    } else {
+      EXPECT_EQ(values, first_logits);
+    }
+  }
+  SetKernelPath(SupportedKernelPaths().back());
+}
+
+// CNV on the bit kernels learns like CNV on float convolutions of the same
+// +-1 values (the path before the kernels), from the same start.
+TEST_F(BinaryNetTest, BitKernelsLearnLikeFloatConvolutions) {
+  absl::StatusOr<Dataset> train =
+      LoadFashionMnist(kFashionMnistDir, DataSplit::kTrain, {1200, 32});
+  absl::StatusOr<Dataset> test =
+      LoadFashionMnist(kFashionMnistDir, DataSplit::kTest, {1000, 32});
+  ASSERT_TRUE(train.ok()) << train.status();
+  ASSERT_TRUE(test.ok()) << test.status();
+  absl::StatusOr<ArchSpec> cnv = MakeArch("cnv", {1, 32, 32});
+  ASSERT_TRUE(cnv.ok());
+  TrainOptions options;
+  options.epochs = 2;
+  options.batch_size = 50;
+  double accuracy[2];
+  for (int bits = 0; bits < 2; ++bits) {
+    MemorySavingOptions saving;
+    saving.bit_kernels = bits == 1;
+    MemorySavingNet net(*cnv, saving, nullptr);
+    ASSERT_TRUE(Train(net, *train, options).ok());
+    absl::StatusOr<double> a = Evaluate(net, *test);
+    ASSERT_TRUE(a.ok());
+    accuracy[bits] = *a;
+  }
+  std::printf("CNV test accuracy: float convolutions %.3f, bit kernels %.3f\n", accuracy[0],
+              accuracy[1]);
+  EXPECT_GT(accuracy[1], 0.55);
+  EXPECT_GT(accuracy[1], accuracy[0] - 0.05);
 }
 
 TEST_F(BinaryNetTest, TrainRejectsBadOptions) {

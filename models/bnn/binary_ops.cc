@@ -492,8 +492,8 @@ at::Tensor PackedConv(const at::Tensor& x, const at::Tensor& w,
     return Compute(QuantizedInput(x, config), LayerWeights(w, config.binary_weights),
                    config.padding, config.stride, config.groups);
   }
-  if (config.sign_input && !config.real_input && config.binary_weights &&
-      config.groups == 1 && config.stride >= 1) {
+  if (config.bit_kernels && config.sign_input && !config.real_input &&
+      config.binary_weights && config.groups == 1 && config.stride >= 1) {
     return BitConvFn::apply(x, w, &config, &hooks);
   }
   return PackedConvFn::apply(x, w, &config, &hooks);

@@ -66,6 +66,11 @@ struct ConvConfig {
   float act_step = 1.0f;
   int code_min = 0, code_max = 0;
   float clip_lo = 0, clip_hi = 0;
+  // Binary weights on a sign input run on the bit-packed kernels
+  // (models/kernels/binary_conv.h): XNOR-popcount forward, int8 x bit
+  // backward with dY quantized to int8 per tensor. false: float
+  // convolutions on +-1 values and a float backward, for comparison.
+  bool bit_kernels = true;
 };
 
 // k-bit symmetric input: codes -q..q of `step`, q = 2^(bits-1) - 1.

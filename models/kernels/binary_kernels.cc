@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -145,14 +144,16 @@ void L1NormBackward(const float* dy, const uint8_t* sign_bits,
                     NchwShape shape, float* dx, float* dbeta,
                     const ParallelFor& parallel, bool round_to_bfloat16) {
   const double count = static_cast<double>(shape.n * shape.hw);
-  std::vector<double> sum(shape.c, 0.0), signed_sum(shape.c, 0.0);
   // Per-channel sums of dy and dy * s, chunk by chunk (whole bytes of
-  // bits each), merged under a lock.
-  std::mutex merge;
+  // bits each), then added in chunk order: the same result whatever the
+  // threads.
+  const int64_t chunks = (shape.numel() + kChunk - 1) / kChunk;
+  std::vector<double> part_sum(chunks * shape.c, 0.0), part_signed(chunks * shape.c, 0.0);
   ForByteAlignedChunks(shape.numel(), parallel, [&](int64_t begin, int64_t end) {
     float signs[kChunk];
     UnpackSignFloats(sign_bits + begin / 8, end - begin, signs);
-    std::vector<double> part_sum(shape.c, 0.0), part_signed(shape.c, 0.0);
+    double* ps = part_sum.data() + (begin / kChunk) * shape.c;
+    double* pz = part_signed.data() + (begin / kChunk) * shape.c;
     ForChannelRuns(begin, end, shape, [&](int64_t b, int64_t e, int64_t c) {
       const float* s = signs - begin;
       float a = 0, z = 0;
@@ -160,15 +161,17 @@ void L1NormBackward(const float* dy, const uint8_t* sign_bits,
         a += dy[i];
         z += dy[i] * s[i];
       }
-      part_sum[c] += a;
-      part_signed[c] += z;
+      ps[c] += a;
+      pz[c] += z;
     });
-    std::lock_guard<std::mutex> lock(merge);
-    for (int64_t c = 0; c < shape.c; ++c) {
-      sum[c] += part_sum[c];
-      signed_sum[c] += part_signed[c];
-    }
   });
+  std::vector<double> sum(shape.c, 0.0), signed_sum(shape.c, 0.0);
+  for (int64_t k = 0; k < chunks; ++k) {
+    for (int64_t c = 0; c < shape.c; ++c) {
+      sum[c] += part_sum[k * shape.c + c];
+      signed_sum[c] += part_signed[k * shape.c + c];
+    }
+  }
   std::vector<float> g_mean(shape.c), corr(shape.c);
   for (int64_t c = 0; c < shape.c; ++c) {
     dbeta[c] = static_cast<float>(sum[c]);
