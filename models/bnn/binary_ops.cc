@@ -173,11 +173,12 @@ struct BitConvFn : public Function<BitConvFn> {
     at::Tensor dx;
     if (ctx->needs_input_grad(0)) {
       dx = at::empty(x_shape, dy.options());
+      const bool bf16 = hooks.grad_x == GradXPrecision::kBFloat16;
       BinaryConvBackwardInput(q.data_ptr<int8_t>(), scale,
                               WordsOf(PackedWeightSigns(w, shape)),
                               WordsOf(saved[1]), shape, dx.data_ptr<float>(),
-                              TorchParallel());
-      dx = RoundOwnedGradX(dx, hooks.grad_x);
+                              TorchParallel(), /*round_to_bfloat16=*/bf16);
+      if (!bf16) dx = RoundOwnedGradX(dx, hooks.grad_x);
     }
     at::Tensor dw = at::empty(w.sizes(), dy.options());
     BinaryConvBackwardWeight(q.data_ptr<int8_t>(), scale, WordsOf(saved[0]), shape,

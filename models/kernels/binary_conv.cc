@@ -127,14 +127,26 @@ inline uint8_t BitAt(const uint64_t* words, int64_t c) {
   return static_cast<uint8_t>((words[c >> 6] >> (c & 63)) & 1);
 }
 
+void ScaleMaskedBits(const int32_t* acc, float scale, const uint64_t* bits,
+                     int64_t first, int64_t count, float* out);
+
 // out[i] = scale * acc[i] where bit (first + i) of `bits` is 1, else 0, for
-// i < count; a null `bits` keeps everything.
+// i < count; a null `bits` keeps everything; `round`: then rounded to
+// bfloat16.
 void ScaleMasked(const int32_t* acc, float scale, const uint64_t* bits,
-                 int64_t first, int64_t count, float* out) {
+                 int64_t first, int64_t count, float* out, bool round) {
   if (bits == nullptr) {
     for (int64_t i = 0; i < count; ++i) out[i] = scale * static_cast<float>(acc[i]);
-    return;
+  } else {
+    ScaleMaskedBits(acc, scale, bits, first, count, out);
   }
+  if (round) {
+    for (int64_t i = 0; i < count; ++i) out[i] = RoundedToBFloat16(out[i]);
+  }
+}
+
+void ScaleMaskedBits(const int32_t* acc, float scale, const uint64_t* bits,
+                     int64_t first, int64_t count, float* out) {
   int64_t i = 0;
   while (i < count) {
     const int64_t bit = first + i;
@@ -174,7 +186,7 @@ void WeightColumns(const uint64_t* w_signs, const BinaryConvShape& s, int64_t ou
 // [batch, out] x [out, c] GEMM split by rows of the batch.
 void LinearBackwardInput(const int8_t* q, float scale, const uint64_t* w_signs,
                          const uint64_t* mask, const BinaryConvShape& s,
-                         float* dx, const ParallelFor& parallel) {
+                         float* dx, const ParallelFor& parallel, bool round) {
   const GemmFn gemm = Kernels().gemm;
   const int64_t out_pad = RoundUp64(s.out), mask_words = s.mask_words_per_sample();
   Scratch<uint8_t> wb(PackedGemmBytes(s.c, out_pad));
@@ -196,7 +208,7 @@ void LinearBackwardInput(const int8_t* q, float scale, const uint64_t* w_signs,
         int32_t* gr = g.data() + i * s.c;
         for (int64_t ch = 0; ch < s.c; ++ch) gr[ch] = 2 * gr[ch] - sum;
         ScaleMasked(gr, scale, mask == nullptr ? nullptr : mask + (n0 + i) * mask_words,
-                    0, s.c, dx + (n0 + i) * s.c);
+                    0, s.c, dx + (n0 + i) * s.c, round);
       }
     }
   });
@@ -449,9 +461,28 @@ float QuantizeInt8(const float* dy, int64_t count, int8_t* q,
   std::vector<float> chunk_max(std::max<int64_t>(chunks, 1), 0.0f);
   parallel(chunks, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
+      const int64_t begin = c * kChunk, end = std::min(count, (c + 1) * kChunk);
+      int64_t i = begin;
       float m = 0;
       bool finite = true;
-      for (int64_t i = c * kChunk; i < std::min(count, (c + 1) * kChunk); ++i) {
+#if defined(__SSE2__)
+      // |v| by clearing the sign bit; a value is not finite when its
+      // exponent bits are all ones.
+      const __m128i magnitude = _mm_set1_epi32(0x7FFFFFFF), exponent = _mm_set1_epi32(0x7F800000);
+      __m128 mv = _mm_setzero_ps();
+      __m128i bad = _mm_setzero_si128();
+      for (; i + 4 <= end; i += 4) {
+        const __m128i v = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(dy + i)),
+                                        magnitude);
+        bad = _mm_or_si128(bad, _mm_cmpeq_epi32(_mm_and_si128(v, exponent), exponent));
+        mv = _mm_max_ps(mv, _mm_castsi128_ps(v));
+      }
+      alignas(16) float lanes[4];
+      _mm_store_ps(lanes, mv);
+      m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+      finite = _mm_movemask_epi8(bad) == 0;
+#endif
+      for (; i < end; ++i) {
         m = std::max(m, std::fabs(dy[i]));
         finite &= std::isfinite(dy[i]);
       }
@@ -469,10 +500,24 @@ float QuantizeInt8(const float* dy, int64_t count, int8_t* q,
   }
   const float scale = max_abs / 127.0f, inv = 127.0f / max_abs;
   // Adding and taking off 1.5 * 2^23 rounds |v| < 2^22 to the nearest
-  // integer (ties to even) in the FPU, without a library call per element.
+  // integer (ties to even), like the SSE conversion below does.
   constexpr float kRound = 12582912.0f;
   parallel(chunks, [&](int64_t c0, int64_t c1) {
-    for (int64_t i = c0 * kChunk; i < std::min(count, c1 * kChunk); ++i) {
+    const int64_t end = std::min(count, c1 * kChunk);
+    int64_t i = c0 * kChunk;
+#if defined(__SSE2__)
+    const __m128 scale_v = _mm_set1_ps(inv), hi = _mm_set1_ps(127.0f), lo = _mm_set1_ps(-127.0f);
+    for (; i + 16 <= end; i += 16) {
+      __m128i w[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m128 v = _mm_mul_ps(_mm_loadu_ps(dy + i + 4 * k), scale_v);
+        w[k] = _mm_cvtps_epi32(_mm_min_ps(hi, _mm_max_ps(lo, v)));
+      }
+      const __m128i bytes = _mm_packs_epi16(_mm_packs_epi32(w[0], w[1]), _mm_packs_epi32(w[2], w[3]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), bytes);
+    }
+#endif
+    for (; i < end; ++i) {
       float v = dy[i] * inv;
       v = std::min(127.0f, std::max(-127.0f, v));
       q[i] = static_cast<int8_t>(static_cast<int>((v + kRound) - kRound));
@@ -484,9 +529,9 @@ float QuantizeInt8(const float* dy, int64_t count, int8_t* q,
 void BinaryConvBackwardInput(const int8_t* q, float scale,
                              const uint64_t* w_signs, const uint64_t* mask,
                              const BinaryConvShape& layer, float* dx,
-                             const ParallelFor& parallel) {
+                             const ParallelFor& parallel, bool round_to_bfloat16) {
   if (layer.linear()) {
-    LinearBackwardInput(q, scale, w_signs, mask, layer, dx, parallel);
+    LinearBackwardInput(q, scale, w_signs, mask, layer, dx, parallel, round_to_bfloat16);
     return;
   }
   // Per sample, g[(tap, c)][p] = sum over out of sign(W) * q as a GEMM
@@ -585,7 +630,7 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
         const int64_t n = n0 + i;
         ScaleMasked(acc.data() + i * c * in_pixels, scale,
                     mask == nullptr ? nullptr : mask + n * mask_words, 0, c * in_pixels,
-                    dx + n * c * in_pixels);
+                    dx + n * c * in_pixels, round_to_bfloat16);
       }
     }
   });

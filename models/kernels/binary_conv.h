@@ -89,11 +89,14 @@ float QuantizeInt8(const float* dy, int64_t count, int8_t* q,
 
 // dx[n, c, y, x] = scale * sum over out, taps of q * sign(w), zeroed where
 // the packed straight-through mask (mask layout; null: keep all) has
-// a 0 bit. q: [n, out, oh, ow] int8 codes of dY.
+// a 0 bit. q: [n, out, oh, ow] int8 codes of dY. With round_to_bfloat16
+// each value is rounded to bfloat16 as it is written (the 16-bit
+// activation-gradient buffers of design 4.2).
 void BinaryConvBackwardInput(const int8_t* q, float scale,
                              const uint64_t* w_signs, const uint64_t* mask,
                              const BinaryConvShape& shape, float* dx,
-                             const ParallelFor& parallel);
+                             const ParallelFor& parallel,
+                             bool round_to_bfloat16 = false);
 
 // dw[out, c, ky, kx] = scale * sum over samples and output pixels of
 // q * sign(x), with padded taps contributing nothing.

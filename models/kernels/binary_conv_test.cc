@@ -222,6 +222,29 @@ TEST_P(BinaryConvTest, BackwardStaysWithinTheQuantizationBound) {
   }
 }
 
+TEST_P(BinaryConvTest, BackwardInputRoundsToBFloat16AsItWrites) {
+  for (const Case& k : Cases()) {
+    SCOPED_TRACE(k.name);
+    const BinaryConvShape& s = k.shape;
+    const std::vector<float> x = Random(s.n * s.c * s.h * s.w, 10);
+    const std::vector<float> w = Random(s.out * s.c * s.taps(), 11);
+    const int64_t dy_count = s.n * s.out * s.out_h() * s.out_w();
+    const std::vector<float> dy = Random(dy_count, 12, 0.37f);
+    std::vector<int8_t> q(dy_count);
+    const float scale = QuantizeInt8(dy.data(), dy_count, q.data(), TwoThreads());
+    std::vector<uint64_t> mask;
+    PackedInput(x, s, &mask);
+    const std::vector<uint64_t> ws = PackedWeights(w, s);
+    std::vector<float> plain(x.size()), rounded(x.size());
+    BinaryConvBackwardInput(q.data(), scale, ws.data(), mask.data(), s, plain.data(),
+                            TwoThreads());
+    BinaryConvBackwardInput(q.data(), scale, ws.data(), mask.data(), s, rounded.data(),
+                            TwoThreads(), /*round_to_bfloat16=*/true);
+    RoundToBFloat16(plain.data(), static_cast<int64_t>(plain.size()));
+    EXPECT_EQ(rounded, plain);
+  }
+}
+
 TEST_P(BinaryConvTest, GemmMatchesNaiveSumsIncludingLongDepths) {
   std::mt19937 gen(9);
   std::uniform_int_distribution<int> code(-127, 127), bit(0, 1);

@@ -56,22 +56,25 @@ void PackFlags(const uint8_t* flags, int64_t count, uint8_t* out) {
   }
 }
 
+// The 8 floats (+1 / -1) of every byte of sign bits, low bit first.
+struct SignTable {
+  float values[256][8];
+  SignTable() {
+    for (int b = 0; b < 256; ++b) {
+      for (int k = 0; k < 8; ++k) values[b][k] = ((b >> k) & 1) ? 1.0f : -1.0f;
+    }
+  }
+};
+
 // bits -> +1 / -1 floats, for `count` elements from a byte boundary.
 void UnpackSignFloats(const uint8_t* bits, int64_t count, float* out) {
-  for (int64_t i = 0; i < count; ++i) {
-    out[i] = static_cast<float>(2 * ((bits[i >> 3] >> (i & 7)) & 1) - 1);
-  }
+  static const SignTable* table = new SignTable();
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) std::memcpy(out + i, table->values[bits[i >> 3]], 32);
+  for (; i < count; ++i) out[i] = table->values[bits[i >> 3]][i & 7];
 }
 
-inline float RoundedToBFloat16(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof(u));
-  const bool finite = (u & 0x7F800000u) != 0x7F800000u;
-  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-  u = finite ? rounded : u;
-  std::memcpy(&v, &u, sizeof(u));
-  return v;
-}
+
 
 ScratchAllocator& CurrentScratch() {
   static ScratchAllocator allocator;

@@ -95,6 +95,18 @@ void MaxPool2x2Backward(const float* dy, const uint8_t* position,
                         int64_t planes, int64_t height, int64_t width,
                         float* dx, const ParallelFor& parallel);
 
+// One value rounded to the nearest bfloat16 (ties to even), kept in float32;
+// NaN and infinity pass through.
+inline float RoundedToBFloat16(float v) {
+  uint32_t u;
+  __builtin_memcpy(&u, &v, sizeof(u));
+  const bool finite = (u & 0x7F800000u) != 0x7F800000u;
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  u = finite ? rounded : u;
+  __builtin_memcpy(&v, &u, sizeof(u));
+  return v;
+}
+
 // Rounds each value to the nearest bfloat16 (ties to even), in place,
 // keeping float32 storage: the numeric effect of 16-bit activation gradients.
 // NaN and infinity pass through.
