@@ -147,6 +147,14 @@ void ScaleMasked(const int32_t* acc, float scale, const uint64_t* bits,
 
 void ScaleMaskedBits(const int32_t* acc, float scale, const uint64_t* bits,
                      int64_t first, int64_t count, float* out) {
+  // The 8 keep factors (0 or 1) of every mask byte, low bit first.
+  static const auto* table = [] {
+    auto* t = new float[256][8];
+    for (int b = 0; b < 256; ++b) {
+      for (int k = 0; k < 8; ++k) t[b][k] = static_cast<float>((b >> k) & 1);
+    }
+    return t;
+  }();
   int64_t i = 0;
   while (i < count) {
     const int64_t bit = first + i;
@@ -156,9 +164,15 @@ void ScaleMaskedBits(const int32_t* acc, float scale, const uint64_t* bits,
     const int64_t have = 64 - shift;
     const int64_t take = std::min<int64_t>(64, count - i);
     if (take > have) word |= bits[(bit >> 6) + 1] << have;
-    for (int64_t b = 0; b < take; ++b) {
-      const float keep = static_cast<float>((word >> b) & 1);
-      out[i + b] = scale * static_cast<float>(acc[i + b]) * keep;
+    int64_t b = 0;
+    for (; b + 8 <= take; b += 8) {
+      const float* keep = table[(word >> b) & 0xFF];
+      for (int k = 0; k < 8; ++k) {
+        out[i + b + k] = scale * static_cast<float>(acc[i + b + k]) * keep[k];
+      }
+    }
+    for (; b < take; ++b) {
+      out[i + b] = scale * static_cast<float>(acc[i + b]) * static_cast<float>((word >> b) & 1);
     }
     i += take;
   }
