@@ -128,18 +128,30 @@ MemorySavingNet::~MemorySavingNet() = default;
 
 at::Tensor MemorySavingNet::Forward(const at::Tensor& x, bool training) {
   at::Tensor h = x;
-  for (const auto& layer : layers_) {
+  bool pooled = false;  // the previous convolution ran this pool fused
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const auto& layer = layers_[i];
     switch (layer->spec.kind) {
       case LayerKind::kMaxPool:
-        h = PackedMaxPool2x2(h, layer->hooks);
+        if (!pooled) h = PackedMaxPool2x2(h, layer->hooks);
+        pooled = false;
         break;
       case LayerKind::kLinear:
         if (h.dim() != 2) h = h.flatten(1);
         h = PackedConv(h, layer->weight, layer->config, layer->hooks);
         break;
-      case LayerKind::kConv:
-        h = PackedConv(h, layer->weight, layer->config, layer->hooks);
+      case LayerKind::kConv: {
+        const bool pool_next = i + 1 < layers_.size() &&
+                               layers_[i + 1]->spec.kind == LayerKind::kMaxPool;
+        if (pool_next && FusesPool(layer->config)) {
+          h = PackedConvPool(h, layer->weight, layer->config, layer->hooks,
+                             layers_[i + 1]->hooks);
+          pooled = true;
+        } else {
+          h = PackedConv(h, layer->weight, layer->config, layer->hooks);
+        }
         break;
+      }
     }
     if (layer->has_norm) {
       h = L1BatchNorm(h, layer->beta, layer->running_mean,

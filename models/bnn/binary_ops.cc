@@ -126,6 +126,43 @@ at::Tensor PackedWeightSigns(const at::Tensor& w, const BinaryConvShape& shape) 
   return packed;
 }
 
+// The backward both bit-packed ops share, from dY's int8 codes q (at the
+// convolution's output size) and their scale: dX (masked, rounded as the
+// hooks say) and dW (or its 1-bit form). Saved: signs, mask, w, ...
+variable_list BitConvBackward(AutogradContext* ctx, at::Tensor& q, float scale,
+                              const BinaryConvShape& shape) {
+  const LayerHooks& hooks = *HooksOf(ctx);
+  const variable_list saved = ctx->get_saved_variables();
+  const std::vector<int64_t> x_shape = ctx->saved_data["shape"].toIntVector();
+  const at::Tensor& w = saved[2];
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor dx;
+  if (ctx->needs_input_grad(0)) {
+    dx = at::empty(x_shape, f32);
+    const bool bf16 = hooks.grad_x == GradXPrecision::kBFloat16;
+    BinaryConvBackwardInput(q.data_ptr<int8_t>(), scale, WordsOf(PackedWeightSigns(w, shape)),
+                            WordsOf(saved[1]), shape, dx.data_ptr<float>(), TorchParallel(),
+                            /*round_to_bfloat16=*/bf16);
+    if (!bf16) dx = RoundOwnedGradX(dx, hooks.grad_x);
+  }
+  at::Tensor dw = at::empty(w.sizes(), f32);
+  BinaryConvBackwardWeight(q.data_ptr<int8_t>(), scale, WordsOf(saved[0]), shape,
+                           dw.data_ptr<float>(), TorchParallel());
+  q.reset();
+  Release(ctx, hooks);
+  if (hooks.sign_grad != nullptr) {
+    hooks.sign_grad->bits = at::empty({static_cast<int64_t>(PackedBytes(dw.numel(), 1))},
+                                      at::TensorOptions().dtype(at::kByte));
+    hooks.sign_grad->scale = PackSignsAndMeanAbs(dw.data_ptr<float>(), dw.numel(),
+                                                 hooks.sign_grad->bits.data_ptr<uint8_t>());
+    hooks.sign_grad->ready = true;
+    dw = at::Tensor();
+  } else if (w.scalar_type() != at::kFloat) {
+    dw = dw.to(w.scalar_type());
+  }
+  return {dx, dw, at::Tensor(), at::Tensor()};
+}
+
 // sign(x) * sign(W) entirely on packed bits (binary_conv.h): forward by
 // XNOR-popcount, backward by int8 x bit GEMMs. Saves the input's packed
 // signs and straight-through mask; sign(W) is packed again in backward
@@ -158,44 +195,84 @@ struct BitConvFn : public Function<BitConvFn> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const LayerHooks& hooks = *HooksOf(ctx);
     const variable_list saved = ctx->get_saved_variables();
     const std::vector<int64_t> x_shape = ctx->saved_data["shape"].toIntVector();
     const at::Tensor& w = saved[2];
     const BinaryConvShape shape =
         KernelShape(x_shape, w.sizes(), ctx->saved_data["padding"].toInt(),
                     ctx->saved_data["stride"].toInt());
+    const LayerHooks& hooks = *HooksOf(ctx);
     const at::Tensor dy = grads[0].to(at::kFloat).contiguous();
     at::Tensor q = at::empty(dy.sizes(), at::TensorOptions().dtype(at::kChar));
     const float scale = QuantizeInt8(dy.data_ptr<float>(), dy.numel(),
                                      q.data_ptr<int8_t>(), TorchParallel());
     TORCH_CHECK(scale >= 0, hooks.name, ": the gradient reaching the layer is not finite");
-    at::Tensor dx;
-    if (ctx->needs_input_grad(0)) {
-      dx = at::empty(x_shape, dy.options());
-      const bool bf16 = hooks.grad_x == GradXPrecision::kBFloat16;
-      BinaryConvBackwardInput(q.data_ptr<int8_t>(), scale,
-                              WordsOf(PackedWeightSigns(w, shape)),
-                              WordsOf(saved[1]), shape, dx.data_ptr<float>(),
-                              TorchParallel(), /*round_to_bfloat16=*/bf16);
-      if (!bf16) dx = RoundOwnedGradX(dx, hooks.grad_x);
+    return BitConvBackward(ctx, q, scale, shape);
+  }
+};
+
+// BitConvFn with the 2x2 max pool that follows it fused in
+// (BinaryConvPoolForward): the full-size output is never a tensor. Saves
+// the pool's argmax positions at 2 bits, on the pool's own ledger line.
+struct BitConvPoolFn : public Function<BitConvPoolFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& w, const ConvConfig* config,
+                            const LayerHooks* hooks, const LayerHooks* pool_hooks) {
+    const at::Tensor in = x.detach().to(at::kFloat).contiguous();
+    const BinaryConvShape shape =
+        KernelShape(in.sizes(), w.sizes(), config->padding, config->stride);
+    TORCH_CHECK(in.dim() == 4 && shape.out_h() >= 2 && shape.out_w() >= 2, hooks->name,
+                ": a fused pool needs a convolution output of at least 2x2");
+    at::Tensor signs = Words(shape.input_words());
+    at::Tensor mask = Words(shape.mask_words());
+    PackActivationSigns(in.data_ptr<float>(), shape, 1.0f, WordsOf(signs),
+                        WordsOf(mask), TorchParallel());
+    const at::Tensor w_signs = PackedWeightSigns(w, shape);
+    const std::vector<int64_t> pooled = {shape.n, shape.out, shape.out_h() / 2,
+                                         shape.out_w() / 2};
+    at::Tensor y = at::empty(pooled, at::TensorOptions().dtype(at::kFloat));
+    at::Tensor position = at::empty(pooled, at::TensorOptions().dtype(at::kByte));
+    BinaryConvPoolForward(WordsOf(signs), WordsOf(w_signs), shape, y.data_ptr<float>(),
+                          position.data_ptr<uint8_t>(), TorchParallel());
+    const at::Tensor packed_position = PackCodes(position, 2);
+    SaveForBackward(ctx, *hooks, {signs, mask}, x, {w, packed_position});
+    const int64_t pool_bytes = packed_position.nbytes();
+    ctx->saved_data["pool_bytes"] = pool_bytes;
+    ctx->saved_data["pool_hooks"] = reinterpret_cast<int64_t>(pool_hooks);
+    if (pool_hooks->ledger != nullptr) pool_hooks->ledger->Hold(pool_hooks->name, pool_bytes);
+    ctx->saved_data["padding"] = static_cast<int64_t>(config->padding);
+    ctx->saved_data["stride"] = static_cast<int64_t>(config->stride);
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const std::vector<int64_t> x_shape = ctx->saved_data["shape"].toIntVector();
+    const at::Tensor& w = saved[2];
+    const BinaryConvShape shape =
+        KernelShape(x_shape, w.sizes(), ctx->saved_data["padding"].toInt(),
+                    ctx->saved_data["stride"].toInt());
+    const LayerHooks& hooks = *HooksOf(ctx);
+    const auto* pool_hooks =
+        reinterpret_cast<const LayerHooks*>(ctx->saved_data["pool_hooks"].toInt());
+    // Quantize the pooled gradient (the full-size one has the same largest
+    // magnitude: it is these values and zeros), then scatter the codes.
+    const at::Tensor dy = grads[0].to(at::kFloat).contiguous();
+    at::Tensor pooled_q = at::empty(dy.sizes(), at::TensorOptions().dtype(at::kChar));
+    const float scale = QuantizeInt8(dy.data_ptr<float>(), dy.numel(),
+                                     pooled_q.data_ptr<int8_t>(), TorchParallel());
+    TORCH_CHECK(scale >= 0, hooks.name, ": the gradient reaching the layer is not finite");
+    const at::Tensor position = UnpackCodes(saved[3], 2, dy.sizes());
+    at::Tensor q = at::empty({shape.n, shape.out, shape.out_h(), shape.out_w()},
+                             at::TensorOptions().dtype(at::kChar));
+    ScatterPooledCodes(pooled_q.data_ptr<int8_t>(), position.data_ptr<uint8_t>(), shape,
+                       q.data_ptr<int8_t>(), TorchParallel());
+    if (pool_hooks->ledger != nullptr) {
+      pool_hooks->ledger->Release(pool_hooks->name, ctx->saved_data["pool_bytes"].toInt());
     }
-    at::Tensor dw = at::empty(w.sizes(), dy.options());
-    BinaryConvBackwardWeight(q.data_ptr<int8_t>(), scale, WordsOf(saved[0]), shape,
-                             dw.data_ptr<float>(), TorchParallel());
-    q.reset();
-    Release(ctx, hooks);
-    if (hooks.sign_grad != nullptr) {
-      hooks.sign_grad->bits = at::empty({static_cast<int64_t>(PackedBytes(dw.numel(), 1))},
-                                        at::TensorOptions().dtype(at::kByte));
-      hooks.sign_grad->scale = PackSignsAndMeanAbs(
-          dw.data_ptr<float>(), dw.numel(), hooks.sign_grad->bits.data_ptr<uint8_t>());
-      hooks.sign_grad->ready = true;
-      dw = at::Tensor();
-    } else if (w.scalar_type() != at::kFloat) {
-      dw = dw.to(w.scalar_type());
-    }
-    return {dx, dw, at::Tensor(), at::Tensor()};
+    variable_list grads_out = BitConvBackward(ctx, q, scale, shape);
+    grads_out.push_back(at::Tensor());
+    return grads_out;
   }
 };
 
@@ -493,11 +570,24 @@ at::Tensor PackedConv(const at::Tensor& x, const at::Tensor& w,
     return Compute(QuantizedInput(x, config), LayerWeights(w, config.binary_weights),
                    config.padding, config.stride, config.groups);
   }
-  if (config.bit_kernels && config.sign_input && !config.real_input &&
-      config.binary_weights && config.groups == 1 && config.stride >= 1) {
-    return BitConvFn::apply(x, w, &config, &hooks);
-  }
+  if (FusesPool(config)) return BitConvFn::apply(x, w, &config, &hooks);
   return PackedConvFn::apply(x, w, &config, &hooks);
+}
+
+bool FusesPool(const ConvConfig& config) {
+  return config.bit_kernels && config.sign_input && !config.real_input &&
+         config.binary_weights && config.groups == 1 && config.stride >= 1;
+}
+
+at::Tensor PackedConvPool(const at::Tensor& x, const at::Tensor& w, const ConvConfig& config,
+                          const LayerHooks& hooks, const LayerHooks& pool_hooks) {
+  TORCH_CHECK(FusesPool(config), hooks.name,
+              ": only a sign-input binary convolution on the bit kernels fuses its pool");
+  TORCH_CHECK(x.dim() == 4, hooks.name, ": a fused pool needs a 4-D input");
+  if (!Recording({&x, &w})) {
+    return at::max_pool2d(PackedConv(x, w, config, hooks), {2, 2}, {2, 2});
+  }
+  return BitConvPoolFn::apply(x, w, &config, &hooks, &pool_hooks);
 }
 
 at::Tensor L1BatchNorm(const at::Tensor& x, const at::Tensor& beta,

@@ -85,6 +85,16 @@ ConvConfig LearnedInput(float step, float range, bool is_signed);
 at::Tensor PackedConv(const at::Tensor& x, const at::Tensor& w,
                       const ConvConfig& config, const LayerHooks& hooks);
 
+// Whether PackedConvPool can run `config` (a sign-input binary
+// convolution on the bit kernels).
+bool FusesPool(const ConvConfig& config);
+
+// PackedConv followed by PackedMaxPool2x2, fused: the full-size output is
+// never materialised; the pool's 2-bit positions go on pool_hooks' ledger
+// line. Same results as the two ops apart (tested).
+at::Tensor PackedConvPool(const at::Tensor& x, const at::Tensor& w, const ConvConfig& config,
+                          const LayerHooks& hooks, const LayerHooks& pool_hooks);
+
 // x: [N, C, H, W] or [N, C]; beta: [C]. In training, updates running_mean
 // and running_sigma (float32 [C]) in place with `momentum`; in evaluation,
 // normalizes with them and records nothing for backward.

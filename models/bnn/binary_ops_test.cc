@@ -93,6 +93,41 @@ TEST_F(BinaryOpsTest, ConvOnWholeWordsHoldsTwoBitsAndBoundsTheQuantization) {
   EXPECT_GT(worst, 0);
 }
 
+// The fused convolution + pool gives what the two ops give apart: the same
+// forward, the same saved bytes per ledger line, and on int8-grid gradients
+// the same dX and 1-bit dW.
+TEST_F(BinaryOpsTest, FusedConvPoolMatchesConvThenPool) {
+  const at::Tensor x = at::randn({3, 64, 9, 8});
+  const at::Tensor w = at::randn({16, 64, 3, 3});
+  const at::Tensor gy = OnInt8Grid(at::randn({3, 16, 3, 3}));
+  at::Tensor dx[2];
+  SignGrad sign_grad[2];
+  MemoryLedger ledger[2];
+  int64_t conv_held[2], pool_held[2];
+  for (int fused = 0; fused < 2; ++fused) {
+    at::Tensor xa = x.clone().requires_grad_(true);
+    at::Tensor wa = w.clone().requires_grad_(true);
+    LayerHooks conv{"conv", &ledger[fused], &sign_grad[fused]};
+    LayerHooks pool{"pool", &ledger[fused]};
+    ConvConfig config;
+    const at::Tensor y = fused ? PackedConvPool(xa, wa, config, conv, pool)
+                               : PackedMaxPool2x2(PackedConv(xa, wa, config, conv), pool);
+    ASSERT_EQ(y.sizes(), gy.sizes());
+    conv_held[fused] = ledger[fused].layers().at("conv").held;
+    pool_held[fused] = ledger[fused].layers().at("pool").held;
+    y.backward(gy);
+    EXPECT_EQ(ledger[fused].saved_bytes(), 0);
+    dx[fused] = xa.grad();
+  }
+  EXPECT_EQ(conv_held[1], conv_held[0]);
+  EXPECT_EQ(pool_held[1], pool_held[0]);
+  EXPECT_GT(pool_held[1], 0);
+  ExpectClose(dx[1], dx[0], 0, 0, "dx");
+  ASSERT_TRUE(sign_grad[0].ready && sign_grad[1].ready);
+  EXPECT_TRUE(at::equal(sign_grad[1].bits, sign_grad[0].bits));
+  EXPECT_FLOAT_EQ(sign_grad[1].scale, sign_grad[0].scale);
+}
+
 TEST_F(BinaryOpsTest, LinearMatchesStraightThroughAutograd) {
   const at::Tensor x = at::randn({6, 10}) * 1.5;
   const at::Tensor w = at::randn({4, 10}) * 0.1;

@@ -426,43 +426,118 @@ void PackWeightSigns(const float* w, const BinaryConvShape& shape,
   });
 }
 
+namespace {
+
+// Computes output rows of one layer into row buffers [out][ow].
+class ConvRows {
+ public:
+  ConvRows(const uint64_t* x_signs, const uint64_t* w_signs, const BinaryConvShape& shape)
+      : k_(Kernels()),
+        x_(x_signs),
+        w_(w_signs),
+        s_(shape),
+        acc_(shape.out),
+        taps_x_(shape.taps()),
+        taps_(shape.taps()) {}
+
+  void Row(int64_t n, int64_t oy, float* row) {
+    const int64_t ow = s_.out_w(), words = s_.words(), out = s_.out;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      int count = 0;
+      for (int64_t ky = 0; ky < s_.kernel; ++ky) {
+        const int64_t iy = oy * s_.stride - s_.pad + ky;
+        if (iy < 0 || iy >= s_.h) continue;
+        for (int64_t kx = 0; kx < s_.kernel; ++kx) {
+          const int64_t ix = ox * s_.stride - s_.pad + kx;
+          if (ix < 0 || ix >= s_.w) continue;
+          taps_x_[count] = x_ + ((n * s_.h + iy) * s_.w + ix) * words;
+          taps_[count] = static_cast<int>(ky * s_.kernel + kx);
+          ++count;
+        }
+      }
+      std::fill(acc_.begin(), acc_.end(), 0);
+      k_.popcount_dot(taps_x_.data(), taps_.data(), count, words, w_, out, acc_.data());
+      const int32_t terms = static_cast<int32_t>(count * s_.c);
+      for (int64_t o = 0; o < out; ++o) row[o * ow + ox] = static_cast<float>(terms - 2 * acc_[o]);
+    }
+  }
+
+ private:
+  const kernels::PathKernels k_;
+  const uint64_t* x_;
+  const uint64_t* w_;
+  const BinaryConvShape& s_;
+  std::vector<int32_t> acc_;
+  std::vector<const uint64_t*> taps_x_;
+  std::vector<int> taps_;
+};
+
+}  // namespace
+
 void BinaryConvForward(const uint64_t* x_signs, const uint64_t* w_signs,
                        const BinaryConvShape& shape, float* y,
                        const ParallelFor& parallel) {
-  const kernels::PathKernels k = Kernels();
-  const int64_t oh = shape.out_h(), ow = shape.out_w(), words = shape.words();
-  const int64_t out = shape.out;
+  const int64_t oh = shape.out_h(), ow = shape.out_w(), out = shape.out;
   parallel(shape.n * oh, [&](int64_t r0, int64_t r1) {
-    std::vector<int32_t> acc(out);
+    ConvRows rows(x_signs, w_signs, shape);
     std::vector<float> row(out * ow);
-    std::vector<const uint64_t*> taps_x(shape.taps());
-    std::vector<int> taps(shape.taps());
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / oh, oy = r % oh;
-      for (int64_t ox = 0; ox < ow; ++ox) {
-        int count = 0;
-        for (int64_t ky = 0; ky < shape.kernel; ++ky) {
-          const int64_t iy = oy * shape.stride - shape.pad + ky;
-          if (iy < 0 || iy >= shape.h) continue;
-          for (int64_t kx = 0; kx < shape.kernel; ++kx) {
-            const int64_t ix = ox * shape.stride - shape.pad + kx;
-            if (ix < 0 || ix >= shape.w) continue;
-            taps_x[count] = x_signs + ((n * shape.h + iy) * shape.w + ix) * words;
-            taps[count] = static_cast<int>(ky * shape.kernel + kx);
-            ++count;
-          }
-        }
-        std::fill(acc.begin(), acc.end(), 0);
-        k.popcount_dot(taps_x.data(), taps.data(), count, words, w_signs, out,
-                       acc.data());
-        const int32_t terms = static_cast<int32_t>(count * shape.c);
-        for (int64_t o = 0; o < out; ++o) {
-          row[o * ow + ox] = static_cast<float>(terms - 2 * acc[o]);
-        }
-      }
+      rows.Row(n, oy, row.data());
       for (int64_t o = 0; o < out; ++o) {
         std::memcpy(y + ((n * out + o) * oh + oy) * ow, row.data() + o * ow,
                     sizeof(float) * ow);
+      }
+    }
+  });
+}
+
+void BinaryConvPoolForward(const uint64_t* x_signs, const uint64_t* w_signs,
+                           const BinaryConvShape& shape, float* y, uint8_t* position,
+                           const ParallelFor& parallel) {
+  const int64_t oh = shape.out_h(), ow = shape.out_w(), out = shape.out;
+  const int64_t ph = oh / 2, pw = ow / 2;
+  parallel(shape.n * ph, [&](int64_t r0, int64_t r1) {
+    ConvRows rows(x_signs, w_signs, shape);
+    std::vector<float> top(out * ow), bottom(out * ow);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / ph, py = r % ph;
+      rows.Row(n, 2 * py, top.data());
+      rows.Row(n, 2 * py + 1, bottom.data());
+      for (int64_t o = 0; o < out; ++o) {
+        const float* t = top.data() + o * ow;
+        const float* b = bottom.data() + o * ow;
+        float* yo = y + ((n * out + o) * ph + py) * pw;
+        uint8_t* po = position + ((n * out + o) * ph + py) * pw;
+        for (int64_t px = 0; px < pw; ++px) {
+          // Integers, never NaN: the first maximum in window order wins.
+          const float v[4] = {t[2 * px], t[2 * px + 1], b[2 * px], b[2 * px + 1]};
+          int best = 0;
+          for (int k = 1; k < 4; ++k) best = v[k] > v[best] ? k : best;
+          yo[px] = v[best];
+          po[px] = static_cast<uint8_t>(best);
+        }
+      }
+    }
+  });
+}
+
+void ScatterPooledCodes(const int8_t* pooled, const uint8_t* position,
+                        const BinaryConvShape& shape, int8_t* q,
+                        const ParallelFor& parallel) {
+  const int64_t oh = shape.out_h(), ow = shape.out_w();
+  const int64_t ph = oh / 2, pw = ow / 2;
+  parallel(shape.n * shape.out, [&](int64_t p0, int64_t p1) {
+    for (int64_t plane = p0; plane < p1; ++plane) {
+      int8_t* qp = q + plane * oh * ow;
+      std::memset(qp, 0, oh * ow);
+      const int8_t* src = pooled + plane * ph * pw;
+      const uint8_t* pos = position + plane * ph * pw;
+      for (int64_t py = 0; py < ph; ++py) {
+        for (int64_t px = 0; px < pw; ++px) {
+          const int k = pos[py * pw + px];
+          qp[(2 * py + k / 2) * ow + 2 * px + k % 2] = src[py * pw + px];
+        }
       }
     }
   });

@@ -81,6 +81,21 @@ void BinaryConvForward(const uint64_t* x_signs, const uint64_t* w_signs,
                        const BinaryConvShape& shape, float* y,
                        const ParallelFor& parallel);
 
+// BinaryConvForward followed by a 2x2, stride 2, floor-mode max pool, fused:
+// the full-size output exists only two rows at a time. y: [n, out, oh/2,
+// ow/2]; position: one byte per pooled value, the window's argmax
+// (row % 2) * 2 + (col % 2), first maximum wins (as MaxPool2x2Forward).
+void BinaryConvPoolForward(const uint64_t* x_signs, const uint64_t* w_signs,
+                           const BinaryConvShape& shape, float* y, uint8_t* position,
+                           const ParallelFor& parallel);
+
+// The pool's backward on int8 codes: q (the convolution's output size,
+// [n, out, oh, ow]) gets each pooled code at its window's argmax and 0
+// elsewhere.
+void ScatterPooledCodes(const int8_t* pooled, const uint8_t* position,
+                        const BinaryConvShape& shape, int8_t* q,
+                        const ParallelFor& parallel);
+
 // Quantizes dy to int8 codes round(dy / scale), scale = max|dy| / 127,
 // and returns the scale (0 when dy is all zero; then every code is 0).
 // Fails only on non-finite input, returning a negative scale.

@@ -245,6 +245,41 @@ TEST_P(BinaryConvTest, BackwardInputRoundsToBFloat16AsItWrites) {
   }
 }
 
+// The fused convolution + 2x2 max pool equals the two run apart, values
+// and argmax positions, including odd sizes the floor-mode pool cuts.
+TEST_P(BinaryConvTest, FusedPoolMatchesConvolutionThenPool) {
+  for (const Case& k : Cases()) {
+    const BinaryConvShape& s = k.shape;
+    if (s.linear() || s.out_h() < 2 || s.out_w() < 2) continue;
+    SCOPED_TRACE(k.name);
+    const std::vector<float> x = Random(s.n * s.c * s.h * s.w, 13);
+    const std::vector<float> w = Random(s.out * s.c * s.taps(), 14);
+    const std::vector<uint64_t> xs = PackedInput(x, s), ws = PackedWeights(w, s);
+    const int64_t oh = s.out_h(), ow = s.out_w(), planes = s.n * s.out;
+    std::vector<float> full(planes * oh * ow), pooled(planes * (oh / 2) * (ow / 2));
+    std::vector<uint8_t> position(pooled.size());
+    BinaryConvForward(xs.data(), ws.data(), s, full.data(), TwoThreads());
+    MaxPool2x2Forward(full.data(), planes, oh, ow, pooled.data(), position.data(),
+                      TwoThreads());
+    std::vector<float> fused(pooled.size(), -1.0f);
+    std::vector<uint8_t> fused_position(pooled.size(), 9);
+    BinaryConvPoolForward(xs.data(), ws.data(), s, fused.data(), fused_position.data(),
+                          TwoThreads());
+    EXPECT_EQ(fused, pooled);
+    EXPECT_EQ(fused_position, position);
+
+    // Backward: codes land on the argmax of their window, zeros elsewhere.
+    std::vector<int8_t> codes(pooled.size());
+    for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<int8_t>(i % 255 - 127);
+    std::vector<int8_t> q(full.size(), 5);
+    ScatterPooledCodes(codes.data(), position.data(), s, q.data(), TwoThreads());
+    std::vector<float> dy(pooled.begin(), pooled.end()), dx(full.size(), 7.0f);
+    for (size_t i = 0; i < dy.size(); ++i) dy[i] = codes[i];
+    MaxPool2x2Backward(dy.data(), position.data(), planes, oh, ow, dx.data(), TwoThreads());
+    for (size_t i = 0; i < q.size(); ++i) ASSERT_EQ(static_cast<float>(q[i]), dx[i]) << i;
+  }
+}
+
 TEST_P(BinaryConvTest, GemmMatchesNaiveSumsIncludingLongDepths) {
   std::mt19937 gen(9);
   std::uniform_int_distribution<int> code(-127, 127), bit(0, 1);
