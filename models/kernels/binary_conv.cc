@@ -651,13 +651,13 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
     }
   });
   // GEMM columns are (sample, output pixel) pairs of a block of samples,
-  // at least 64 of them, split into chunks (multiples of 16) that keep g
-  // within L2.
-  // Blocks of equal size, a multiple of 8 of them where the batch allows,
-  // so that 2, 4 or 8 threads get equal shares.
-  const int64_t min_block = std::max<int64_t>(1, (63 + pixels) / pixels);
+  // about 256 of them or more (whole 64-column tiles), split into chunks
+  // (multiples of 16) that keep g within L2. Blocks of equal size, a
+  // multiple of 4 of them where the batch allows, so that 2 or 4 threads
+  // get equal shares.
+  const int64_t min_block = std::max<int64_t>(1, (255 + pixels) / pixels);
   int64_t blocks = (s.n + min_block - 1) / min_block;
-  blocks = std::min<int64_t>(s.n, (blocks + 7) / 8 * 8);
+  blocks = std::min<int64_t>(s.n, (blocks + 3) / 4 * 4);
   const int64_t per_block = (s.n + blocks - 1) / blocks;
   const int64_t max_pairs = per_block * pixels;
   const int64_t chunk = std::max<int64_t>(

@@ -31,9 +31,11 @@ FEDGE_AVX2 void PopcountDotAvx2(const uint64_t* const* x, const int* tap,
       for (int64_t w = 0; w < words; ++w) {
         const uint64_t xw = x[t][w];
         const uint64_t* wp = weights + (tap[t] * words + w) * out + o;
+        #pragma GCC unroll 16
         for (int j = 0; j < 8; ++j) s[j] += __builtin_popcountll(xw ^ wp[j]);
       }
     }
+    #pragma GCC unroll 16
     for (int j = 0; j < 8; ++j) acc[o + j] += static_cast<int32_t>(s[j]);
   }
   for (; o < out; ++o) {
@@ -72,15 +74,18 @@ FEDGE_AVX2 inline void TileAvx2(int64_t depth, const int8_t* a, int64_t lda,
                                 int64_t cols, bool accumulate) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i wide[R][2];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) wide[r][0] = wide[r][1] = _mm256_setzero_si256();
   constexpr int64_t kFlush = 64 * 4;
   for (int64_t k0 = 0; k0 < depth; k0 += kFlush) {
     const int64_t k1 = depth < k0 + kFlush ? depth : k0 + kFlush;
     __m256i narrow[R][2];
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) narrow[r][0] = narrow[r][1] = _mm256_setzero_si256();
     for (int64_t k = k0; k < k1; k += 4) {
       const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * 16));
       const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k * 16 + 32));
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         int32_t group;
         __builtin_memcpy(&group, a + r * lda + k, 4);
@@ -89,11 +94,13 @@ FEDGE_AVX2 inline void TileAvx2(int64_t depth, const int8_t* a, int64_t lda,
         narrow[r][1] = _mm256_add_epi16(narrow[r][1], _mm256_maddubs_epi16(b1, av));
       }
     }
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       wide[r][0] = _mm256_add_epi32(wide[r][0], _mm256_madd_epi16(narrow[r][0], ones));
       wide[r][1] = _mm256_add_epi32(wide[r][1], _mm256_madd_epi16(narrow[r][1], ones));
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     AddColumnsAvx2(c + r * ldc, wide[r][0], cols, accumulate);
     if (cols > 8) AddColumnsAvx2(c + r * ldc + 8, wide[r][1], cols - 8, accumulate);
@@ -106,6 +113,7 @@ FEDGE_AVX2 void ExpandAvx2(const uint64_t* w, int blocks, uint8_t* dst,
   const __m256i high = _mm256_slli_epi32(low, 8);
   for (int cb = 0; cb < blocks; ++cb) {
     __m256i lo = _mm256_setzero_si256(), hi = lo;
+    #pragma GCC unroll 16
     for (int r = 0; r < 4; ++r) {
       const __m256i v = _mm256_set1_epi32(static_cast<int>((w[r] >> (16 * cb)) & 0xFFFF));
       const __m256i one = _mm256_set1_epi32(1 << (8 * r));
@@ -157,6 +165,7 @@ FEDGE_AVX512 void PopcountDotAvx512(const uint64_t* const* x, const int* tap,
       }
     }
     const __m512i sums[4] = {s0, s1, s2, s3};
+    #pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) {
       __m256i* dst = reinterpret_cast<__m256i*>(acc + o + 8 * j);
       _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst),
@@ -195,22 +204,29 @@ FEDGE_AVX512 inline void TileAvx512(int64_t depth, const int8_t* a, int64_t lda,
                                     int32_t* c, int64_t ldc, int64_t cols,
                                     bool accumulate) {
   __m512i acc[R][NB];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 16
     for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_setzero_si512();
   for (int64_t k = 0; k < depth; k += 4) {
     __m512i bv[NB];
+    #pragma GCC unroll 16
     for (int nb = 0; nb < NB; ++nb) bv[nb] = _mm512_loadu_si512(b + nb * block_bytes + k * 16);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       int32_t group;
       __builtin_memcpy(&group, a + r * lda + k, 4);
       const __m512i av = _mm512_set1_epi32(group);
+      #pragma GCC unroll 16
       for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_dpbusd_epi32(acc[r][nb], bv[nb], av);
     }
   }
+  #pragma GCC unroll 16
   for (int nb = 0; nb < NB; ++nb) {
     const int64_t left = cols - 16 * nb;
     const __mmask16 keep =
         left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       int32_t* dst = c + r * ldc + 16 * nb;
       const __m512i sum =
