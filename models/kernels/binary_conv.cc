@@ -650,6 +650,66 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
       offset[m] = 128 * sum;
     }
   });
+  const int64_t frame = s.h * s.w;
+  if (s.stride == 1 && s.pad == 0 && 4 * pixels >= 3 * frame) {
+    // Unpadded, stride 1, the output at least 3/4 of the input: output pixel
+    // (oy, ox) of the i-th sample of a block laid out at column
+    // i * h * w + oy * w + ox (the input's frame; the other columns hold
+    // code 0 and add exactly 0), so tap (ky, kx) reads the input pixel at
+    // that column + ky * w + kx: col2im is one contiguous add per (tap,
+    // channel) over a whole chunk of the block.
+    const int64_t per_block_min = std::max<int64_t>(1, (255 + frame) / frame);
+    int64_t fast_blocks = (s.n + per_block_min - 1) / per_block_min;
+    fast_blocks = std::min<int64_t>(s.n, (fast_blocks + 3) / 4 * 4);
+    const int64_t samples_max = (s.n + fast_blocks - 1) / fast_blocks;
+    const int64_t span = samples_max * frame, span16 = (span + 15) / 16 * 16;
+    const int64_t plane = span + s.kernel * s.w;
+    const int64_t chunk = std::max<int64_t>(
+        16, std::min<int64_t>(span16, (512 << 10) / (4 * rows) / 16 * 16));
+    parallel((s.n + samples_max - 1) / samples_max, [&](int64_t b0, int64_t b1) {
+      Scratch<int8_t> rows_q(out_pad * span16, 0);
+      Scratch<uint8_t> qb(PackedGemmBytes(span16, out_pad), 128);
+      Scratch<int32_t> g(rows * chunk);
+      Scratch<int32_t> acc(c * plane);
+      for (int64_t block = b0; block < b1; ++block) {
+        const int64_t n0 = block * samples_max;
+        const int64_t samples = std::min(samples_max, s.n - n0);
+        for (int64_t o = 0; o < out; ++o) {
+          for (int64_t i = 0; i < samples; ++i) {
+            for (int64_t oy = 0; oy < oh; ++oy) {
+              std::memcpy(rows_q.data() + o * span16 + i * frame + oy * s.w,
+                          q + (((n0 + i) * out + o) * oh + oy) * ow, ow);
+            }
+          }
+        }
+        InterleaveCodes(rows_q.data(), out_pad, span16, qb.data());
+        std::fill(acc.begin(), acc.end(), 0);
+        const int64_t used = samples * frame;
+        for (int64_t col0 = 0; col0 < used; col0 += chunk) {
+          const int64_t width = std::min(chunk, used - col0);
+          gemm(rows, width, out_pad, wa.data(), out_pad,
+               qb.data() + PackedGemmOffset(col0, 0, out_pad), g.data(), chunk,
+               /*accumulate=*/false);
+          for (int64_t m = 0; m < rows; ++m) {
+            const int64_t t = m / c, ch = m % c;
+            int32_t* ar = acc.data() + ch * plane + col0 + (t / s.kernel) * s.w + t % s.kernel;
+            const int32_t* gr = g.data() + m * chunk;
+            const int32_t off = offset[m];
+            for (int64_t j = 0; j < width; ++j) ar[j] += gr[j] - off;
+          }
+        }
+        for (int64_t i = 0; i < samples; ++i) {
+          const int64_t n = n0 + i;
+          const uint64_t* mn = mask == nullptr ? nullptr : mask + n * mask_words;
+          for (int64_t ch = 0; ch < c; ++ch) {
+            ScaleMasked(acc.data() + ch * plane + i * frame, scale, mn, ch * in_pixels,
+                        in_pixels, dx + (n * c + ch) * in_pixels, round_to_bfloat16);
+          }
+        }
+      }
+    });
+    return;
+  }
   // GEMM columns are (sample, output pixel) pairs of a block of samples,
   // about 256 of them or more (whole 64-column tiles), split into chunks
   // (multiples of 16) that keep g within L2. Blocks of equal size, a
