@@ -2,7 +2,11 @@
 // memory-saving method and with standard float32 BNN training, in one run,
 // and reports memory, speed and accuracy side by side with their ratios.
 // Each method trains in its own child process so its peak resident memory
-// is its own. Prints a table and writes JSON and CSV.
+// is its own; a third child then times both trainers step by step,
+// interleaved on the same batches (--speed_steps pairs), so that the
+// machine's load falls on both alike: the speed-up is the median of the
+// paired ratios, with forward, backward and optimizer times. Prints a table
+// and writes JSON and CSV.
 //
 //   bazel run -c opt //models:binary_train_bench -- --epochs=3
 
