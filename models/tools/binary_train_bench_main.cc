@@ -8,7 +8,7 @@
 // paired ratios, with forward, backward and optimizer times. Prints a table
 // and writes JSON and CSV.
 //
-//   bazel run -c opt //models:binary_train_bench -- --epochs=3
+//   bazel run -c opt //models/tools:binary_train_bench -- --epochs=3
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

@@ -4,7 +4,7 @@
 // what the memory-saving layers saved during one real training step, and
 // the counting allocator's view of what each network held for backward.
 //
-//   bazel run //models:memory_report -- --arch=cnv --batch=100 --input=1x32x32
+//   bazel run //models/tools:memory_report -- --arch=cnv --batch=100 --input=1x32x32
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

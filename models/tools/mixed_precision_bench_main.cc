@@ -5,7 +5,7 @@
 // target: learned mixed precision reaching uniform 4-bit accuracy with at
 // most 60% of its memory.
 //
-//   bazel run -c opt //models:mixed_precision_bench -- --out_dir=$PWD/bench_results
+//   bazel run -c opt //models/tools:mixed_precision_bench -- --out_dir=$PWD/bench_results
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

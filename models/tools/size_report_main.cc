@@ -1,7 +1,7 @@
 // Prints per-layer bit-widths and sizes (design 4.1's size model) of a known
 // mixed-precision architecture at uniform precision.
 //
-//   bazel run //models:size_report -- --arch=mobilenetv2 --weight_bits=4 --act_bits=4
+//   bazel run //models/tools:size_report -- --arch=mobilenetv2 --weight_bits=4 --act_bits=4
 
 #include <cstdio>
 #include <string>
