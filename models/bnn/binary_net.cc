@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "models/bnn/bit_tensor.h"
+#include "models/bnn/torch_parallel.h"
+#include "models/kernels/binary_conv.h"
 
 namespace fedge {
 namespace {
@@ -168,15 +170,39 @@ void MemorySavingNet::Step() {
   const double lr = options_.learning_rate;
   for (const auto& layer : layers_) {
     if (layer->weight.defined()) {
+      // Float16 weights with bfloat16 moments (the default): one fused pass
+      // over raw storage, straight from the 1-bit gradient when there is one.
+      const bool fused = layer->weight.scalar_type() == at::kHalf &&
+                         layer->weight_adam.m.scalar_type() == at::kBFloat16;
       at::Tensor grad;
+      const uint8_t* sign_bits = nullptr;
+      float sign_scale = 0;
       if (layer->sign_grad.ready) {
-        grad = UnpackSigns(layer->sign_grad.bits, layer->weight.sizes())
-                   .mul_(layer->sign_grad.scale);
+        if (fused) {
+          sign_bits = layer->sign_grad.bits.data_ptr<uint8_t>();
+          sign_scale = layer->sign_grad.scale;
+        } else {
+          grad = UnpackSigns(layer->sign_grad.bits, layer->weight.sizes())
+                     .mul_(layer->sign_grad.scale);
+        }
         layer->sign_grad.ready = false;
       } else if (layer->weight.grad().defined()) {
-        grad = layer->weight.grad().to(at::kFloat);
+        grad = layer->weight.grad().to(at::kFloat).contiguous();
       }
-      if (grad.defined()) {
+      if (fused && (sign_bits != nullptr || grad.defined())) {
+        AdamStep adam;
+        adam.lr = static_cast<float>(lr);
+        adam.beta1 = static_cast<float>(kBeta1);
+        adam.beta2 = static_cast<float>(kBeta2);
+        adam.eps = static_cast<float>(kAdamEps);
+        adam.step = step_;
+        adam.clip = true;
+        AdamUpdate16(reinterpret_cast<uint16_t*>(layer->weight.data_ptr<at::Half>()),
+                     reinterpret_cast<uint16_t*>(layer->weight_adam.m.data_ptr<at::BFloat16>()),
+                     reinterpret_cast<uint16_t*>(layer->weight_adam.v.data_ptr<at::BFloat16>()),
+                     grad.defined() ? grad.data_ptr<float>() : nullptr, sign_bits, sign_scale,
+                     layer->weight.numel(), adam, TorchParallel());
+      } else if (grad.defined()) {
         layer->weight_adam.Update(layer->weight, grad, step_, lr, /*clip=*/true);
       }
       // After the update: for float32 weights `grad` aliases the .grad buffer.

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/codec/half.h"
 #include "models/kernels/binary_conv_paths.h"
 
 #if defined(__SSE2__)
@@ -74,6 +75,12 @@ void ExpandPortable(const uint64_t* w, int blocks, uint8_t* dst,
       for (int r = 0; r < 4; ++r) out[j * 4 + r] = (w[r] >> (16 * cb + j)) & 1;
     }
   }
+}
+
+void AdamPortable(uint16_t* w, uint16_t* m, uint16_t* v, const float* grad,
+                  const uint8_t* sign_bits, int64_t begin, int64_t end,
+                  const kernels::AdamFactors& f) {
+  kernels::AdamScalar(w, m, v, grad, sign_bits, begin, end, f);
 }
 
 // ------------------------------------------------------------ dispatch ---
@@ -299,7 +306,38 @@ void InterleaveCodes(const int8_t* rows, int64_t depth, int64_t cols, uint8_t* p
 
 namespace kernels {
 PathKernels PortableKernels() {
-  return {&PopcountDotPortable, &GemmPortable, &ExpandPortable};
+  return {&PopcountDotPortable, &GemmPortable, &ExpandPortable, &AdamPortable};
+}
+
+namespace {
+inline float Bf16ToFloat(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+inline uint16_t FloatToBf16(float f) {
+  uint32_t u;
+  f = RoundedToBFloat16(f);
+  std::memcpy(&u, &f, sizeof(u));
+  return static_cast<uint16_t>(u >> 16);
+}
+}  // namespace
+
+void AdamScalar(uint16_t* w, uint16_t* m, uint16_t* v, const float* grad,
+                const uint8_t* sign_bits, int64_t begin, int64_t end, const AdamFactors& f) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float g = grad != nullptr ? grad[i]
+                                    : (((sign_bits[i >> 3] >> (i & 7)) & 1) ? f.sign_scale
+                                                                            : -f.sign_scale);
+    const float mi = Bf16ToFloat(m[i]) * f.beta1 + g * (1 - f.beta1);
+    const float vi = Bf16ToFloat(v[i]) * f.beta2 + g * g * (1 - f.beta2);
+    float wi = HalfToFloat(w[i]) - f.lr_c1 * mi / (std::sqrt(vi * f.inv_c2) + f.eps);
+    if (f.clip) wi = std::min(1.0f, std::max(-1.0f, wi));
+    w[i] = FloatToHalf(wi);
+    m[i] = FloatToBf16(mi);
+    v[i] = FloatToBf16(vi);
+  }
 }
 }  // namespace kernels
 
@@ -903,6 +941,25 @@ void BinaryConvBackwardWeight(const int8_t* q, float scale,
         }
       }
     }
+  });
+}
+
+void AdamUpdate16(uint16_t* w_half, uint16_t* m_bf16, uint16_t* v_bf16, const float* grad,
+                  const uint8_t* sign_bits, float sign_scale, int64_t n,
+                  const AdamStep& step, const ParallelFor& parallel) {
+  const kernels::AdamFn adam = Kernels().adam;
+  kernels::AdamFactors f;
+  f.beta1 = step.beta1;
+  f.beta2 = step.beta2;
+  f.eps = step.eps;
+  f.lr_c1 = static_cast<float>(step.lr / (1 - std::pow(double{step.beta1}, step.step)));
+  f.inv_c2 = static_cast<float>(1 / (1 - std::pow(double{step.beta2}, step.step)));
+  f.sign_scale = sign_scale;
+  f.clip = step.clip;
+  // Chunks of whole bytes of sign bits.
+  constexpr int64_t kChunk = 1 << 14;
+  parallel((n + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1) {
+    adam(w_half, m_bf16, v_bf16, grad, sign_bits, c0 * kChunk, std::min(n, c1 * kChunk), f);
   });
 }
 

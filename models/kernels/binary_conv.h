@@ -124,6 +124,21 @@ void BinaryConvBackwardWeight(const int8_t* q, float scale,
 // layout of common/bit_pack.h (1 where dw >= 0) and mean |dw|.
 float PackSignsAndMeanAbs(const float* dw, int64_t count, uint8_t* bits);
 
+// One Adam step over n latent weights kept in 16 bits (design 4.2):
+// weights IEEE float16, moments m and v bfloat16, all as raw 16-bit words,
+// updated in one pass in float32 (each value rounded to nearest even on the
+// way back). The gradient is grad[i] or, with grad null, the 1-bit form
+// sign_bits (common/bit_pack.h layout, 1 = +) times sign_scale. With clip
+// the weights are clamped to [-1, 1].
+struct AdamStep {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  int64_t step = 1;  // 1-based, for the bias corrections
+  bool clip = true;
+};
+void AdamUpdate16(uint16_t* w_half, uint16_t* m_bf16, uint16_t* v_bf16, const float* grad,
+                  const uint8_t* sign_bits, float sign_scale, int64_t n,
+                  const AdamStep& step, const ParallelFor& parallel);
+
 // Integer GEMM building block, exposed for tests and benchmarks:
 // c[m][j] += sum over k < depth of a[m][k] * b[j][k], with a int8 (rows
 // lda bytes apart) and b uint8 holding 0 or 1, packed (below); rows of c

@@ -30,11 +30,26 @@ using GemmFn = void (*)(int64_t rows, int64_t cols, int64_t depth,
 using ExpandFn = void (*)(const uint64_t* w, int blocks, uint8_t* dst,
                           int64_t block_stride);
 
+// AdamUpdate16 over [begin, end) (binary_conv.h), the bias-corrected
+// factors precomputed: lr_c1 = lr / (1 - beta1^t), inv_c2 = 1 / (1 - beta2^t).
+struct AdamFactors {
+  float beta1, beta2, eps, lr_c1, inv_c2, sign_scale;
+  bool clip;
+};
+using AdamFn = void (*)(uint16_t* w, uint16_t* m, uint16_t* v, const float* grad,
+                        const uint8_t* sign_bits, int64_t begin, int64_t end,
+                        const AdamFactors& f);
+
 struct PathKernels {
   PopcountDotFn popcount_dot;
   GemmFn gemm;
   ExpandFn expand;
+  AdamFn adam;
 };
+
+// The scalar Adam update every path shares for its tail.
+void AdamScalar(uint16_t* w, uint16_t* m, uint16_t* v, const float* grad,
+                const uint8_t* sign_bits, int64_t begin, int64_t end, const AdamFactors& f);
 
 PathKernels PortableKernels();
 #if defined(__x86_64__)

@@ -1,12 +1,15 @@
 #include "models/kernels/binary_conv.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/codec/half.h"
 #include "gtest/gtest.h"
 
 namespace fedge {
@@ -305,6 +308,52 @@ TEST_P(BinaryConvTest, GemmMatchesNaiveSumsIncludingLongDepths) {
         GemmS8U1(rows, cols, depth, a.data(), depth, packed.data(), c.data(), cols);
         EXPECT_EQ(c, want) << rows << "x" << cols << "x" << depth;
       }
+    }
+  }
+}
+
+// One Adam step on 16-bit storage: every path gives the same bits, and
+// they are a float32 Adam step rounded to float16 / bfloat16.
+TEST_P(BinaryConvTest, AdamUpdate16MatchesFloatAdamRounded) {
+  const int64_t n = 1003;  // a tail past the 8-wide blocks
+  const std::vector<float> w0 = Random(n, 15, 0.5f), g = Random(n, 16, 0.01f);
+  std::vector<uint16_t> w(n), m(n), v(n);
+  for (int64_t i = 0; i < n; ++i) {
+    w[i] = FloatToHalf(w0[i]);
+    m[i] = static_cast<uint16_t>(i * 37 % 200);  // small positive bfloat16 values
+    v[i] = static_cast<uint16_t>(0x3000 + i % 100);
+  }
+  std::vector<uint8_t> bits((n + 7) / 8);
+  const float scale = PackSignsAndMeanAbs(g.data(), n, bits.data());
+  AdamStep step;
+  step.step = 3;
+  for (int use_bits = 0; use_bits < 2; ++use_bits) {
+    std::vector<uint16_t> wa = w, ma = m, va = v, wb = w, mb = m, vb = v;
+    const float* grad = use_bits ? nullptr : g.data();
+    AdamUpdate16(wa.data(), ma.data(), va.data(), grad, bits.data(), scale, n, step,
+                 TwoThreads());
+    ASSERT_TRUE(SetKernelPath(KernelPath::kPortable));
+    AdamUpdate16(wb.data(), mb.data(), vb.data(), grad, bits.data(), scale, n, step,
+                 TwoThreads());
+    ASSERT_TRUE(SetKernelPath(GetParam()));
+    EXPECT_EQ(wa, wb);
+    EXPECT_EQ(ma, mb);
+    EXPECT_EQ(va, vb);
+    const double c1 = 1 - std::pow(0.9, 3), c2 = 1 - std::pow(0.999, 3);
+    for (int64_t i = 0; i < n; ++i) {
+      auto bf = [](uint16_t b) {
+        const uint32_t u = static_cast<uint32_t>(b) << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return static_cast<double>(f);
+      };
+      const double gi = use_bits ? (((bits[i / 8] >> (i % 8)) & 1) ? scale : -scale) : g[i];
+      const double mi = bf(m[i]) * 0.9 + gi * 0.1;
+      const double vi = bf(v[i]) * 0.999 + gi * gi * 0.001;
+      double wi = HalfToFloat(w[i]) - 1e-3 / c1 * mi / (std::sqrt(vi / c2) + 1e-8);
+      wi = std::min(1.0, std::max(-1.0, wi));
+      ASSERT_NEAR(HalfToFloat(wa[i]), wi, 1e-3 * std::fabs(wi) + 1e-6) << i;
+      ASSERT_NEAR(bf(ma[i]), mi, 8e-3 * std::fabs(mi) + 1e-30) << i;
     }
   }
 }

@@ -8,6 +8,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+
 namespace fedge {
 namespace kernels {
 namespace {
@@ -141,6 +143,70 @@ FEDGE_AVX2 void GemmAvx2(int64_t rows, int64_t cols, int64_t depth,
       TileAvx2<1>(depth, a + m * lda, lda, bj, c + m * ldc + j, ldc, width, accumulate);
     }
   }
+}
+
+// No FMA: a fused multiply-add rounds differently from the portable path,
+// and every path must train to the same bits.
+#define FEDGE_F16C __attribute__((target("avx2,f16c")))
+
+// 8 floats -> 8 bfloat16 words, rounded as RoundedToBFloat16 (NaN and
+// infinity kept).
+FEDGE_F16C inline __m128i ToBf16(__m256 x) {
+  const __m256i exponent = _mm256_set1_epi32(0x7F800000);
+  const __m256i u = _mm256_castps_si256(x);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb);
+  const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(u, exponent), exponent);
+  r = _mm256_srli_epi32(_mm256_blendv_epi8(r, u, special), 16);
+  // 8 x 32-bit -> 8 x 16-bit (values < 2^16: unsigned saturation is exact).
+  return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+
+FEDGE_F16C inline __m256 FromBf16(const uint16_t* p) {
+  const __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+}
+
+// Adam on 8 values at a time: float16 <-> float32 by F16C (round to
+// nearest even), bfloat16 by shifts with the same rounding as
+// RoundedToBFloat16 (NaN and infinity kept).
+FEDGE_F16C void AdamAvx2(uint16_t* w, uint16_t* m, uint16_t* v,
+                                                         const float* grad,
+                                                         const uint8_t* sign_bits,
+                                                         int64_t begin, int64_t end,
+                                                         const AdamFactors& f) {
+  int64_t i = begin;
+  const __m256 b1 = _mm256_set1_ps(f.beta1), nb1 = _mm256_set1_ps(1 - f.beta1);
+  const __m256 b2 = _mm256_set1_ps(f.beta2), nb2 = _mm256_set1_ps(1 - f.beta2);
+  const __m256 lr = _mm256_set1_ps(f.lr_c1), ic2 = _mm256_set1_ps(f.inv_c2);
+  const __m256 eps = _mm256_set1_ps(f.eps), one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-1.0f);
+  const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 scale = _mm256_set1_ps(f.sign_scale);
+  // Start on a byte of sign bits.
+  const int64_t head = std::min(end, (begin + 7) / 8 * 8);
+  AdamScalar(w, m, v, grad, sign_bits, begin, head, f);
+  for (i = head; i + 8 <= end; i += 8) {
+    __m256 g;
+    if (grad != nullptr) {
+      g = _mm256_loadu_ps(grad + i);
+    } else {
+      const __m256i bits = _mm256_set1_epi32(sign_bits[i >> 3]);
+      const __m256 set = _mm256_castsi256_ps(
+          _mm256_cmpeq_epi32(_mm256_and_si256(bits, lane_bit), lane_bit));
+      g = _mm256_blendv_ps(_mm256_sub_ps(_mm256_setzero_ps(), scale), scale, set);
+    }
+    const __m256 mi = _mm256_add_ps(_mm256_mul_ps(FromBf16(m + i), b1), _mm256_mul_ps(g, nb1));
+    const __m256 vi =
+        _mm256_add_ps(_mm256_mul_ps(FromBf16(v + i), b2), _mm256_mul_ps(_mm256_mul_ps(g, g), nb2));
+    const __m256 wi0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+    const __m256 denom = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, ic2)), eps);
+    __m256 wi = _mm256_sub_ps(wi0, _mm256_div_ps(_mm256_mul_ps(lr, mi), denom));
+    if (f.clip) wi = _mm256_min_ps(one, _mm256_max_ps(neg, wi));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(w + i), _mm256_cvtps_ph(wi, _MM_FROUND_TO_NEAREST_INT));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(m + i), ToBf16(mi));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(v + i), ToBf16(vi));
+  }
+  AdamScalar(w, m, v, grad, sign_bits, i, end, f);
 }
 
 // ------------------------------------------------------------- AVX-512 ---
@@ -281,7 +347,8 @@ FEDGE_AVX512 void GemmAvx512(int64_t rows, int64_t cols, int64_t depth,
 
 bool CpuHasAvx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt") &&
+         __builtin_cpu_supports("f16c");
 }
 
 bool CpuHasAvx512() {
@@ -291,8 +358,10 @@ bool CpuHasAvx512() {
          __builtin_cpu_supports("avx512vpopcntdq");
 }
 
-PathKernels Avx2Kernels() { return {&PopcountDotAvx2, &GemmAvx2, &ExpandAvx2}; }
-PathKernels Avx512Kernels() { return {&PopcountDotAvx512, &GemmAvx512, &ExpandAvx512}; }
+PathKernels Avx2Kernels() { return {&PopcountDotAvx2, &GemmAvx2, &ExpandAvx2, &AdamAvx2}; }
+PathKernels Avx512Kernels() {
+  return {&PopcountDotAvx512, &GemmAvx512, &ExpandAvx512, &AdamAvx2};
+}
 
 }  // namespace kernels
 }  // namespace fedge
