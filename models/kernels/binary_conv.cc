@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <vector>
@@ -108,8 +110,25 @@ KernelPath BestPath() {
   return KernelPath::kPortable;
 }
 
+// The best path, unless FEDGE_KERNEL_PATH names another the CPU runs
+// (portable, avx2, avx512-vnni): for comparing paths on one machine. A
+// value that is unknown or not supported is reported once and ignored.
+KernelPath InitialPath() {
+  const KernelPath best = BestPath();
+  const char* wanted = std::getenv("FEDGE_KERNEL_PATH");
+  if (wanted == nullptr || *wanted == '\0') return best;
+  for (KernelPath p : {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512}) {
+    if (std::strcmp(wanted, KernelPathName(p)) == 0 && Supported(p)) return p;
+  }
+  std::fprintf(stderr,
+               "FEDGE_KERNEL_PATH=%s: not a kernel path this CPU runs (portable, avx2, "
+               "avx512-vnni); using %s\n",
+               wanted, KernelPathName(best));
+  return best;
+}
+
 std::atomic<int>& PathSlot() {
-  static std::atomic<int> slot{static_cast<int>(BestPath())};
+  static std::atomic<int> slot{static_cast<int>(InitialPath())};
   return slot;
 }
 
