@@ -50,21 +50,29 @@ void PopcountDotPortable(const uint64_t* const* x, const int* tap, int taps,
 void GemmPortable(int64_t rows, int64_t cols, int64_t depth, const int8_t* a,
                   int64_t lda, const uint8_t* b, int32_t* c, int64_t ldc,
                   bool accumulate) {
+  // Plain loops the compiler vectorizes for whatever the target has (SSE2,
+  // NEON): each 4-byte group of a row is repeated across the 64 bytes of a
+  // packed group, multiplied byte by byte into 64 int32 lanes, and the four
+  // lanes of each column are added at the end.
   for (int64_t j0 = 0; j0 < cols; j0 += 16) {
     const uint8_t* block = b + (j0 / 16) * 16 * depth;
     const int64_t width = std::min<int64_t>(16, cols - j0);
     for (int64_t m = 0; m < rows; ++m) {
       const int8_t* ar = a + m * lda;
-      int32_t acc[16] = {0};
+      int32_t lanes[64] = {0};
       for (int64_t k = 0; k < depth; k += 4) {
+        int8_t repeated[64];
+        for (int r = 0; r < 64; r += 4) std::memcpy(repeated + r, ar + k, 4);
         const uint8_t* group = block + k * 16;
-        for (int jj = 0; jj < 16; ++jj) {
-          acc[jj] += ar[k] * group[4 * jj] + ar[k + 1] * group[4 * jj + 1] +
-                     ar[k + 2] * group[4 * jj + 2] + ar[k + 3] * group[4 * jj + 3];
+        for (int t = 0; t < 64; ++t) {
+          lanes[t] += static_cast<int32_t>(repeated[t]) * static_cast<int32_t>(group[t]);
         }
       }
       int32_t* cr = c + m * ldc + j0;
-      for (int64_t jj = 0; jj < width; ++jj) cr[jj] = (accumulate ? cr[jj] : 0) + acc[jj];
+      for (int64_t jj = 0; jj < width; ++jj) {
+        const int32_t sum = lanes[4 * jj] + lanes[4 * jj + 1] + lanes[4 * jj + 2] + lanes[4 * jj + 3];
+        cr[jj] = (accumulate ? cr[jj] : 0) + sum;
+      }
     }
   }
 }
