@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <utility>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -105,17 +104,19 @@ absl::StatusOr<std::unique_ptr<TrainableNet>> MakeNet(const std::string& method,
   return std::make_unique<MemorySavingNet>(arch, saving, ledger);
 }
 
-absl::StatusOr<std::pair<Dataset, ArchSpec>> LoadTrainingData(int64_t samples) {
-  const std::string arch_name = absl::GetFlag(FLAGS_arch);
-  // CNV's valid convolutions need 32x32: pad Fashion-MNIST's 28x28 by 2.
-  const int pad = arch_name == "mlp" ? 0 : 32;
-  ASSIGN_OR_RETURN(Dataset train, LoadFashionMnist(absl::GetFlag(FLAGS_data_dir),
-                                                   DataSplit::kTrain, {samples, pad}));
-  const InputShape input{static_cast<int>(train.images.size(1)),
-                         static_cast<int>(train.images.size(2)),
-                         static_cast<int>(train.images.size(3))};
-  ASSIGN_OR_RETURN(ArchSpec arch, MakeArch(arch_name, input));
-  return std::make_pair(std::move(train), std::move(arch));
+// Fashion-MNIST's samples of `split` (CNV's valid convolutions need 32x32:
+// 28x28 padded by 2, except for the MLP).
+absl::StatusOr<Dataset> LoadSplit(DataSplit split, int64_t samples) {
+  const int pad = absl::GetFlag(FLAGS_arch) == "mlp" ? 0 : 32;
+  return LoadFashionMnist(absl::GetFlag(FLAGS_data_dir), split, {samples, pad});
+}
+
+// --arch built for the images' shape.
+absl::StatusOr<ArchSpec> ArchFor(const Dataset& data) {
+  const InputShape input{static_cast<int>(data.images.size(1)),
+                         static_cast<int>(data.images.size(2)),
+                         static_cast<int>(data.images.size(3))};
+  return MakeArch(absl::GetFlag(FLAGS_arch), input);
 }
 
 double Median(std::vector<double> v) {
@@ -130,12 +131,12 @@ absl::StatusOr<Result> TimeSteps() {
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
   const int steps = absl::GetFlag(FLAGS_speed_steps), warmup = 2;
   const int batch = absl::GetFlag(FLAGS_batch);
-  ASSIGN_OR_RETURN(auto loaded, LoadTrainingData(int64_t{batch} * (steps + warmup)));
-  const Dataset& data = loaded.first;
-  ASSIGN_OR_RETURN(std::unique_ptr<TrainableNet> standard,
-                   MakeNet("standard", loaded.second, nullptr));
+  ASSIGN_OR_RETURN(const Dataset data,
+                   LoadSplit(DataSplit::kTrain, int64_t{batch} * (steps + warmup)));
+  ASSIGN_OR_RETURN(const ArchSpec arch, ArchFor(data));
+  ASSIGN_OR_RETURN(std::unique_ptr<TrainableNet> standard, MakeNet("standard", arch, nullptr));
   ASSIGN_OR_RETURN(std::unique_ptr<TrainableNet> saving,
-                   MakeNet("memory-saving", loaded.second, nullptr));
+                   MakeNet("memory-saving", arch, nullptr));
   // Per trainer: forward, backward and optimizer milliseconds of each pair.
   std::vector<double> phase[2][3];
   auto step = [&](TrainableNet& net, const at::Tensor& x, const at::Tensor& y, int which,
@@ -198,19 +199,11 @@ absl::StatusOr<Result> TimeSteps() {
 absl::StatusOr<Result> TrainOne(const std::string& method) {
   CountingCpuAllocator::Install();
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
-  const std::string arch_name = absl::GetFlag(FLAGS_arch);
-  // CNV's valid convolutions need 32x32: pad Fashion-MNIST's 28x28 by 2.
-  const int pad = arch_name == "mlp" ? 0 : 32;
-  ASSIGN_OR_RETURN(Dataset train,
-                   LoadFashionMnist(absl::GetFlag(FLAGS_data_dir), DataSplit::kTrain,
-                                    {absl::GetFlag(FLAGS_train_samples), pad}));
-  ASSIGN_OR_RETURN(Dataset test,
-                   LoadFashionMnist(absl::GetFlag(FLAGS_data_dir), DataSplit::kTest,
-                                    {absl::GetFlag(FLAGS_test_samples), pad}));
-  const InputShape input{static_cast<int>(train.images.size(1)),
-                         static_cast<int>(train.images.size(2)),
-                         static_cast<int>(train.images.size(3))};
-  ASSIGN_OR_RETURN(const ArchSpec arch, MakeArch(arch_name, input));
+  ASSIGN_OR_RETURN(const Dataset train,
+                   LoadSplit(DataSplit::kTrain, absl::GetFlag(FLAGS_train_samples)));
+  ASSIGN_OR_RETURN(const Dataset test,
+                   LoadSplit(DataSplit::kTest, absl::GetFlag(FLAGS_test_samples)));
+  ASSIGN_OR_RETURN(const ArchSpec arch, ArchFor(train));
   const int64_t rss_before = PeakRssBytes();
 
   MemoryLedger ledger;
@@ -305,6 +298,11 @@ absl::StatusOr<Result> RunChild(const char* self, const std::string& method,
 }
 
 absl::Status RunBoth(const char* self) {
+  const int speed_steps = absl::GetFlag(FLAGS_speed_steps);
+  if (speed_steps < 0 || speed_steps > 10000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--speed_steps=", speed_steps, " must be in [0, 10000]"));
+  }
   const std::string out_dir = absl::GetFlag(FLAGS_out_dir);
   RETURN_IF_ERROR(CreateDirectories(out_dir));
   ASSIGN_OR_RETURN(const Result standard, RunChild(self, "standard", out_dir));
