@@ -145,7 +145,7 @@ at::Tensor MemorySavingNet::Forward(const at::Tensor& x, bool training) {
       case LayerKind::kConv: {
         const bool pool_next = i + 1 < layers_.size() &&
                                layers_[i + 1]->spec.kind == LayerKind::kMaxPool;
-        if (pool_next && FusesPool(layer->config)) {
+        if (pool_next && UsesBitKernels(layer->config)) {
           h = PackedConvPool(h, layer->weight, layer->config, layer->hooks,
                              layers_[i + 1]->hooks);
           pooled = true;

@@ -15,10 +15,6 @@
 
 namespace fedge {
 
-// Defined below, beside RoundGradX.
-void RoundToBFloat16InPlace(at::Tensor& g);
-at::Tensor RoundOwnedGradX(at::Tensor g, GradXPrecision precision);
-
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -101,6 +97,17 @@ uint64_t* WordsOf(const at::Tensor& t) {
   return reinterpret_cast<uint64_t*>(t.data_ptr<int64_t>());
 }
 
+// Rounds a contiguous float32 tensor to bfloat16 in place, on all threads.
+void RoundToBFloat16InPlace(at::Tensor& g) {
+  constexpr int64_t kChunk = 1 << 15;
+  float* data = g.data_ptr<float>();
+  const int64_t n = g.numel();
+  TorchParallel()((n + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1) {
+    const int64_t begin = c0 * kChunk, end = std::min(n, c1 * kChunk);
+    RoundToBFloat16(data + begin, end - begin);
+  });
+}
+
 // Geometry of a layer for the bit-packed kernels; weights are [out, c, k, k]
 // or [out, c].
 BinaryConvShape KernelShape(at::IntArrayRef x, at::IntArrayRef w, int64_t padding,
@@ -126,6 +133,38 @@ at::Tensor PackedWeightSigns(const at::Tensor& w, const BinaryConvShape& shape) 
   return packed;
 }
 
+// The input's packed signs and straight-through mask (|x| <= 1).
+struct PackedInput {
+  at::Tensor signs, mask;
+};
+
+PackedInput PackInput(const at::Tensor& in, const BinaryConvShape& shape) {
+  PackedInput packed{Words(shape.input_words()), Words(shape.mask_words())};
+  PackActivationSigns(in.data_ptr<float>(), shape, 1.0f, WordsOf(packed.signs),
+                      WordsOf(packed.mask), TorchParallel());
+  return packed;
+}
+
+void SaveGeometry(AutogradContext* ctx, const ConvConfig& config) {
+  ctx->saved_data["padding"] = static_cast<int64_t>(config.padding);
+  ctx->saved_data["stride"] = static_cast<int64_t>(config.stride);
+}
+
+// The layer's geometry from what forward saved (x's shape, w, SaveGeometry).
+BinaryConvShape SavedShape(AutogradContext* ctx, const at::Tensor& w) {
+  return KernelShape(ctx->saved_data["shape"].toIntVector(), w.sizes(),
+                     ctx->saved_data["padding"].toInt(), ctx->saved_data["stride"].toInt());
+}
+
+// dY's int8 codes and their scale; a non-finite gradient is an error.
+at::Tensor QuantizeGradient(const at::Tensor& grad, const LayerHooks& hooks, float* scale) {
+  const at::Tensor dy = grad.to(at::kFloat).contiguous();
+  at::Tensor q = at::empty(dy.sizes(), at::TensorOptions().dtype(at::kChar));
+  *scale = QuantizeInt8(dy.data_ptr<float>(), dy.numel(), q.data_ptr<int8_t>(), TorchParallel());
+  TORCH_CHECK(*scale >= 0, hooks.name, ": the gradient reaching the layer is not finite");
+  return q;
+}
+
 // The backward both bit-packed ops share, from dY's int8 codes q (at the
 // convolution's output size) and their scale: dX (masked, rounded as the
 // hooks say) and dW (or its 1-bit form). Saved: signs, mask, w, ...
@@ -143,7 +182,7 @@ variable_list BitConvBackward(AutogradContext* ctx, at::Tensor& q, float scale,
     BinaryConvBackwardInput(q.data_ptr<int8_t>(), scale, WordsOf(PackedWeightSigns(w, shape)),
                             WordsOf(saved[1]), shape, dx.data_ptr<float>(), TorchParallel(),
                             /*round_to_bfloat16=*/bf16);
-    if (!bf16) dx = RoundOwnedGradX(dx, hooks.grad_x);
+    if (!bf16) dx = RoundGradX(dx, hooks.grad_x);
   }
   at::Tensor dw = at::empty(w.sizes(), f32);
   BinaryConvBackwardWeight(q.data_ptr<int8_t>(), scale, WordsOf(saved[0]), shape,
@@ -174,39 +213,24 @@ struct BitConvFn : public Function<BitConvFn> {
     const at::Tensor in = x.detach().to(at::kFloat).contiguous();
     const BinaryConvShape shape =
         KernelShape(in.sizes(), w.sizes(), config->padding, config->stride);
-    at::Tensor signs = Words(shape.input_words());
-    at::Tensor mask = Words(shape.mask_words());
-    PackActivationSigns(in.data_ptr<float>(), shape, 1.0f, WordsOf(signs),
-                        WordsOf(mask), TorchParallel());
-    at::Tensor w_signs = PackedWeightSigns(w, shape);
+    const PackedInput packed = PackInput(in, shape);
     std::vector<int64_t> out_shape = {shape.n, shape.out};
     if (in.dim() == 4) {
       out_shape.push_back(shape.out_h());
       out_shape.push_back(shape.out_w());
     }
     at::Tensor y = at::empty(out_shape, at::TensorOptions().dtype(at::kFloat));
-    BinaryConvForward(WordsOf(signs), WordsOf(w_signs), shape,
+    BinaryConvForward(WordsOf(packed.signs), WordsOf(PackedWeightSigns(w, shape)), shape,
                       y.data_ptr<float>(), TorchParallel());
-    w_signs.reset();
-    SaveForBackward(ctx, *hooks, {signs, mask}, x, {w});
-    ctx->saved_data["padding"] = static_cast<int64_t>(config->padding);
-    ctx->saved_data["stride"] = static_cast<int64_t>(config->stride);
+    SaveForBackward(ctx, *hooks, {packed.signs, packed.mask}, x, {w});
+    SaveGeometry(ctx, *config);
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
-    const std::vector<int64_t> x_shape = ctx->saved_data["shape"].toIntVector();
-    const at::Tensor& w = saved[2];
-    const BinaryConvShape shape =
-        KernelShape(x_shape, w.sizes(), ctx->saved_data["padding"].toInt(),
-                    ctx->saved_data["stride"].toInt());
-    const LayerHooks& hooks = *HooksOf(ctx);
-    const at::Tensor dy = grads[0].to(at::kFloat).contiguous();
-    at::Tensor q = at::empty(dy.sizes(), at::TensorOptions().dtype(at::kChar));
-    const float scale = QuantizeInt8(dy.data_ptr<float>(), dy.numel(),
-                                     q.data_ptr<int8_t>(), TorchParallel());
-    TORCH_CHECK(scale >= 0, hooks.name, ": the gradient reaching the layer is not finite");
+    const BinaryConvShape shape = SavedShape(ctx, ctx->get_saved_variables()[2]);
+    float scale;
+    at::Tensor q = QuantizeGradient(grads[0], *HooksOf(ctx), &scale);
     return BitConvBackward(ctx, q, scale, shape);
   }
 };
@@ -223,46 +247,33 @@ struct BitConvPoolFn : public Function<BitConvPoolFn> {
         KernelShape(in.sizes(), w.sizes(), config->padding, config->stride);
     TORCH_CHECK(in.dim() == 4 && shape.out_h() >= 2 && shape.out_w() >= 2, hooks->name,
                 ": a fused pool needs a convolution output of at least 2x2");
-    at::Tensor signs = Words(shape.input_words());
-    at::Tensor mask = Words(shape.mask_words());
-    PackActivationSigns(in.data_ptr<float>(), shape, 1.0f, WordsOf(signs),
-                        WordsOf(mask), TorchParallel());
-    const at::Tensor w_signs = PackedWeightSigns(w, shape);
+    const PackedInput packed = PackInput(in, shape);
     const std::vector<int64_t> pooled = {shape.n, shape.out, shape.out_h() / 2,
                                          shape.out_w() / 2};
     at::Tensor y = at::empty(pooled, at::TensorOptions().dtype(at::kFloat));
     at::Tensor position = at::empty(pooled, at::TensorOptions().dtype(at::kByte));
-    BinaryConvPoolForward(WordsOf(signs), WordsOf(w_signs), shape, y.data_ptr<float>(),
-                          position.data_ptr<uint8_t>(), TorchParallel());
+    BinaryConvPoolForward(WordsOf(packed.signs), WordsOf(PackedWeightSigns(w, shape)), shape,
+                          y.data_ptr<float>(), position.data_ptr<uint8_t>(), TorchParallel());
     const at::Tensor packed_position = PackCodes(position, 2);
-    SaveForBackward(ctx, *hooks, {signs, mask}, x, {w, packed_position});
+    SaveForBackward(ctx, *hooks, {packed.signs, packed.mask}, x, {w, packed_position});
     const int64_t pool_bytes = packed_position.nbytes();
     ctx->saved_data["pool_bytes"] = pool_bytes;
     ctx->saved_data["pool_hooks"] = reinterpret_cast<int64_t>(pool_hooks);
     if (pool_hooks->ledger != nullptr) pool_hooks->ledger->Hold(pool_hooks->name, pool_bytes);
-    ctx->saved_data["padding"] = static_cast<int64_t>(config->padding);
-    ctx->saved_data["stride"] = static_cast<int64_t>(config->stride);
+    SaveGeometry(ctx, *config);
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
-    const std::vector<int64_t> x_shape = ctx->saved_data["shape"].toIntVector();
-    const at::Tensor& w = saved[2];
-    const BinaryConvShape shape =
-        KernelShape(x_shape, w.sizes(), ctx->saved_data["padding"].toInt(),
-                    ctx->saved_data["stride"].toInt());
-    const LayerHooks& hooks = *HooksOf(ctx);
+    const BinaryConvShape shape = SavedShape(ctx, saved[2]);
     const auto* pool_hooks =
         reinterpret_cast<const LayerHooks*>(ctx->saved_data["pool_hooks"].toInt());
     // Quantize the pooled gradient (the full-size one has the same largest
     // magnitude: it is these values and zeros), then scatter the codes.
-    const at::Tensor dy = grads[0].to(at::kFloat).contiguous();
-    at::Tensor pooled_q = at::empty(dy.sizes(), at::TensorOptions().dtype(at::kChar));
-    const float scale = QuantizeInt8(dy.data_ptr<float>(), dy.numel(),
-                                     pooled_q.data_ptr<int8_t>(), TorchParallel());
-    TORCH_CHECK(scale >= 0, hooks.name, ": the gradient reaching the layer is not finite");
-    const at::Tensor position = UnpackCodes(saved[3], 2, dy.sizes());
+    float scale;
+    const at::Tensor pooled_q = QuantizeGradient(grads[0], *HooksOf(ctx), &scale);
+    const at::Tensor position = UnpackCodes(saved[3], 2, pooled_q.sizes());
     at::Tensor q = at::empty({shape.n, shape.out, shape.out_h(), shape.out_w()},
                              at::TensorOptions().dtype(at::kChar));
     ScatterPooledCodes(pooled_q.data_ptr<int8_t>(), position.data_ptr<uint8_t>(), shape,
@@ -427,7 +438,7 @@ struct L1BatchNormFn : public Function<L1BatchNormFn> {
                    ShapeOf(dy), dx.data_ptr<float>(), dbeta.data_ptr<float>(),
                    TorchParallel(), /*round_to_bfloat16=*/bf16);
     Release(ctx, hooks);
-    return {bf16 ? dx : RoundOwnedGradX(dx, hooks.grad_x), dbeta, at::Tensor(),
+    return {bf16 ? dx : RoundGradX(dx, hooks.grad_x), dbeta, at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -512,24 +523,6 @@ at::Tensor QuantizeSymmetric(const at::Tensor& x, int bits, float step) {
   return (x / step).round_().clamp_(-q, q).mul_(step);
 }
 
-void RoundToBFloat16InPlace(at::Tensor& g) {
-  constexpr int64_t kChunk = 1 << 15;
-  float* data = g.data_ptr<float>();
-  const int64_t n = g.numel();
-  TorchParallel()((n + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1) {
-    const int64_t begin = c0 * kChunk, end = std::min(n, c1 * kChunk);
-    RoundToBFloat16(data + begin, end - begin);
-  });
-}
-
-// RoundGradX on a fresh contiguous float32 tensor nobody else holds: no copy
-// for bfloat16.
-at::Tensor RoundOwnedGradX(at::Tensor g, GradXPrecision precision) {
-  if (precision != GradXPrecision::kBFloat16) return RoundGradX(g, precision);
-  RoundToBFloat16InPlace(g);
-  return g;
-}
-
 at::Tensor RoundGradX(const at::Tensor& g, GradXPrecision precision) {
   switch (precision) {
     case GradXPrecision::kFloat32:
@@ -570,18 +563,18 @@ at::Tensor PackedConv(const at::Tensor& x, const at::Tensor& w,
     return Compute(QuantizedInput(x, config), LayerWeights(w, config.binary_weights),
                    config.padding, config.stride, config.groups);
   }
-  if (FusesPool(config)) return BitConvFn::apply(x, w, &config, &hooks);
+  if (UsesBitKernels(config)) return BitConvFn::apply(x, w, &config, &hooks);
   return PackedConvFn::apply(x, w, &config, &hooks);
 }
 
-bool FusesPool(const ConvConfig& config) {
+bool UsesBitKernels(const ConvConfig& config) {
   return config.bit_kernels && config.sign_input && !config.real_input &&
          config.binary_weights && config.groups == 1 && config.stride >= 1;
 }
 
 at::Tensor PackedConvPool(const at::Tensor& x, const at::Tensor& w, const ConvConfig& config,
                           const LayerHooks& hooks, const LayerHooks& pool_hooks) {
-  TORCH_CHECK(FusesPool(config), hooks.name,
+  TORCH_CHECK(UsesBitKernels(config), hooks.name,
               ": only a sign-input binary convolution on the bit kernels fuses its pool");
   TORCH_CHECK(x.dim() == 4, hooks.name, ": a fused pool needs a 4-D input");
   if (!Recording({&x, &w})) {

@@ -85,9 +85,10 @@ ConvConfig LearnedInput(float step, float range, bool is_signed);
 at::Tensor PackedConv(const at::Tensor& x, const at::Tensor& w,
                       const ConvConfig& config, const LayerHooks& hooks);
 
-// Whether PackedConvPool can run `config` (a sign-input binary
-// convolution on the bit kernels).
-bool FusesPool(const ConvConfig& config);
+// Whether `config` runs on the bit-packed kernels (a sign-input binary
+// convolution with bit_kernels set): what PackedConv then uses and what
+// PackedConvPool needs.
+bool UsesBitKernels(const ConvConfig& config);
 
 // PackedConv followed by PackedMaxPool2x2, fused: the full-size output is
 // never materialised; the pool's 2-bit positions go on pool_hooks' ledger

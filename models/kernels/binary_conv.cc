@@ -577,8 +577,7 @@ void BinaryConvPoolForward(const uint64_t* x_signs, const uint64_t* w_signs,
         for (int64_t px = 0; px < pw; ++px) {
           // Integers, never NaN: the first maximum in window order wins.
           const float v[4] = {t[2 * px], t[2 * px + 1], b[2 * px], b[2 * px + 1]};
-          int best = 0;
-          for (int k = 1; k < 4; ++k) best = v[k] > v[best] ? k : best;
+          const int best = WindowArgmax(v);
           yo[px] = v[best];
           po[px] = static_cast<uint8_t>(best);
         }
@@ -590,22 +589,8 @@ void BinaryConvPoolForward(const uint64_t* x_signs, const uint64_t* w_signs,
 void ScatterPooledCodes(const int8_t* pooled, const uint8_t* position,
                         const BinaryConvShape& shape, int8_t* q,
                         const ParallelFor& parallel) {
-  const int64_t oh = shape.out_h(), ow = shape.out_w();
-  const int64_t ph = oh / 2, pw = ow / 2;
-  parallel(shape.n * shape.out, [&](int64_t p0, int64_t p1) {
-    for (int64_t plane = p0; plane < p1; ++plane) {
-      int8_t* qp = q + plane * oh * ow;
-      std::memset(qp, 0, oh * ow);
-      const int8_t* src = pooled + plane * ph * pw;
-      const uint8_t* pos = position + plane * ph * pw;
-      for (int64_t py = 0; py < ph; ++py) {
-        for (int64_t px = 0; px < pw; ++px) {
-          const int k = pos[py * pw + px];
-          qp[(2 * py + k / 2) * ow + 2 * px + k % 2] = src[py * pw + px];
-        }
-      }
-    }
-  });
+  ScatterToArgmax(pooled, position, shape.n * shape.out, shape.out_h(), shape.out_w(), q,
+                  parallel);
 }
 
 float QuantizeInt8(const float* dy, int64_t count, int8_t* q,
@@ -680,6 +665,20 @@ float QuantizeInt8(const float* dy, int64_t count, int8_t* q,
   return scale;
 }
 
+namespace {
+
+// Samples per block of dX's GEMM columns: about 256 columns or more (whole
+// 64-column tiles) of `columns` per sample, the batch cut into equal
+// blocks, a multiple of 4 of them where it allows (equal thread shares).
+int64_t SamplesPerBlock(int64_t samples, int64_t columns) {
+  const int64_t least = std::max<int64_t>(1, (255 + columns) / columns);
+  int64_t blocks = (samples + least - 1) / least;
+  blocks = std::min<int64_t>(samples, (blocks + 3) / 4 * 4);
+  return (samples + blocks - 1) / blocks;
+}
+
+}  // namespace
+
 void BinaryConvBackwardInput(const int8_t* q, float scale,
                              const uint64_t* w_signs, const uint64_t* mask,
                              const BinaryConvShape& layer, float* dx,
@@ -715,19 +714,15 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
       offset[m] = 128 * sum;
     }
   });
-  const int64_t frame = s.h * s.w;
-  if (s.stride == 1 && s.pad == 0 && 4 * pixels >= 3 * frame) {
+  if (s.stride == 1 && s.pad == 0 && 4 * pixels >= 3 * in_pixels) {
     // Unpadded, stride 1, the output at least 3/4 of the input: output pixel
     // (oy, ox) of the i-th sample of a block laid out at column
     // i * h * w + oy * w + ox (the input's frame; the other columns hold
     // code 0 and add exactly 0), so tap (ky, kx) reads the input pixel at
     // that column + ky * w + kx: col2im is one contiguous add per (tap,
     // channel) over a whole chunk of the block.
-    const int64_t per_block_min = std::max<int64_t>(1, (255 + frame) / frame);
-    int64_t fast_blocks = (s.n + per_block_min - 1) / per_block_min;
-    fast_blocks = std::min<int64_t>(s.n, (fast_blocks + 3) / 4 * 4);
-    const int64_t samples_max = (s.n + fast_blocks - 1) / fast_blocks;
-    const int64_t span = samples_max * frame, span16 = (span + 15) / 16 * 16;
+    const int64_t samples_max = SamplesPerBlock(s.n, in_pixels);
+    const int64_t span = samples_max * in_pixels, span16 = (span + 15) / 16 * 16;
     const int64_t plane = span + s.kernel * s.w;
     const int64_t chunk = std::max<int64_t>(
         16, std::min<int64_t>(span16, (512 << 10) / (4 * rows) / 16 * 16));
@@ -742,14 +737,14 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
         for (int64_t o = 0; o < out; ++o) {
           for (int64_t i = 0; i < samples; ++i) {
             for (int64_t oy = 0; oy < oh; ++oy) {
-              std::memcpy(rows_q.data() + o * span16 + i * frame + oy * s.w,
+              std::memcpy(rows_q.data() + o * span16 + i * in_pixels + oy * s.w,
                           q + (((n0 + i) * out + o) * oh + oy) * ow, ow);
             }
           }
         }
         InterleaveCodes(rows_q.data(), out_pad, span16, qb.data());
         std::fill(acc.begin(), acc.end(), 0);
-        const int64_t used = samples * frame;
+        const int64_t used = samples * in_pixels;
         for (int64_t col0 = 0; col0 < used; col0 += chunk) {
           const int64_t width = std::min(chunk, used - col0);
           gemm(rows, width, out_pad, wa.data(), out_pad,
@@ -767,7 +762,7 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
           const int64_t n = n0 + i;
           const uint64_t* mn = mask == nullptr ? nullptr : mask + n * mask_words;
           for (int64_t ch = 0; ch < c; ++ch) {
-            ScaleMasked(acc.data() + ch * plane + i * frame, scale, mn, ch * in_pixels,
+            ScaleMasked(acc.data() + ch * plane + i * in_pixels, scale, mn, ch * in_pixels,
                         in_pixels, dx + (n * c + ch) * in_pixels, round_to_bfloat16);
           }
         }
@@ -776,14 +771,8 @@ void BinaryConvBackwardInput(const int8_t* q, float scale,
     return;
   }
   // GEMM columns are (sample, output pixel) pairs of a block of samples,
-  // about 256 of them or more (whole 64-column tiles), split into chunks
-  // (multiples of 16) that keep g within L2. Blocks of equal size, a
-  // multiple of 4 of them where the batch allows, so that 2 or 4 threads
-  // get equal shares.
-  const int64_t min_block = std::max<int64_t>(1, (255 + pixels) / pixels);
-  int64_t blocks = (s.n + min_block - 1) / min_block;
-  blocks = std::min<int64_t>(s.n, (blocks + 3) / 4 * 4);
-  const int64_t per_block = (s.n + blocks - 1) / blocks;
+  // split into chunks (multiples of 16) that keep g within L2.
+  const int64_t per_block = SamplesPerBlock(s.n, pixels);
   const int64_t max_pairs = per_block * pixels;
   const int64_t chunk = std::max<int64_t>(
       16, std::min<int64_t>((max_pairs + 15) / 16 * 16, (512 << 10) / (4 * rows) / 16 * 16));

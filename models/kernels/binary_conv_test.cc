@@ -37,6 +37,17 @@ std::vector<float> Random(int64_t count, uint32_t seed, float scale = 1.0f) {
 
 float Sign(float v) { return v >= 0 ? 1.0f : -1.0f; }
 
+// A layer's random input, weights and output gradient (seeds seed, seed + 1,
+// seed + 2; the gradient's spread dy_scale).
+struct LayerData {
+  std::vector<float> x, w, dy;
+};
+
+LayerData RandomLayer(const BinaryConvShape& s, uint32_t seed, float dy_scale) {
+  return {Random(s.n * s.c * s.h * s.w, seed), Random(s.out * s.c * s.taps(), seed + 1),
+          Random(s.n * s.out * s.out_h() * s.out_w(), seed + 2, dy_scale)};
+}
+
 // Straightforward float references over +-1 values with zero padding.
 std::vector<float> ReferenceForward(const std::vector<float>& x,
                                     const std::vector<float>& w,
@@ -160,11 +171,12 @@ TEST_P(BinaryConvTest, BackwardIsExactOnQuantizedGradients) {
   for (const Case& k : Cases()) {
     SCOPED_TRACE(k.name);
     const BinaryConvShape& s = k.shape;
-    const std::vector<float> x = Random(s.n * s.c * s.h * s.w, 3);
-    const std::vector<float> w = Random(s.out * s.c * s.taps(), 4);
-    const int64_t dy_count = s.n * s.out * s.out_h() * s.out_w();
+    LayerData layer = RandomLayer(s, 3, 0.4f);
+    const std::vector<float>& x = layer.x;
+    const std::vector<float>& w = layer.w;
+    std::vector<float>& dy = layer.dy;
+    const int64_t dy_count = static_cast<int64_t>(dy.size());
     const float step = 0.01f;
-    std::vector<float> dy = Random(dy_count, 5, 0.4f);
     for (float& v : dy) v = step * std::max(-127.0f, std::min(127.0f, std::nearbyint(v / step)));
     dy[0] = 127 * step;  // pins the scale to `step`
     std::vector<int8_t> q(dy_count);
@@ -195,10 +207,11 @@ TEST_P(BinaryConvTest, BackwardStaysWithinTheQuantizationBound) {
   for (const Case& k : Cases()) {
     SCOPED_TRACE(k.name);
     const BinaryConvShape& s = k.shape;
-    const std::vector<float> x = Random(s.n * s.c * s.h * s.w, 6);
-    const std::vector<float> w = Random(s.out * s.c * s.taps(), 7);
-    const int64_t dy_count = s.n * s.out * s.out_h() * s.out_w();
-    const std::vector<float> dy = Random(dy_count, 8, 3.0f);
+    const LayerData layer = RandomLayer(s, 6, 3.0f);
+    const std::vector<float>& x = layer.x;
+    const std::vector<float>& w = layer.w;
+    const std::vector<float>& dy = layer.dy;
+    const int64_t dy_count = static_cast<int64_t>(dy.size());
     std::vector<int8_t> q(dy_count);
     const float scale = QuantizeInt8(dy.data(), dy_count, q.data(), TwoThreads());
     ASSERT_GT(scale, 0);
@@ -229,10 +242,11 @@ TEST_P(BinaryConvTest, BackwardInputRoundsToBFloat16AsItWrites) {
   for (const Case& k : Cases()) {
     SCOPED_TRACE(k.name);
     const BinaryConvShape& s = k.shape;
-    const std::vector<float> x = Random(s.n * s.c * s.h * s.w, 10);
-    const std::vector<float> w = Random(s.out * s.c * s.taps(), 11);
-    const int64_t dy_count = s.n * s.out * s.out_h() * s.out_w();
-    const std::vector<float> dy = Random(dy_count, 12, 0.37f);
+    const LayerData layer = RandomLayer(s, 10, 0.37f);
+    const std::vector<float>& x = layer.x;
+    const std::vector<float>& w = layer.w;
+    const std::vector<float>& dy = layer.dy;
+    const int64_t dy_count = static_cast<int64_t>(dy.size());
     std::vector<int8_t> q(dy_count);
     const float scale = QuantizeInt8(dy.data(), dy_count, q.data(), TwoThreads());
     std::vector<uint64_t> mask;

@@ -20,6 +20,22 @@ namespace {
 
 // ---------------------------------------------------------------- AVX2 ---
 
+// Outputs [from, out) one at a time with scalar POPCNT: the tail both x86
+// paths leave after their blocks.
+FEDGE_AVX2 inline void PopcountDotTail(const uint64_t* const* x, const int* tap, int taps,
+                                       int64_t words, const uint64_t* weights, int64_t out,
+                                       int64_t from, int32_t* acc) {
+  for (int64_t o = from; o < out; ++o) {
+    int64_t s = 0;
+    for (int t = 0; t < taps; ++t) {
+      for (int64_t w = 0; w < words; ++w) {
+        s += __builtin_popcountll(x[t][w] ^ weights[(tap[t] * words + w) * out + o]);
+      }
+    }
+    acc[o] += static_cast<int32_t>(s);
+  }
+}
+
 // Scalar POPCNT in blocks of 8 outputs: 8 independent accumulators keep the
 // popcount unit busy; the weights of 8 outputs are adjacent.
 FEDGE_AVX2 void PopcountDotAvx2(const uint64_t* const* x, const int* tap,
@@ -40,15 +56,7 @@ FEDGE_AVX2 void PopcountDotAvx2(const uint64_t* const* x, const int* tap,
     #pragma GCC unroll 16
     for (int j = 0; j < 8; ++j) acc[o + j] += static_cast<int32_t>(s[j]);
   }
-  for (; o < out; ++o) {
-    int64_t s = 0;
-    for (int t = 0; t < taps; ++t) {
-      for (int64_t w = 0; w < words; ++w) {
-        s += __builtin_popcountll(x[t][w] ^ weights[(tap[t] * words + w) * out + o]);
-      }
-    }
-    acc[o] += static_cast<int32_t>(s);
-  }
+  PopcountDotTail(x, tap, taps, words, weights, out, o, acc);
 }
 
 // Stores acc (8 int32 columns) added into c[0..cols), cols <= 8.
@@ -250,15 +258,7 @@ FEDGE_AVX512 void PopcountDotAvx512(const uint64_t* const* x, const int* tap,
     __m256i* dst = reinterpret_cast<__m256i*>(acc + o);
     _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), _mm512_cvtepi64_epi32(s)));
   }
-  for (; o < out; ++o) {
-    int64_t s = 0;
-    for (int t = 0; t < taps; ++t) {
-      for (int64_t w = 0; w < words; ++w) {
-        s += __builtin_popcountll(x[t][w] ^ weights[(tap[t] * words + w) * out + o]);
-      }
-    }
-    acc[o] += static_cast<int32_t>(s);
-  }
+  PopcountDotTail(x, tap, taps, words, weights, out, o, acc);
 }
 
 // R rows x NB blocks of 16 columns in registers: each 4-byte group of a

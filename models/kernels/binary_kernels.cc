@@ -269,15 +269,9 @@ void MaxPool2x2Forward(const float* x, int64_t planes, int64_t height,
         for (int64_t c = 0; c < ow; ++c) {
           const float v[4] = {top[2 * c], top[2 * c + 1], bottom[2 * c],
                               bottom[2 * c + 1]};
-          // Branch-free running maximum; a NaN (never equal to itself)
-          // sends the window to the slow path, where the first NaN wins.
-          int best = 0;
-          float m = v[0];
-          for (int k = 1; k < 4; ++k) {
-            const bool greater = v[k] > m;
-            m = greater ? v[k] : m;
-            best = greater ? k : best;
-          }
+          // A NaN (never equal to itself) sends the window to the slow
+          // path, where the first NaN wins.
+          int best = WindowArgmax(v);
           if ((v[0] != v[0]) | (v[1] != v[1]) | (v[2] != v[2]) | (v[3] != v[3])) {
             best = 0;
             for (int k = 0; k < 4; ++k) {
@@ -298,21 +292,7 @@ void MaxPool2x2Forward(const float* x, int64_t planes, int64_t height,
 void MaxPool2x2Backward(const float* dy, const uint8_t* position,
                         int64_t planes, int64_t height, int64_t width,
                         float* dx, const ParallelFor& parallel) {
-  const int64_t oh = height / 2, ow = width / 2;
-  parallel(planes, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      float* out = dx + p * height * width;
-      std::memset(out, 0, sizeof(float) * height * width);
-      const float* g = dy + p * oh * ow;
-      const uint8_t* pos = position + p * oh * ow;
-      for (int64_t r = 0; r < oh; ++r) {
-        for (int64_t c = 0; c < ow; ++c) {
-          const int k = pos[r * ow + c];
-          out[(2 * r + k / 2) * width + 2 * c + k % 2] = g[r * ow + c];
-        }
-      }
-    }
-  });
+  ScatterToArgmax(dy, position, planes, height, width, dx, parallel);
 }
 
 void RoundToBFloat16(float* x, int64_t n) {

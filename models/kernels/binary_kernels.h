@@ -95,6 +95,42 @@ void MaxPool2x2Backward(const float* dy, const uint8_t* position,
                         int64_t planes, int64_t height, int64_t width,
                         float* dx, const ParallelFor& parallel);
 
+// The window position of the first maximum of a 2x2 window (top-left,
+// top-right, bottom-left, bottom-right), without a branch; NaN is not
+// looked for.
+inline int WindowArgmax(const float v[4]) {
+  int best = 0;
+  float m = v[0];
+  for (int k = 1; k < 4; ++k) {
+    const bool greater = v[k] > m;
+    m = greater ? v[k] : m;
+    best = greater ? k : best;
+  }
+  return best;
+}
+
+// The pool's backward for any element type: out (planes of height x width)
+// gets each window's value at its argmax position, zeros elsewhere.
+template <typename T>
+void ScatterToArgmax(const T* pooled, const uint8_t* position, int64_t planes,
+                     int64_t height, int64_t width, T* out, const ParallelFor& parallel) {
+  const int64_t oh = height / 2, ow = width / 2;
+  parallel(planes, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      T* plane = out + p * height * width;
+      for (int64_t i = 0; i < height * width; ++i) plane[i] = T(0);
+      const T* g = pooled + p * oh * ow;
+      const uint8_t* pos = position + p * oh * ow;
+      for (int64_t r = 0; r < oh; ++r) {
+        for (int64_t c = 0; c < ow; ++c) {
+          const int k = pos[r * ow + c];
+          plane[(2 * r + k / 2) * width + 2 * c + k % 2] = g[r * ow + c];
+        }
+      }
+    }
+  });
+}
+
 // One value rounded to the nearest bfloat16 (ties to even), kept in float32;
 // NaN and infinity pass through.
 inline float RoundedToBFloat16(float v) {
