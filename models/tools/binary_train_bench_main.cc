@@ -54,6 +54,9 @@ ABSL_FLAG(bool, half_weights, true, "memory-saving: float16 latent weights");
 ABSL_FLAG(bool, sign_grads, true, "memory-saving: 1-bit weight gradients");
 ABSL_FLAG(bool, half_state, true, "memory-saving: 16-bit Adam moments");
 ABSL_FLAG(std::string, grad_x, "bf16", "memory-saving: activation gradients fp32, bf16, fp16 or pow2");
+ABSL_FLAG(bool, bit_kernels, true,
+          "memory-saving: bit-packed kernels (false: float convolutions on +-1 values and a "
+          "float backward, the path before the kernels, for comparison)");
 ABSL_FLAG(int, act_bits, 1, "memory-saving: bits of saved hidden activations (1-8)");
 ABSL_FLAG(int, speed_steps, 20,
           "paired training steps timed with the two trainers interleaved (0: skip)");
@@ -84,6 +87,7 @@ absl::StatusOr<std::unique_ptr<TrainableNet>> MakeNet(const std::string& method,
   saving.sign_weight_grads = absl::GetFlag(FLAGS_sign_grads);
   saving.half_optimizer_state = absl::GetFlag(FLAGS_half_state);
   saving.act_bits = absl::GetFlag(FLAGS_act_bits);
+  saving.bit_kernels = absl::GetFlag(FLAGS_bit_kernels);
   const std::string grad_x = absl::GetFlag(FLAGS_grad_x);
   if (grad_x == "fp32") {
     saving.grad_x = GradXPrecision::kFloat32;
@@ -281,6 +285,7 @@ absl::StatusOr<Result> RunChild(const char* self, const std::string& method,
       absl::StrCat("--half_state=", absl::GetFlag(FLAGS_half_state)),
       absl::StrCat("--grad_x=", absl::GetFlag(FLAGS_grad_x)),
       absl::StrCat("--act_bits=", absl::GetFlag(FLAGS_act_bits)),
+      absl::StrCat("--bit_kernels=", absl::GetFlag(FLAGS_bit_kernels)),
       absl::StrCat("--speed_steps=", absl::GetFlag(FLAGS_speed_steps))};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
