@@ -18,7 +18,7 @@ absl::StatusOr<ModelState> CalibratedModel(const QuantArch& arch, const std::str
                                            int bits) {
   ASSIGN_OR_RETURN(const Dataset calibration, LoadFashionMnist(data_dir, DataSplit::kTrain, {256, 0}));
   QuantNet net(arch, QuantNetOptions());
-  net.Calibrate(calibration.images, bits);
+  net.Calibrate(calibration.Range(0, calibration.size()), bits);
   ModelState model;
   model.shards = ExportShards(net);
   return model;

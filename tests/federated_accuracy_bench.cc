@@ -123,7 +123,7 @@ absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& tra
   options.log = false;
 
   QuantNet net(arch, QuantNetOptions());
-  net.Calibrate(train.images.narrow(0, 0, 256), 8);
+  net.Calibrate(train.Range(0, 256), 8);
   ModelState initial;
   initial.shards = ExportShards(net);
 

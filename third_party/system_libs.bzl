@@ -25,6 +25,8 @@ _LIBRARIES = {
     "gtest": ["gmock", "gtest"],
     "gtest_main": ["gmock_main", "gmock", "gtest"],
     "httplib": ["cpp-httplib"],
+    "jpeg": ["libjpeg"],
+    "png": ["libpng"],
     "prometheus": ["prometheus-cpp-core"],
     "zlib": ["zlib"],
     "zmq": ["libzmq", "cppzmq"],

@@ -20,12 +20,6 @@
 
 namespace fedge {
 
-struct InputShape {
-  int channels = 1;
-  int height = 28;
-  int width = 28;
-};
-
 enum class LayerKind { kConv, kMaxPool, kLinear };
 
 // One layer. Convolutions are square, stride 1; pools are 2x2, stride 2,

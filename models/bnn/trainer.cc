@@ -36,7 +36,7 @@ absl::StatusOr<TrainReport> Train(TrainableNet& net, const Dataset& data,
         if (options.max_steps >= 0 && report.steps >= options.max_steps) break;
         const int64_t size = std::min<int64_t>(options.batch_size, n - begin);
         const at::Tensor index = order.narrow(0, begin, size);
-        const at::Tensor x = data.images.index_select(0, index);
+        const at::Tensor x = data.Batch(index);
         const at::Tensor y = data.labels.index_select(0, index);
 
         const int64_t live_before = CountingCpuAllocator::LiveBytes();
@@ -98,7 +98,7 @@ absl::StatusOr<double> Evaluate(TrainableNet& net, const Dataset& data,
     for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
       const int64_t size = std::min<int64_t>(batch_size, data.size() - begin);
       const at::Tensor logits =
-          net.Forward(data.images.narrow(0, begin, size), /*training=*/false);
+          net.Forward(data.Range(begin, size), /*training=*/false);
       correct +=
           logits.argmax(1).eq(data.labels.narrow(0, begin, size)).sum().item<int64_t>();
     }

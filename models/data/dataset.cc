@@ -13,10 +13,47 @@
 namespace fedge {
 namespace {
 
-constexpr double kFashionMean = 0.2860;
-constexpr double kFashionStd = 0.3530;
+constexpr float kFashionMean = 0.2860f;
+constexpr float kFashionStd = 0.3530f;
+
+at::Tensor Normalize(const Dataset& data, const at::Tensor& rows) {
+  if (rows.scalar_type() != at::kByte) return rows.to(at::kFloat);
+  return rows.to(at::kFloat).mul_(1.0f / (255.0f * data.stddev)).sub_(data.mean / data.stddev);
+}
 
 }  // namespace
+
+int64_t Dataset::bytes() const {
+  return (images.defined() ? images.nbytes() : 0) + (labels.defined() ? labels.nbytes() : 0);
+}
+
+at::Tensor Dataset::Batch(const at::Tensor& index) const {
+  return Normalize(*this, images.index_select(0, index));
+}
+
+at::Tensor Dataset::Range(int64_t begin, int64_t count) const {
+  return Normalize(*this, images.narrow(0, begin, count));
+}
+
+absl::StatusOr<Dataset> PadImages(const Dataset& data, int size) {
+  if (data.size() == 0 || (data.height() == size && data.width() == size)) return data;
+  if (size < data.height() || size < data.width() || size > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot pad ", data.height(), "x",
+                                                   data.width(), " images to ", size, "x", size));
+  }
+  Dataset out = data;
+  RETURN_IF_ERROR(CallTorch("padding images", [&] {
+    const int top = (size - data.height()) / 2;
+    const int left = (size - data.width()) / 2;
+    // Black: pixel 0 (uint8), or its normalized value (float data).
+    const double black = data.images.scalar_type() == at::kByte ? 0.0 : -data.mean / data.stddev;
+    out.images = at::full({data.size(), data.channels(), size, size}, black,
+                          data.images.options());
+    out.images.narrow(2, top, data.height()).narrow(3, left, data.width()).copy_(data.images);
+    return absl::OkStatus();
+  }));
+  return out;
+}
 
 absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir,
                                          DataSplit split,
@@ -50,37 +87,24 @@ absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir,
   const int64_t n = options.limit < 0 ? images.count
                                       : std::min(options.limit, images.count);
   Dataset data;
+  data.mean = kFashionMean;
+  data.stddev = kFashionStd;
   RETURN_IF_ERROR(CallTorch("building Fashion-MNIST tensors", [&] {
     const auto u8 = at::TensorOptions().dtype(at::kByte);
-    at::Tensor pixels =
-        at::from_blob(images.pixels.data(), {n, 1, images.rows, images.cols}, u8)
-            .to(at::kFloat)
-            .div_(255.0)
-            .sub_(kFashionMean)
-            .div_(kFashionStd);
-    if (options.pad_to > 0) {
-      const int top = (options.pad_to - images.rows) / 2;
-      const int left = (options.pad_to - images.cols) / 2;
-      // Pad with the normalized value of a black pixel.
-      at::Tensor padded = at::full({n, 1, options.pad_to, options.pad_to},
-                                   -kFashionMean / kFashionStd,
-                                   at::TensorOptions().dtype(at::kFloat));
-      padded.narrow(2, top, images.rows).narrow(3, left, images.cols).copy_(pixels);
-      pixels = padded;
-    }
-    data.images = pixels;
-    data.labels =
-        at::from_blob(labels.data(), {n}, u8).to(at::kLong);
+    data.images = at::from_blob(images.pixels.data(),
+                                {n, images.channels, images.rows, images.cols}, u8)
+                      .clone();
+    data.labels = at::from_blob(labels.data(), {n}, u8).to(at::kLong);
     return absl::OkStatus();
   }));
+  if (options.pad_to > 0) return PadImages(data, options.pad_to);
   return data;
 }
 
 Dataset Subset(const Dataset& data, const at::Tensor& index) {
-  Dataset out;
+  Dataset out = data;
   out.images = data.images.index_select(0, index);
   out.labels = data.labels.index_select(0, index);
-  out.num_classes = data.num_classes;
   return out;
 }
 

@@ -104,16 +104,39 @@ absl::StatusOr<std::vector<uint32_t>> ParseHeader(
 
 absl::StatusOr<IdxImages> ReadIdxImages(const std::string& path) {
   ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadMaybeGzip(path));
-  ASSIGN_OR_RETURN(std::vector<uint32_t> shape, ParseHeader(path, bytes, 3));
+  // Three dimensions (N x H x W) or four (N x H x W x C); the magic says.
+  const int dims = bytes.size() >= 4 && bytes[3] == 4 ? 4 : 3;
+  ASSIGN_OR_RETURN(std::vector<uint32_t> shape, ParseHeader(path, bytes, dims));
   if (shape[1] == 0 || shape[2] == 0 || shape[1] > 4096 || shape[2] > 4096) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": implausible image size ", shape[1], "x", shape[2]));
   }
+  const uint32_t channels = dims == 4 ? shape[3] : 1;
+  if (channels == 0 || channels > 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": implausible channel count ", channels));
+  }
   IdxImages images;
   images.count = shape[0];
+  images.channels = static_cast<int>(channels);
   images.rows = static_cast<int>(shape[1]);
   images.cols = static_cast<int>(shape[2]);
-  images.pixels.assign(bytes.begin() + 16, bytes.end());
+  const size_t header = 4 + 4 * static_cast<size_t>(dims);
+  if (channels == 1) {
+    images.pixels.assign(bytes.begin() + header, bytes.end());
+    return images;
+  }
+  // Channels last on disk, channels first in memory.
+  const size_t plane = static_cast<size_t>(images.rows) * images.cols;
+  images.pixels.resize(bytes.size() - header);
+  const uint8_t* src = bytes.data() + header;
+  for (int64_t n = 0; n < images.count; ++n) {
+    uint8_t* dst = images.pixels.data() + n * plane * channels;
+    const uint8_t* in = src + n * plane * channels;
+    for (size_t p = 0; p < plane; ++p) {
+      for (uint32_t c = 0; c < channels; ++c) dst[c * plane + p] = in[p * channels + c];
+    }
+  }
   return images;
 }
 

@@ -58,7 +58,7 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
       const int64_t size = std::min<int64_t>(config.batch_size, n);
       const at::Tensor index = order.narrow(0, cursor, size);
       cursor += size;
-      *x = data.images.index_select(0, index);
+      *x = data.Batch(index);
       *y = data.labels.index_select(0, index);
     };
 
@@ -142,7 +142,7 @@ absl::StatusOr<double> EvaluateQuant(QuantNet& net, const Dataset& data, int bat
     at::NoGradGuard no_grad;
     for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
       const int64_t size = std::min<int64_t>(batch_size, data.size() - begin);
-      const at::Tensor logits = net.Forward(data.images.narrow(0, begin, size), false);
+      const at::Tensor logits = net.Forward(data.Range(begin, size), false);
       correct += logits.argmax(1).eq(data.labels.narrow(0, begin, size)).sum().item<int64_t>();
     }
     return absl::OkStatus();

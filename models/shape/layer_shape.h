@@ -17,6 +17,13 @@
 
 namespace fedge {
 
+// A network's input image: channels x height x width.
+struct InputShape {
+  int channels = 1;
+  int height = 28;
+  int width = 28;
+};
+
 struct LayerShape {
   int in_channels = 0;   // m (the flattened input size for a linear layer)
   int out_channels = 0;  // n

@@ -166,7 +166,7 @@ absl::StatusOr<Result> TimeSteps() {
   std::vector<double> standard_ms, saving_ms, ratios;
   try {
     for (int i = 0; i < steps + warmup; ++i) {
-      const at::Tensor x = data.images.narrow(0, int64_t{i} * batch, batch);
+      const at::Tensor x = data.Range(int64_t{i} * batch, batch);
       const at::Tensor y = data.labels.narrow(0, int64_t{i} * batch, batch);
       double a, b;
       const bool keep = i >= warmup;
