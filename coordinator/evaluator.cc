@@ -20,7 +20,7 @@ absl::StatusOr<ModelState> CalibratedModel(const QuantArch& arch, const std::str
   QuantNet net(arch, QuantNetOptions());
   net.Calibrate(calibration.Range(0, calibration.size()), bits);
   ModelState model;
-  model.shards = ExportShards(net);
+  model.shards = ExportShards(net.Named());
   return model;
 }
 
@@ -45,12 +45,12 @@ absl::StatusOr<std::unique_ptr<ModelEvaluator>> ModelEvaluator::Create(const Qua
 }
 
 absl::Status ModelEvaluator::Check(const ModelState& model) {
-  return ImportShards(impl_->net, model.shards);
+  return ImportShards(impl_->net.Named(), model.shards);
 }
 
 ModelStats ModelEvaluator::Evaluate(const ModelState& model) {
   ModelStats stats;
-  const absl::Status loaded = ImportShards(impl_->net, model.shards);
+  const absl::Status loaded = ImportShards(impl_->net.Named(), model.shards);
   if (loaded.ok() && impl_->held_out.size() > 0) {
     stats.test_accuracy = EvaluateQuant(impl_->net, impl_->held_out).value_or(-1.0);
   }

@@ -31,7 +31,7 @@ TEST(PlannerCalibrationTest, EstimateBoundsTheMeasuredPeak) {
   QuantNet net(arch, QuantNetOptions());
   net.Calibrate(data->images.slice(0, 0, 64), 8);
   std::vector<WireTensor> shards;
-  for (const ModelShard& s : ExportShards(net)) {
+  for (const ModelShard& s : ExportShards(net.Named())) {
     WireTensor t;
     t.layer = static_cast<uint32_t>(s.layer);
     t.name = s.name;

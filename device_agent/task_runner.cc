@@ -34,9 +34,9 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
                              absl::StrCat("decoding shard ", t.name)));
     shards.push_back(std::move(shard));
   }
-  RETURN_IF_ERROR(ImportShards(net_, shards));
+  RETURN_IF_ERROR(ImportShards(net_.Named(), shards));
   net_.FreezeBefore(static_cast<int>(task.trainable_from));
-  const std::vector<ModelShard> before = ExportShards(net_);
+  const std::vector<ModelShard> before = ExportShards(net_.Named());
 
   PhaseConfig config;
   config.phase = task.phase;
@@ -64,7 +64,7 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
   result.loss = static_cast<float>(report.loss);
   result.accuracy = static_cast<float>(report.accuracy);
   result.peak_memory_bytes = peak > 0 ? static_cast<uint64_t>(peak) : 0;
-  const std::vector<ModelShard> after = ExportShards(net_);
+  const std::vector<ModelShard> after = ExportShards(net_.Named());
   for (size_t i = 0; i < after.size(); ++i) {
     if (after[i].layer < static_cast<int>(task.trainable_from)) continue;
     std::vector<float> delta(after[i].values.size());

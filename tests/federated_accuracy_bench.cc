@@ -125,7 +125,7 @@ absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& tra
   QuantNet net(arch, QuantNetOptions());
   net.Calibrate(train.Range(0, 256), 8);
   ModelState initial;
-  initial.shards = ExportShards(net);
+  initial.shards = ExportShards(net.Named());
 
   InMemoryNetwork network;
   std::unique_ptr<Transport> server = network.Bind();
@@ -133,7 +133,7 @@ absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& tra
   CoordinatorService service(options, initial, 0, server.get(),
                              [&](const RoundReport& r, const ModelState& model) {
                                result.uplink_bytes += r.summary.uplink_bytes;
-                               if (ImportShards(net, model.shards).ok()) {
+                               if (ImportShards(net.Named(), model.shards).ok()) {
                                  const double acc = EvaluateQuant(net, test).value_or(0);
                                  result.accuracy_per_round.push_back(acc);
                                  std::fprintf(stderr, "  [%s] round %llu %-15s acc %.2f%%\n",
@@ -156,7 +156,7 @@ absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& tra
       RETURN_IF_ERROR(service.Step(now, absl::ZeroDuration()));
     }
   }
-  RETURN_IF_ERROR(ImportShards(net, service.model().shards));
+  RETURN_IF_ERROR(ImportShards(net.Named(), service.model().shards));
   ASSIGN_OR_RETURN(result.accuracy, EvaluateQuant(net, test));
   const SizeReport size = net.Size();
   result.weight_bits = size.mean_weight_bits;

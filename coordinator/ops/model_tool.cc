@@ -47,7 +47,7 @@ absl::Status Export() {
   ASSIGN_OR_RETURN(const Checkpoint checkpoint, ReadCheckpoint(absl::GetFlag(FLAGS_checkpoint)));
   ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch(absl::GetFlag(FLAGS_arch)));
   QuantNet net(arch, QuantNetOptions());
-  RETURN_IF_ERROR(Annotate(ImportShards(net, checkpoint.model.shards),
+  RETURN_IF_ERROR(Annotate(ImportShards(net.Named(), checkpoint.model.shards),
                            absl::StrCat("the checkpoint does not fit --arch=", arch.name)));
   ExportReport report;
   RETURN_IF_ERROR(ExportModel(net, absl::GetFlag(FLAGS_out), &report));

@@ -247,6 +247,47 @@ int64_t MemorySavingNet::StateBytes(StateKind kind) const {
   return total;
 }
 
+std::vector<NamedTensor> MemorySavingNet::Named() {
+  std::vector<NamedTensor> out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    const std::pair<const char*, at::Tensor*> fields[] = {{"weight", &l.weight},
+                                                          {"beta", &l.beta},
+                                                          {"running_mean", &l.running_mean},
+                                                          {"running_sigma", &l.running_sigma}};
+    for (const auto& [field, tensor] : fields) {
+      if (tensor->defined()) out.push_back({l.spec.name + "." + field, static_cast<int>(i), tensor});
+    }
+  }
+  return out;
+}
+
+void MemorySavingNet::FreezeBefore(int layer) {
+  for (int i = 0; i < static_cast<int>(layers_.size()); ++i) {
+    Layer& l = *layers_[i];
+    for (at::Tensor* t : {&l.weight, &l.beta}) {
+      if (t->defined()) t->set_requires_grad(i >= layer);
+    }
+  }
+}
+
+void MemorySavingNet::ResetOptimizer() {
+  at::NoGradGuard no_grad;
+  step_ = 0;
+  for (const auto& layer : layers_) {
+    for (AdamState* adam : {&layer->weight_adam, &layer->beta_adam}) {
+      if (adam->m.defined()) {
+        adam->m.zero_();
+        adam->v.zero_();
+      }
+    }
+    layer->sign_grad.ready = false;
+    for (at::Tensor* t : {&layer->weight, &layer->beta}) {
+      if (t->defined() && t->grad().defined()) t->mutable_grad().zero_();
+    }
+  }
+}
+
 int64_t MemorySavingNet::ParameterCount() const {
   int64_t total = 0;
   for (const auto& layer : layers_) {

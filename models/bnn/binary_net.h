@@ -49,6 +49,20 @@ class MemorySavingNet : public TrainableNet {
   int64_t StateBytes(StateKind kind) const override;
   int64_t ParameterCount() const override;
 
+  // Every tensor of the model by name, with its layer index: latent weights
+  // ("conv1.weight", float16), l1 batch norm shifts ("conv1.beta") and
+  // running statistics ("conv1.running_mean", "conv1.running_sigma"). The
+  // norm after a pooled convolution belongs to the pool's layer.
+  std::vector<NamedTensor> Named();
+  // Layers before `layer` run frozen: forward only, no gradients, nothing
+  // saved for backward, no optimizer state touched.
+  void FreezeBefore(int layer);
+  int layer_count() const { return static_cast<int>(layers_.size()); }
+  // Learning rate of the next steps; a fresh optimizer (moments and step
+  // count zeroed), as at the start of every local task.
+  void set_learning_rate(double lr) { options_.learning_rate = lr; }
+  void ResetOptimizer();
+
  private:
   struct Layer;
   std::vector<std::unique_ptr<Layer>> layers_;

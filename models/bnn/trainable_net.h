@@ -14,6 +14,15 @@
 
 namespace fedge {
 
+// One tensor of a model by name ("conv1.weight", "conv1.running_mean", ...)
+// and the index of its layer: what the coordinator distributes, aggregates
+// and checkpoints as a model shard (models/quant/model_shards.h).
+struct NamedTensor {
+  std::string name;
+  int layer = 0;
+  at::Tensor* tensor = nullptr;
+};
+
 // Not thread-safe: one training thread owns a network.
 class TrainableNet {
  public:

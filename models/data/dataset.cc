@@ -35,6 +35,22 @@ at::Tensor Dataset::Range(int64_t begin, int64_t count) const {
   return Normalize(*this, images.narrow(0, begin, count));
 }
 
+BatchSampler::BatchSampler(const Dataset& data, int batch_size, uint64_t seed)
+    : data_(data), batch_size_(std::min<int64_t>(batch_size, data.size())), seed_(seed) {}
+
+void BatchSampler::Next(at::Tensor* x, at::Tensor* y) {
+  const int64_t n = data_.size();
+  if (!order_.defined() || cursor_ + batch_size_ > n) {
+    at::Generator gen = at::detail::createCPUGenerator(seed_ + 1000003 * passes_++);
+    order_ = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
+    cursor_ = 0;
+  }
+  const at::Tensor index = order_.narrow(0, cursor_, batch_size_);
+  cursor_ += batch_size_;
+  *x = data_.Batch(index);
+  *y = data_.labels.index_select(0, index);
+}
+
 absl::StatusOr<Dataset> PadImages(const Dataset& data, int size) {
   if (data.size() == 0 || (data.height() == size && data.width() == size)) return data;
   if (size < data.height() || size < data.width() || size > 4096) {

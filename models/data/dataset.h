@@ -45,6 +45,23 @@ struct Dataset {
   at::Tensor Range(int64_t begin, int64_t count) const;
 };
 
+// Shuffled mini-batches without replacement, reshuffled after each pass:
+//   BatchSampler batches(data, 64, seed);
+//   batches.Next(&x, &y);  // float32 [64, C, H, W], int64 [64]
+class BatchSampler {
+ public:
+  BatchSampler(const Dataset& data, int batch_size, uint64_t seed);
+  void Next(at::Tensor* x, at::Tensor* y);
+
+ private:
+  const Dataset& data_;
+  int64_t batch_size_;
+  at::Tensor order_;
+  int64_t cursor_ = 0;
+  uint64_t seed_;
+  uint64_t passes_ = 0;
+};
+
 enum class DataSplit { kTrain, kTest };
 
 struct LoadOptions {

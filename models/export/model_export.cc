@@ -19,6 +19,7 @@ namespace fedge {
 namespace {
 
 constexpr char kMagic[8] = {'F', 'E', 'D', 'G', 'E', 'Q', 'M', '1'};
+constexpr char kBinaryMagic[8] = {'F', 'E', 'D', 'G', 'E', 'B', 'N', '1'};
 constexpr uint8_t kFloat = 0;
 constexpr uint8_t kPacked = 1;
 constexpr uint32_t kMaxDims = 8;
@@ -68,15 +69,15 @@ absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* 
   ExportReport r;
   RETURN_IF_ERROR(CallTorch("exporting the model", [&]() -> absl::Status {
     at::NoGradGuard no_grad;
-    std::vector<QuantNet::NamedTensor> named = net.Named();
+    std::vector<NamedTensor> named = net.Named();
     std::map<std::string, at::Tensor> by_name;
-    for (const QuantNet::NamedTensor& t : named) by_name[t.name] = t.tensor->detach().contiguous();
+    for (const NamedTensor& t : named) by_name[t.name] = t.tensor->detach().contiguous();
     const std::vector<LayerBits> bits = net.Bits();
     PutString(&body, net.arch().name);
     PutU32(&body, static_cast<uint32_t>(named.size()));
     int64_t weight_count = 0;
     double weight_bit_sum = 0;
-    for (const QuantNet::NamedTensor& t : named) {
+    for (const NamedTensor& t : named) {
       const at::Tensor value = by_name[t.name];
       const size_t header_start = body.size();
       PutString(&body, t.name);
@@ -215,7 +216,7 @@ absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& 
   auto net = std::make_unique<QuantNet>(arch, QuantNetOptions());
   RETURN_IF_ERROR(CallTorch("loading the model", [&]() -> absl::Status {
     at::NoGradGuard no_grad;
-    std::vector<QuantNet::NamedTensor> named = net->Named();
+    std::vector<NamedTensor> named = net->Named();
     if (named.size() != records.size()) {
       return absl::InvalidArgumentError(absl::StrCat("model file holds ", records.size(),
                                                      " tensors, ", arch_name, " has ", named.size()));
@@ -232,7 +233,7 @@ absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& 
       }
       return t;
     };
-    for (QuantNet::NamedTensor& t : named) {
+    for (NamedTensor& t : named) {
       auto it = records.find(t.name);
       if (it == records.end()) {
         return absl::InvalidArgumentError(absl::StrCat("model file lacks '", t.name, "'"));
@@ -283,6 +284,143 @@ absl::StatusOr<std::unique_ptr<QuantNet>> LoadExportedModel(const std::string& p
   absl::StatusOr<std::unique_ptr<QuantNet>> net = ParseExportedModel(bytes);
   if (!net.ok()) return Annotate(net.status(), path);
   return net;
+}
+
+bool IsExportedBinary(const std::string& bytes) {
+  return bytes.size() >= sizeof(kBinaryMagic) &&
+         std::memcmp(bytes.data(), kBinaryMagic, sizeof(kBinaryMagic)) == 0;
+}
+
+absl::StatusOr<std::string> SerializeExportedBinary(const std::vector<NamedTensor>& named,
+                                                    const ArchSpec& arch, ExportReport* report) {
+  std::string body;
+  ExportReport r;
+  PutString(&body, arch.name);
+  for (int v : {arch.input.channels, arch.input.height, arch.input.width, arch.num_classes}) {
+    PutU32(&body, static_cast<uint32_t>(v));
+  }
+  PutU32(&body, static_cast<uint32_t>(named.size()));
+  r.other_bytes = static_cast<int64_t>(body.size());
+  int64_t weight_count = 0;
+  RETURN_IF_ERROR(CallTorch("exporting the binary network", [&] {
+    at::NoGradGuard no_grad;
+    for (const NamedTensor& t : named) {
+      const at::Tensor value = t.tensor->detach().to(at::kFloat).contiguous();
+      const size_t header_start = body.size();
+      PutString(&body, t.name);
+      PutU32(&body, static_cast<uint32_t>(t.layer));
+      PutU32(&body, static_cast<uint32_t>(value.dim()));
+      for (int64_t d : value.sizes()) PutU32(&body, static_cast<uint32_t>(d));
+      const bool weight = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0;
+      if (!weight) {
+        body.push_back(static_cast<char>(kFloat));
+        body.append(reinterpret_cast<const char*>(value.data_ptr<float>()), 4 * value.numel());
+        r.other_bytes += static_cast<int64_t>(body.size() - header_start);
+        continue;
+      }
+      body.push_back(static_cast<char>(kPacked));
+      PutU32(&body, 1);
+      body.push_back(1);
+      r.other_bytes += static_cast<int64_t>(body.size() - header_start);
+      std::string packed;
+      BitWriter writer(&packed);
+      const float* w = value.data_ptr<float>();
+      for (int64_t i = 0; i < value.numel(); ++i) (void)writer.Put(w[i] >= 0 ? 1 : 0, 1);
+      writer.Flush();
+      body += packed;
+      r.packed_weight_bytes += static_cast<int64_t>(packed.size());
+      weight_count += value.numel();
+    }
+    return absl::OkStatus();
+  }));
+  const std::string file = SealFile(absl::string_view(kBinaryMagic, sizeof(kBinaryMagic)), body);
+  r.file_bytes = static_cast<int64_t>(file.size());
+  r.other_bytes += r.file_bytes - static_cast<int64_t>(body.size());
+  r.size_model_weight_bytes = static_cast<double>(arch.weight_count()) / 8;
+  r.mean_weight_bits = weight_count > 0 ? 1 : 0;
+  if (report != nullptr) *report = r;
+  return file;
+}
+
+absl::StatusOr<ExportedBinary> ParseExportedBinary(const std::string& bytes) {
+  absl::string_view in;
+  switch (OpenSealedFile(bytes, absl::string_view(kBinaryMagic, sizeof(kBinaryMagic)), &in)) {
+    case SealCheck::kBadMagic:
+      return absl::InvalidArgumentError("not a fedge binary network file (bad magic)");
+    case SealCheck::kBadChecksum:
+      return absl::DataLossError("model file checksum mismatch (truncated or corrupt)");
+    case SealCheck::kOk:
+      break;
+  }
+  ByteReader reader(in);
+  ExportedBinary out;
+  uint32_t c = 0, h = 0, w = 0, classes = 0, count = 0;
+  if (!GetString(&reader, &out.arch, 256) || !reader.U32(&c) || !reader.U32(&h) ||
+      !reader.U32(&w) || !reader.U32(&classes) || !reader.U32(&count) || c == 0 || c > 64 ||
+      h == 0 || h > 4096 || w == 0 || w > 4096 || classes < 2 || classes > 100000 ||
+      count > kMaxTensors) {
+    return absl::InvalidArgumentError("model file: bad header");
+  }
+  out.input = {static_cast<int>(c), static_cast<int>(h), static_cast<int>(w)};
+  out.num_classes = static_cast<int>(classes);
+  for (uint32_t k = 0; k < count; ++k) {
+    ModelShard shard;
+    uint32_t layer = 0, dims = 0;
+    if (!GetString(&reader, &shard.name, 1024) || !reader.U32(&layer) || !reader.U32(&dims) ||
+        dims > kMaxDims) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: bad record ", k));
+    }
+    shard.layer = static_cast<int>(layer);
+    int64_t numel = 1;
+    for (uint32_t i = 0; i < dims; ++i) {
+      uint32_t d;
+      if (!reader.U32(&d) || d == 0 || d > (1u << 28)) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: bad shape of '", shard.name, "'"));
+      }
+      shard.shape.push_back(d);
+      numel *= d;
+      if (numel > (int64_t{1} << 30)) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: '", shard.name, "' is too large"));
+      }
+    }
+    uint8_t kind = 0;
+    absl::string_view payload;
+    if (!reader.U8(&kind)) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: bad record '", shard.name, "'"));
+    }
+    shard.values.resize(numel);
+    if (kind == kFloat) {
+      if (!reader.Bytes(4 * numel, &payload)) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: '", shard.name, "' is truncated"));
+      }
+      std::memcpy(shard.values.data(), payload.data(), payload.size());
+      for (float v : shard.values) {
+        if (!std::isfinite(v)) {
+          return absl::InvalidArgumentError(absl::StrCat("model file: '", shard.name, "' is not finite"));
+        }
+      }
+    } else if (kind == kPacked) {
+      uint32_t slices = 0;
+      uint8_t bits = 0;
+      if (!reader.U32(&slices) || slices != 1 || !reader.U8(&bits) || bits != 1 ||
+          !reader.Bytes((numel + 7) / 8, &payload)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model file: '", shard.name, "' is not 1-bit signs or is truncated"));
+      }
+      BitReader bits_in(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(payload.data()),
+                                            payload.size()));
+      for (int64_t i = 0; i < numel; ++i) {
+        uint32_t u = 0;
+        (void)bits_in.Get(1, &u);
+        shard.values[i] = u != 0 ? 1.0f : -1.0f;
+      }
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("model file: unknown kind of '", shard.name, "'"));
+    }
+    out.shards.push_back(std::move(shard));
+  }
+  if (!reader.empty()) return absl::InvalidArgumentError("model file: trailing bytes");
+  return out;
 }
 
 }  // namespace fedge

@@ -21,6 +21,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/wire/model_shard.h"
+#include "models/bnn/arch.h"
+#include "models/bnn/trainable_net.h"
 #include "models/quant/quant_net.h"
 
 namespace fedge {
@@ -38,6 +41,23 @@ absl::Status ExportModel(QuantNet& net, const std::string& path, ExportReport* r
 
 absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& bytes);
 absl::StatusOr<std::unique_ptr<QuantNet>> LoadExportedModel(const std::string& path);
+
+// A binary network's file ("FEDGEBN1"): the arch name, input shape and
+// class count, then each weight tensor as 1-bit signs (1: w >= 0) and the
+// l1 norms' shifts and statistics as float32. What a binary forward pass
+// needs: sign(W) is all it uses.
+struct ExportedBinary {
+  std::string arch;
+  InputShape input;
+  int num_classes = 10;
+  std::vector<ModelShard> shards;  // weights as +-1
+};
+absl::StatusOr<std::string> SerializeExportedBinary(const std::vector<NamedTensor>& named,
+                                                    const ArchSpec& arch, ExportReport* report);
+absl::StatusOr<ExportedBinary> ParseExportedBinary(const std::string& bytes);
+
+// Which kind of file `bytes` holds: true for a binary network's.
+bool IsExportedBinary(const std::string& bytes);
 
 }  // namespace fedge
 

@@ -17,7 +17,7 @@ std::unique_ptr<QuantNet> MixedNet(const std::string& arch_name) {
   at::manual_seed(3);
   net->Calibrate(at::randn({16, 1, 28, 28}), 4);
   at::NoGradGuard no_grad;
-  for (QuantNet::NamedTensor& t : net->Named()) {
+  for (NamedTensor& t : net->Named()) {
     const std::string& n = t.name;
     if (n.size() > 7 && n.substr(n.size() - 7) == ".w_step") {
       // Slice s gets a step 2^(s % 5 - 2) times the calibrated one.

@@ -69,4 +69,24 @@ int64_t QuantTrainingMemory(const QuantArch& arch, int trainable_from, int batch
   return bytes + batch * transient;
 }
 
+int64_t BinaryTrainingMemory(const ArchSpec& arch, int trainable_from, int batch) {
+  int64_t bytes = int64_t{2} << 20;
+  int64_t largest_weights = 0, largest_output = 0;
+  const int first = arch.first_weight_layer();
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    const LayerSpec& l = arch.layers[i];
+    bytes += 6 * l.weight_count();
+    largest_output = std::max(largest_output, l.output_elements());
+    if (static_cast<int>(i) < trainable_from) continue;
+    largest_weights = std::max(largest_weights, l.weight_count());
+    bytes += l.weight_count() / 8;
+    if (l.has_weights) {
+      bytes += static_cast<int>(i) == first ? 4 * batch * l.input_elements()
+                                           : batch * l.input_elements() / 4;
+    }
+    bytes += 8 * batch * l.output_elements();
+  }
+  return bytes + 4 * largest_weights + 7 * batch * largest_output;
+}
+
 }  // namespace fedge

@@ -82,6 +82,22 @@ MemoryModel ModelTrainingMemory(const ArchSpec& arch, int batch,
 //
 int64_t QuantTrainingMemory(const QuantArch& arch, int trainable_from, int batch);
 
+// The same estimate for a binary network trained with memory-saving backprop
+// (MemorySavingNet) whose layers [trainable_from, end) train: what one
+// training step allocates beyond the model and optimizer state it holds
+// between steps (the 16-bit latent weights and Adam moments, 6 B per weight,
+// which the agent holds whatever it trains and which are counted here too):
+//   trainable weight layers: the 1-bit dW and its float accumulator in the
+//     GEMM (4 B per weight, one layer at a time), the saved input (1 bit
+//     per element and a 1-bit mask, or float32 for the real image);
+//   every layer's forward output in float32 (4 B per element, the norm's
+//     input and output live together: 8 B), the largest one's backward
+//     (float dY, int8 codes, bfloat16 dX: 7 B per element);
+//   a fixed 2 MB for scratch buffers.
+// Calibrated against the agent's measured peak like the mixed-precision
+// one (device_agent/planner_calibration_test.cc).
+int64_t BinaryTrainingMemory(const ArchSpec& arch, int trainable_from, int batch);
+
 }  // namespace fedge
 
 #endif  // FEDGE_MODELS_MEMORY_MODEL_H_

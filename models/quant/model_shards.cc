@@ -10,9 +10,9 @@
 
 namespace fedge {
 
-std::vector<ModelShard> ExportShards(QuantNet& net) {
+std::vector<ModelShard> ExportShards(const std::vector<NamedTensor>& named_tensors) {
   std::vector<ModelShard> out;
-  for (const QuantNet::NamedTensor& named : net.Named()) {
+  for (const NamedTensor& named : named_tensors) {
     const at::Tensor t = named.tensor->detach().to(at::kFloat).contiguous();
     ModelShard shard;
     shard.name = named.name;
@@ -24,9 +24,10 @@ std::vector<ModelShard> ExportShards(QuantNet& net) {
   return out;
 }
 
-absl::Status ImportShards(QuantNet& net, const std::vector<ModelShard>& shards) {
+absl::Status ImportShards(const std::vector<NamedTensor>& named_tensors,
+                          const std::vector<ModelShard>& shards) {
   std::map<std::string, at::Tensor*> by_name;
-  for (const QuantNet::NamedTensor& named : net.Named()) by_name[named.name] = named.tensor;
+  for (const NamedTensor& named : named_tensors) by_name[named.name] = named.tensor;
   for (const ModelShard& shard : shards) {
     auto it = by_name.find(shard.name);
     if (it == by_name.end()) {

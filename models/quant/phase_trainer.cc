@@ -46,21 +46,8 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
   const auto start = std::chrono::steady_clock::now();
   const bool learn = config.phase == Phase::kLearnPrecision;
   RETURN_IF_ERROR(CallTorch(absl::StrCat("running phase ", PhaseName(config.phase)), [&] {
-    at::Generator gen = at::detail::createCPUGenerator(config.seed);
-    const int64_t n = data.size();
-    at::Tensor order = at::randperm(n, gen);
-    int64_t cursor = 0;
-    auto next_batch = [&](at::Tensor* x, at::Tensor* y) {
-      if (cursor + config.batch_size > n) {
-        order = at::randperm(n, gen);
-        cursor = 0;
-      }
-      const int64_t size = std::min<int64_t>(config.batch_size, n);
-      const at::Tensor index = order.narrow(0, cursor, size);
-      cursor += size;
-      *x = data.Batch(index);
-      *y = data.labels.index_select(0, index);
-    };
+    BatchSampler batches(data, config.batch_size, config.seed);
+    auto next_batch = [&](at::Tensor* x, at::Tensor* y) { batches.Next(x, y); };
 
     if (config.phase == Phase::kPretrain && config.calibrate) {
       at::Tensor x, y;

@@ -148,7 +148,7 @@ void QuantNet::Calibrate(const at::Tensor& batch, int bits) {
   }
 }
 
-std::vector<QuantNet::NamedTensor> QuantNet::Named() {
+std::vector<NamedTensor> QuantNet::Named() {
   std::vector<NamedTensor> out;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& l = *layers_[i];

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "models/bnn/trainable_net.h"
 #include "models/memory/memory_ledger.h"
 #include "models/quant/quant_arch.h"
 #include "models/quant/quantizer.h"
@@ -63,11 +64,6 @@ class QuantNet {
   // Every tensor of the model by name ("conv1.weight", "conv1.w_step",
   // "conv1.running_mean", ...) with its layer index: the shards the
   // coordinator distributes and aggregates.
-  struct NamedTensor {
-    std::string name;
-    int layer = 0;
-    at::Tensor* tensor = nullptr;
-  };
   std::vector<NamedTensor> Named();
 
   // Layers before `layer` run frozen: forward only, no gradients, nothing
