@@ -6,6 +6,7 @@
 #include "coordinator/ops/http_server.h"
 #include "common/status/status_macros.h"
 #include "coordinator/shard_planner.h"
+#include "models/bnn/arch.h"
 
 namespace fedge {
 namespace {
@@ -58,7 +59,15 @@ absl::Status ParseCodec(const std::string& text, Codec* codec, int* bits) {
 
 absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags& f) {
   CoordinatorConfig c;
-  ASSIGN_OR_RETURN(c.arch, MakeQuantArch(f.arch));
+  std::optional<InputShape> input;
+  if (!f.input_shape.empty()) {
+    absl::StatusOr<InputShape> parsed = ParseInputShape(f.input_shape);
+    if (!parsed.ok()) return Annotate(parsed.status(), "--input_shape");
+    input = *parsed;
+  }
+  absl::StatusOr<ModelSpec> model = MakeModelSpec(f.arch, input);
+  if (!model.ok()) return Annotate(model.status(), "--arch");
+  c.model = *std::move(model);
   ServiceOptions& service = c.service;
   RunConfig& run = service.run;
   ASSIGN_OR_RETURN(run.schedule, ParseSchedule(f.schedule));
@@ -80,14 +89,23 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   run.hyper.batch_size = f.batch;
   run.hyper.learning_rate = static_cast<float>(f.lr);
   run.hyper.quantizer_every = f.quantizer_every;
-  run.hyper.weight_budget_kb = static_cast<float>(f.budget_bits * c.arch.weight_count() / 8000.0);
-  run.hyper.activation_budget_kb =
-      static_cast<float>(f.budget_bits * c.arch.activation_elements() / 8000.0);
+  // Bit budgets are the mixed-precision family's; a binary network is at 1
+  // bit already.
+  if (c.model.family == ModelFamily::kMixedPrecision) {
+    run.hyper.weight_budget_kb =
+        static_cast<float>(f.budget_bits * c.model.quant.weight_count() / 8000.0);
+    run.hyper.activation_budget_kb =
+        static_cast<float>(f.budget_bits * c.model.quant.activation_elements() / 8000.0);
+  }
   RETURN_IF_ERROR(Annotate(ParseCodec(f.uplink, &run.uplink, &run.uplink_bits), "--uplink"));
   int unused_bits = 0;
-  RETURN_IF_ERROR(Annotate(ParseCodec(f.downlink, &service.downlink, &unused_bits), "--downlink"));
+  // mixed: trainable layers' weights as fp16, frozen ones as codes.
+  c.mixed_downlink = f.downlink == "mixed";
+  RETURN_IF_ERROR(Annotate(
+      ParseCodec(c.mixed_downlink ? "fp16" : f.downlink, &service.downlink, &unused_bits),
+      "--downlink"));
   if (service.downlink != Codec::kFp32 && service.downlink != Codec::kFp16) {
-    return Bad("--downlink must be fp32 or fp16");
+    return Bad("--downlink must be mixed, fp32 or fp16");
   }
   if (f.rule == "fedavg") {
     run.aggregation.rule = AggregationRule::kFedAvg;
@@ -118,7 +136,7 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   }
   service.liveness.heartbeat_interval = absl::Milliseconds(f.heartbeat_ms);
   service.liveness.timeout = absl::Seconds(f.agent_timeout_s);
-  service.planner = MakeMemoryPlanner(c.arch, f.batch);
+  service.planner = MakeMemoryPlanner(c.model, f.batch);
   c.total_rounds = RoundEngine(run, nullptr).total_rounds();
 
   if (f.state_dir.empty()) return Bad("--state_dir is required");

@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/service.h"
-#include "models/quant/quant_arch.h"
+#include "models/family/model_spec.h"
 
 namespace fedge {
 
@@ -29,6 +29,7 @@ struct CoordinatorFlags {
   bool plaintext = false;
   std::string state_dir = "coordinator_state";
   std::string arch = "fmnist-cnn";
+  std::string input_shape;  // binary networks: CxHxW ("" : the default)
   std::string schedule = "pretrain:2,learn:3,finetune:2";
   double fraction = 1.0;
   int min_agents = 2;
@@ -42,7 +43,7 @@ struct CoordinatorFlags {
   double budget_bits = 2.0;
   int pretrain_bits = 8;
   std::string uplink = "sign-ef";
-  std::string downlink = "fp16";
+  std::string downlink = "mixed";
   std::string rule = "fedavg";
   double max_update_norm = 0;
   double max_update_scale = 100;
@@ -58,7 +59,8 @@ struct CoordinatorFlags {
 };
 
 struct CoordinatorConfig {
-  QuantArch arch;
+  ModelSpec model;
+  bool mixed_downlink = false;  // frozen layers' weights as codes (service.frozen_codings)
   ServiceOptions service;  // run, liveness, codecs, planner, server optimizer
   int total_rounds = 0;
   std::string listen;

@@ -29,11 +29,39 @@ TEST(CoordinatorConfigTest, DefaultsMakeAWholeConfig) {
   EXPECT_EQ(c->total_rounds, 7);
   EXPECT_EQ(c->service.run.uplink, Codec::kSignEf);
   EXPECT_EQ(c->service.downlink, Codec::kFp16);
+  EXPECT_TRUE(c->mixed_downlink);
   EXPECT_EQ(c->service.checkpoint_path, "coordinator_state/checkpoint.bin");
   EXPECT_EQ(c->service.liveness.timeout, absl::Seconds(30));
   EXPECT_TRUE(static_cast<bool>(c->service.planner));
   // The 2-bit budget of fmnist-cnn's weights.
-  EXPECT_FLOAT_EQ(c->service.run.hyper.weight_budget_kb, 2.0f * c->arch.weight_count() / 8000);
+  EXPECT_FLOAT_EQ(c->service.run.hyper.weight_budget_kb, 2.0f * c->model.quant.weight_count() / 8000);
+}
+
+TEST(CoordinatorConfigTest, BinaryNetworksAndTheirInputShape) {
+  CoordinatorFlags f = Valid();
+  f.arch = "cnv";
+  absl::StatusOr<CoordinatorConfig> c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model.family, ModelFamily::kBinary);
+  EXPECT_EQ(c->model.input.height, 32);
+  EXPECT_EQ(c->service.run.hyper.weight_budget_kb, 0);  // 1 bit already: no budget
+  f.input_shape = "3x40x40";
+  c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model.binary.layers[0].in_channels, 3);
+  f.input_shape = "3x40";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--input_shape"));
+  f.input_shape = "1x4x4";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--arch"));
+  f = Valid();
+  f.input_shape = "3x32x32";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("fmnist-cnn takes 1x28x28 images"));
+  f = Valid();
+  f.downlink = "fp32";
+  c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->mixed_downlink);
+  EXPECT_EQ(c->service.downlink, Codec::kFp32);
 }
 
 TEST(CoordinatorConfigTest, Schedules) {
@@ -61,7 +89,7 @@ TEST(CoordinatorConfigTest, Codecs) {
   EXPECT_FALSE(ParseCodec("int8", &codec, &bits).ok());
   CoordinatorFlags f = Valid();
   f.downlink = "sign-ef";
-  EXPECT_THAT(ErrorOf(f), HasSubstr("--downlink must be fp32 or fp16"));
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--downlink must be mixed, fp32 or fp16"));
   f = Valid();
   f.uplink = "q1";
   EXPECT_THAT(ErrorOf(f), HasSubstr("--uplink"));

@@ -1,25 +1,30 @@
 #ifndef FEDGE_COORDINATOR_EVALUATOR_H_
 #define FEDGE_COORDINATOR_EVALUATOR_H_
 
-// The coordinator's view of the global model as a network: the initial
-// model (the mixed-precision net calibrated at the pretrain precision on a
-// slice of the training data), and after each round its held-out accuracy
-// and its size at the learned bit-widths. LibTorch stays behind this header.
+// The coordinator's view of the global model as a network, whichever family
+// it is (models/family): the initial model (a mixed-precision net
+// calibrated at the pretrain precision on a slice of the training data, a
+// binary net from its seeded initialization), and after each round its
+// held-out accuracy, its size at its bit-widths, and how its weight shards
+// travel to agents that run their layers frozen. LibTorch stays behind this
+// header.
 //
-//   ASSIGN_OR_RETURN(ModelState initial, CalibratedModel(arch, data_dir, 8));
-//   ASSIGN_OR_RETURN(auto evaluator, ModelEvaluator::Create(arch, data_dir, 10000));
+//   ASSIGN_OR_RETURN(ModelState initial, InitialModel(spec, data_dir, 8));
+//   ASSIGN_OR_RETURN(auto evaluator, ModelEvaluator::Create(spec, data_dir, 10000));
 //   ModelStats stats = evaluator->Evaluate(model);
 //
 // Not thread-safe.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "coordinator/ops/metrics.h"
+#include "common/codec/update_codec.h"
 #include "coordinator/model_state.h"
-#include "models/quant/quant_arch.h"
+#include "coordinator/ops/metrics.h"
+#include "models/family/model_spec.h"
 
 namespace fedge {
 
@@ -27,13 +32,18 @@ namespace fedge {
 // here).
 void SetComputeThreads(int threads);
 
-absl::StatusOr<ModelState> CalibratedModel(const QuantArch& arch, const std::string& data_dir,
-                                           int bits);
+// Fashion-MNIST samples evaluated at a time: bounds the evaluation's
+// activations whatever the held-out set's size.
+inline constexpr int kEvalBatch = 200;
+
+absl::StatusOr<ModelState> InitialModel(const ModelSpec& spec, const std::string& data_dir,
+                                        int bits);
 
 class ModelEvaluator {
  public:
-  // `samples` of the Fashion-MNIST test split (0: size only, no accuracy).
-  static absl::StatusOr<std::unique_ptr<ModelEvaluator>> Create(const QuantArch& arch,
+  // `samples` of the Fashion-MNIST test split, padded to the model's input
+  // (0: size only, no accuracy).
+  static absl::StatusOr<std::unique_ptr<ModelEvaluator>> Create(const ModelSpec& spec,
                                                                 const std::string& data_dir,
                                                                 int64_t samples);
   ~ModelEvaluator();
@@ -43,6 +53,9 @@ class ModelEvaluator {
   ModelStats Evaluate(const ModelState& model);
   // Fails when `model` does not fit the architecture (a foreign checkpoint).
   absl::Status Check(const ModelState& model);
+  // The frozen-layer coding of each weight shard of `model` (empty when it
+  // does not fit).
+  std::map<std::string, FrozenCoding> FrozenCodings(const ModelState& model);
 
  private:
   struct Impl;

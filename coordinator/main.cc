@@ -34,7 +34,11 @@ ABSL_FLAG(std::string, key, "", "path prefix of the coordinator's CURVE key pair
 ABSL_FLAG(std::string, allowlist, "", "file of 'device_id public_key' lines");
 ABSL_FLAG(bool, plaintext, false, "run without CURVE (loopback development only)");
 ABSL_FLAG(std::string, state_dir, "coordinator_state", "checkpoints and metrics");
-ABSL_FLAG(std::string, arch, "fmnist-cnn", "model architecture (fmnist-cnn, fmnist-mlp)");
+ABSL_FLAG(std::string, arch, "fmnist-cnn",
+          "model: fmnist-cnn, fmnist-mlp (mixed precision, learned bit-widths), mlp, cnv, "
+          "binarynet (binary, memory-saving backprop on the agents)");
+ABSL_FLAG(std::string, input_shape, "",
+          "binary networks: input CxHxW (default 1x28x28 for mlp, 1x32x32 for cnv and binarynet)");
 ABSL_FLAG(std::string, schedule, "pretrain:2,learn:3,finetune:2", "phase:rounds,...");
 ABSL_FLAG(double, fraction, 1.0, "fraction of live agents sampled per round");
 ABSL_FLAG(int, min_agents, 2, "agents needed to start a round");
@@ -48,7 +52,9 @@ ABSL_FLAG(int, quantizer_every, 20, "learn precision: quantizer update interval"
 ABSL_FLAG(double, budget_bits, 2.0, "average bits of the weight and activation budgets");
 ABSL_FLAG(int, pretrain_bits, 8, "precision of the pretrain phase");
 ABSL_FLAG(std::string, uplink, "sign-ef", "update codec: fp32, fp16, q2..q8, sign-ef");
-ABSL_FLAG(std::string, downlink, "fp16", "weight shard codec: fp32 or fp16");
+ABSL_FLAG(std::string, downlink, "mixed",
+          "weight shards: mixed (layers an agent runs frozen as codes at their learned "
+          "bit-widths, or signs for a binary network; the trainable ones fp16), fp16 or fp32");
 ABSL_FLAG(std::string, rule, "fedavg", "aggregation: fedavg, median, trimmed");
 ABSL_FLAG(double, max_update_norm, 0, "reject shard updates above this L2 norm (0: off)");
 ABSL_FLAG(double, max_update_scale, 100,
@@ -86,6 +92,7 @@ CoordinatorFlags ReadFlags() {
   f.plaintext = absl::GetFlag(FLAGS_plaintext);
   f.state_dir = absl::GetFlag(FLAGS_state_dir);
   f.arch = absl::GetFlag(FLAGS_arch);
+  f.input_shape = absl::GetFlag(FLAGS_input_shape);
   f.schedule = absl::GetFlag(FLAGS_schedule);
   f.fraction = absl::GetFlag(FLAGS_fraction);
   f.min_agents = absl::GetFlag(FLAGS_min_agents);
@@ -148,7 +155,7 @@ absl::Status Serve() {
   // The model: resumed from the checkpoint, or a fresh one calibrated at the
   // pretrain precision.
   ASSIGN_OR_RETURN(std::unique_ptr<ModelEvaluator> evaluator,
-                   ModelEvaluator::Create(config.arch, data_dir, config.eval_samples));
+                   ModelEvaluator::Create(config.model, data_dir, config.eval_samples));
   RunReport report(config.state_dir, config.total_rounds, absl::Now());
   ModelState model;
   uint64_t resumed_rounds = 0;
@@ -162,7 +169,7 @@ absl::Status Serve() {
                  checkpoint_path.c_str(), static_cast<unsigned long long>(resumed_rounds),
                  static_cast<unsigned long long>(model.version));
   } else if (checkpoint.status().code() == absl::StatusCode::kNotFound) {
-    ASSIGN_OR_RETURN(model, CalibratedModel(config.arch, data_dir, config.pretrain_bits));
+    ASSIGN_OR_RETURN(model, InitialModel(config.model, data_dir, config.pretrain_bits));
     if (!check_only) report.Reset();
   } else {
     return Annotate(checkpoint.status(), "refusing to start over a damaged checkpoint");
@@ -171,7 +178,7 @@ absl::Status Serve() {
   ASSIGN_OR_RETURN(const ZmqServerOptions server, ServerOptions(config));
   if (check_only) {
     std::printf("configuration OK: %s, %d rounds (%s), %s uplink, %s aggregation, %s, state in %s (%s)\n",
-                config.arch.name.c_str(), config.total_rounds, absl::GetFlag(FLAGS_schedule).c_str(),
+                config.model.Describe().c_str(), config.total_rounds, absl::GetFlag(FLAGS_schedule).c_str(),
                 absl::GetFlag(FLAGS_uplink).c_str(), absl::GetFlag(FLAGS_rule).c_str(),
                 server.curve ? "CURVE" : "PLAINTEXT", config.state_dir.c_str(),
                 resumed_rounds > 0 ? absl::StrCat("resumes after round ", resumed_rounds).c_str()
@@ -179,9 +186,10 @@ absl::Status Serve() {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ZmqServerTransport> transport, ZmqServerTransport::Create(server));
-  std::fprintf(stderr, "[coordinator] listening on %s (%s), %d rounds, model %lld parameters\n",
+  std::fprintf(stderr, "[coordinator] listening on %s (%s), %d rounds, %s (%lld values)\n",
                transport->bound_endpoint().c_str(), server.curve ? "CURVE" : "PLAINTEXT",
-               config.total_rounds, static_cast<long long>(model.parameter_count()));
+               config.total_rounds, config.model.Describe().c_str(),
+               static_cast<long long>(model.parameter_count()));
 
   auto on_round = [&](const RoundReport& round, const ModelState& updated) {
     const ModelStats stats = evaluator->Evaluate(updated);
@@ -195,13 +203,22 @@ absl::Status Serve() {
     row.uplink_bytes = round.summary.uplink_bytes;
     row.fp32_bytes = round.fp32_uplink_bytes;
     row.peak_memory = round.summary.max_peak_memory;
+    row.process_rss = round.summary.max_process_rss;
+    row.downlink_bytes = round.downlink_bytes;
+    row.fp32_downlink_bytes = round.fp32_downlink_bytes;
     row.reported = round.summary.reported;
     row.rejected = static_cast<int>(round.summary.aggregation.rejected);
     row.seconds = round.seconds;
     metrics->OnRound(round, stats);
     report.Add(row, absl::Now());
   };
-  CoordinatorService service(config.service, model, resumed_rounds, transport.get(), on_round);
+  ServiceOptions service_options = config.service;
+  if (config.mixed_downlink) {
+    service_options.frozen_codings = [&evaluator](const ModelState& m) {
+      return evaluator->FrozenCodings(m);
+    };
+  }
+  CoordinatorService service(service_options, model, resumed_rounds, transport.get(), on_round);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   metrics->SetReady(true);

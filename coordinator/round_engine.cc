@@ -128,6 +128,7 @@ absl::Status RoundEngine::Fold(const TaskResult& result, const ModelState& model
   }
   summary->uplink_bytes += bytes;
   summary->max_peak_memory = std::max(summary->max_peak_memory, result.peak_memory_bytes);
+  summary->max_process_rss = std::max(summary->max_process_rss, result.process_peak_rss_bytes);
   summary->mean_train_loss += result.loss;
   summary->mean_train_accuracy += result.accuracy;
   return absl::OkStatus();

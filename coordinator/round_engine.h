@@ -69,7 +69,8 @@ struct RoundSummary {
   int rejected = 0;  // of `failed`: results turned away
   int late_folded = 0;
   int64_t uplink_bytes = 0;
-  uint64_t max_peak_memory = 0;
+  uint64_t max_peak_memory = 0;    // training allocations, largest over the results
+  uint64_t max_process_rss = 0;    // agent process peak RSS, largest over the results
   double mean_train_loss = 0;
   double mean_train_accuracy = 0;
   AggregatorStats aggregation;

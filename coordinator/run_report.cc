@@ -22,7 +22,10 @@ std::string RoundJson(const RoundRow& r) {
       .Add("model_kb", r.model_kb, 2)
       .Add("uplink_bytes", r.uplink_bytes)
       .Add("fp32_uplink_bytes", r.fp32_bytes)
+      .Add("downlink_bytes", r.downlink_bytes)
+      .Add("fp32_downlink_bytes", r.fp32_downlink_bytes)
       .Add("peak_device_memory_bytes", r.peak_memory)
+      .Add("peak_process_rss_bytes", r.process_rss)
       .Add("reported", r.reported)
       .Add("rejected_updates", r.rejected)
       .Add("seconds", r.seconds, 2)
@@ -44,24 +47,34 @@ void RunReport::Add(const RoundRow& row, absl::Time now) {
   const int left = total_rounds_ - static_cast<int>(row.round);
   std::fprintf(stderr,
                "[coordinator] round %llu/%d done: test acc %.2f%%, %.2f w bits, %.1f kB, "
-               "uplink %lld B (%.1fx less than fp32), %d reported, %d rejected, %.1fs; ETA %.0fs\n",
+               "uplink %lld B (%.1fx less than fp32), downlink %lld B (%.1fx), agent RSS %.0f MB, "
+               "%d reported, %d rejected, %.1fs; ETA %.0fs\n",
                static_cast<unsigned long long>(row.round), total_rounds_, 100 * row.accuracy,
                row.weight_bits, row.model_kb, static_cast<long long>(row.uplink_bytes),
                row.uplink_bytes ? static_cast<double>(row.fp32_bytes) / row.uplink_bytes : 0.0,
+               static_cast<long long>(row.downlink_bytes),
+               row.downlink_bytes ? static_cast<double>(row.fp32_downlink_bytes) / row.downlink_bytes
+                                  : 0.0,
+               row.process_rss / 1048576.0,
                row.reported, row.rejected, row.seconds,
                elapsed / std::max<size_t>(1, rows_.size()) * left);
 }
 
 absl::Status RunReport::Finish() const {
   if (rows_.empty()) return absl::OkStatus();
-  std::printf("\n%5s  %-15s %9s %7s %7s %10s %12s %8s %11s\n", "round", "phase", "test acc",
-              "w bits", "a bits", "model kB", "uplink B", "vs fp32", "peak mem MB");
+  auto ratio = [](int64_t reference, int64_t bytes) {
+    return bytes > 0 ? static_cast<double>(reference) / bytes : 0.0;
+  };
+  std::printf("\n%5s  %-15s %9s %7s %7s %10s %12s %8s %12s %8s %9s %9s\n", "round", "phase",
+              "test acc", "w bits", "a bits", "model kB", "uplink B", "vs fp32", "downlink B",
+              "vs fp32", "train MB", "RSS MB");
   for (const RoundRow& r : rows_) {
-    std::printf("%5llu  %-15s %8.2f%% %7.2f %7.2f %10.1f %12lld %7.1fx %11.1f\n",
+    std::printf("%5llu  %-15s %8.2f%% %7.2f %7.2f %10.1f %12lld %7.1fx %12lld %7.1fx %9.1f %9.1f\n",
                 static_cast<unsigned long long>(r.round), PhaseName(r.phase), 100 * r.accuracy,
                 r.weight_bits, r.act_bits, r.model_kb, static_cast<long long>(r.uplink_bytes),
-                r.uplink_bytes > 0 ? static_cast<double>(r.fp32_bytes) / r.uplink_bytes : 0.0,
-                r.peak_memory / 1048576.0);
+                ratio(r.fp32_bytes, r.uplink_bytes), static_cast<long long>(r.downlink_bytes),
+                ratio(r.fp32_downlink_bytes, r.downlink_bytes), r.peak_memory / 1048576.0,
+                r.process_rss / 1048576.0);
   }
   PlotSeries accuracy{"test accuracy (%)"}, size{"model W+A (kB / 10)"};
   for (const RoundRow& r : rows_) {

@@ -27,7 +27,11 @@ struct RoundRow {
   double accuracy = 0;
   double weight_bits = 0, act_bits = 0, model_kb = 0;
   int64_t uplink_bytes = 0, fp32_bytes = 0;
-  uint64_t peak_memory = 0;
+  // The model as the round's tasks carried it, all tasks together, and what
+  // the same tasks would have carried as fp32.
+  int64_t downlink_bytes = 0, fp32_downlink_bytes = 0;
+  uint64_t peak_memory = 0;  // largest training peak an agent measured
+  uint64_t process_rss = 0;  // largest agent process peak RSS
   int reported = 0, rejected = 0;
   double seconds = 0;
 };

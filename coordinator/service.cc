@@ -90,7 +90,13 @@ void CoordinatorService::Send(const std::string& peer, uint64_t session, Body bo
 void CoordinatorService::SendTask(const std::string& device, Task task) {
   const AgentRecord* agent = registry_.Find(device);
   if (agent == nullptr) return;
-  task.shards = round_shards_;
+  task.shards.clear();
+  for (size_t i = 0; i < round_shards_.size(); ++i) {
+    const bool frozen = round_shards_[i].layer < task.trainable_from && round_frozen_[i];
+    task.shards.push_back(frozen ? *round_frozen_[i] : round_shards_[i]);
+    downlink_bytes_ += static_cast<int64_t>(task.shards.back().payload.size());
+    fp32_downlink_bytes_ += 4 * task.shards.back().numel();
+  }
   Send(agent->route, agent->session_id, std::move(task));
 }
 
@@ -226,6 +232,10 @@ void CoordinatorService::StartRound(absl::Time now) {
   if (tasks.empty()) return;
   round_start_ = now;
   round_shards_.clear();
+  round_frozen_.clear();
+  downlink_bytes_ = fp32_downlink_bytes_ = 0;
+  std::map<std::string, FrozenCoding> codings;
+  if (options_.frozen_codings) codings = options_.frozen_codings(model_);
   for (const ModelShard& s : model_.shards) {
     WireTensor t;
     t.layer = static_cast<uint32_t>(s.layer);
@@ -242,7 +252,21 @@ void CoordinatorService::StartRound(absl::Time now) {
       }
       return;
     }
+    std::optional<WireTensor> frozen;
+    if (auto it = codings.find(s.name); it != codings.end()) {
+      frozen = t;
+      if (absl::Status encoded = EncodeFrozen(s.values, it->second, &*frozen); !encoded.ok()) {
+        // The shard still goes down whole: a coding that does not fit costs
+        // bytes, not correctness.
+        if (options_.log) {
+          std::fprintf(stderr, "[coordinator] shard %s goes whole to frozen layers: %s\n",
+                       s.name.c_str(), encoded.ToString().c_str());
+        }
+        frozen.reset();
+      }
+    }
     round_shards_.push_back(std::move(t));
+    round_frozen_.push_back(std::move(frozen));
   }
   if (options_.log) {
     std::fprintf(stderr, "[coordinator] round %llu/%d (%s): %zu agents\n",
@@ -297,6 +321,8 @@ absl::Status CoordinatorService::FinishRound(absl::Time now) {
   report.fp32_uplink_bytes = fp32_bytes_[report.summary.round];
   fp32_bytes_.erase(report.summary.round);
   report.seconds = absl::ToDoubleSeconds(now - round_start_);
+  report.downlink_bytes = downlink_bytes_;
+  report.fp32_downlink_bytes = fp32_downlink_bytes_;
   if (on_round_) on_round_(report, model_);
   return absl::OkStatus();
 }

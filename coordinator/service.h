@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "absl/time/time.h"
 #include "common/transport/transport.h"
 #include "common/env/env.h"
+#include "common/codec/update_codec.h"
 #include "common/status/reject_reason.h"
 #include "coordinator/model_state.h"
 #include "coordinator/peer_limiter.h"
@@ -38,6 +40,12 @@ struct ServiceOptions {
   PeerLimiterOptions refusals;
   RegistryOptions liveness;
   Codec downlink = Codec::kFp16;  // weight shards; small tensors go as fp32
+  // Mixed-precision downlink: the weight shards of the layers an agent runs
+  // frozen (before its task's trainable_from) go as the codes its forward
+  // pass uses, at their learned bit-widths (or signs, for a binary
+  // network), by shard name; the trainable ones as `downlink`. Called once
+  // per round on the model; null: every shard goes as `downlink`.
+  std::function<std::map<std::string, FrozenCoding>(const ModelState&)> frozen_codings;
   std::string checkpoint_path;    // empty: no checkpoints
   Env* env = Env::Default();      // where checkpoints are written
   ShardPlanner planner;           // null: everyone trains everything
@@ -48,6 +56,10 @@ struct ServiceOptions {
 struct RoundReport {
   RoundSummary summary;
   int64_t fp32_uplink_bytes = 0;  // what the same updates cost in fp32
+  // Model shard payload bytes of the round's tasks (resends included), and
+  // what they would have cost in fp32.
+  int64_t downlink_bytes = 0;
+  int64_t fp32_downlink_bytes = 0;
   double seconds = 0;
 };
 
@@ -111,6 +123,9 @@ class CoordinatorService {
   ServerOptimizer server_optimizer_;
   std::map<uint64_t, int64_t> fp32_bytes_;
   std::vector<WireTensor> round_shards_;  // the model as this round's tasks carry it
+  // Per shard, its frozen form when it has one (mixed-precision downlink).
+  std::vector<std::optional<WireTensor>> round_frozen_;
+  int64_t downlink_bytes_ = 0, fp32_downlink_bytes_ = 0;  // this round's tasks
   PeerLimiter refusals_;
   absl::Time round_start_;
   ServiceCounters counters_;

@@ -7,9 +7,15 @@
 // run's batch size, the batch is halved (down to kMinPlanBatch); when it
 // still does not fit, the agent is given no tasks.
 //
-// The training-memory estimate is models/memory's QuantTrainingMemory, the
-// same model memory_report prints, calibrated against the agents' measured
-// peaks.
+// The budget is training memory, not the process: the estimate
+// (ModelSpec::TrainingMemory, models/memory's QuantTrainingMemory or
+// BinaryTrainingMemory, the same models memory_report prints) is what one
+// task's training allocates, calibrated against the peak the agents measure
+// with their counting allocator (device_agent/planner_calibration_test.cc:
+// at least the measured peak, at most 1.5x it for the binary networks). The
+// process needs the libraries' baseline and the local data on top (the
+// agents report their process peak RSS beside it: the status table and the
+// run's summary show both).
 //
 //   ShardPlanner planner = MakeMemoryPlanner(arch, /*batch=*/64);
 //   std::optional<ShardPlan> plan = planner(agent);
@@ -17,15 +23,14 @@
 #include <cstdint>
 
 #include "coordinator/round_engine.h"
-#include "models/memory/memory_model.h"
-#include "models/quant/quant_arch.h"
+#include "models/family/model_spec.h"
 
 namespace fedge {
 
 inline constexpr int kMinPlanBatch = 8;
 
 
-ShardPlanner MakeMemoryPlanner(const QuantArch& arch, int batch);
+ShardPlanner MakeMemoryPlanner(const ModelSpec& spec, int batch);
 
 }  // namespace fedge
 

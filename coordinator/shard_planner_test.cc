@@ -1,6 +1,7 @@
 #include "coordinator/shard_planner.h"
 
 #include "gtest/gtest.h"
+#include "models/memory/memory_model.h"
 
 namespace fedge {
 namespace {
@@ -33,7 +34,7 @@ TEST(ShardPlannerTest, EstimateShrinksWithFewerTrainableLayersAndSmallerBatches)
 TEST(ShardPlannerTest, PlansTheLargestSuffixThatFitsThenSmallerBatchesThenNothing) {
   const QuantArch arch = *MakeQuantArch("fmnist-cnn");
   const int last = static_cast<int>(arch.layers.size()) - 1;
-  const ShardPlanner planner = MakeMemoryPlanner(arch, 64);
+  const ShardPlanner planner = MakeMemoryPlanner(*MakeModelSpec("fmnist-cnn", std::nullopt), 64);
   // Everything fits.
   std::optional<ShardPlan> plan = planner(WithBudget(int64_t{1} << 30));
   ASSERT_TRUE(plan);
@@ -53,6 +54,23 @@ TEST(ShardPlannerTest, PlansTheLargestSuffixThatFitsThenSmallerBatchesThenNothin
   // Below the head at the smallest batch: nothing.
   EXPECT_FALSE(planner(WithBudget(QuantTrainingMemory(arch, last, kMinPlanBatch) - 1)));
   EXPECT_FALSE(planner(WithBudget(0)));
+}
+
+TEST(ShardPlannerTest, PlansBinaryNetworksByTheirOwnEstimate) {
+  const ModelSpec cnv = *MakeModelSpec("cnv", std::nullopt);
+  const ShardPlanner planner = MakeMemoryPlanner(cnv, 64);
+  const int last = cnv.layer_count() - 1;
+  for (int from = 0; from <= last; ++from) {
+    EXPECT_EQ(cnv.TrainingMemory(from, 64), BinaryTrainingMemory(cnv.binary, from, 64));
+    // The longest suffix within the budget (layers whose estimate is the
+    // same, a pool and its neighbour, go together).
+    std::optional<ShardPlan> plan = planner(WithBudget(cnv.TrainingMemory(from, 64)));
+    ASSERT_TRUE(plan);
+    EXPECT_LE(plan->trainable_from, static_cast<uint32_t>(from));
+    EXPECT_EQ(cnv.TrainingMemory(static_cast<int>(plan->trainable_from), 64),
+              cnv.TrainingMemory(from, 64));
+  }
+  EXPECT_FALSE(planner(WithBudget(cnv.TrainingMemory(last, kMinPlanBatch) - 1)));
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// The device agent: loads its local data, connects to the coordinator,
+// The device agent: loads its local data (its own with --data, else its
+// share of Fashion-MNIST for simulations), connects to the coordinator,
 // registers with its memory budget, heartbeats, runs each task it is given
 // (one phase of local training with memory-saving backprop) on a worker
 // thread while it keeps heartbeating, sends back the encoded update, and
@@ -7,11 +8,14 @@
 //   agent --device_id=board-7 --coordinator=tcp://10.0.0.2:7070
 //       --key=/var/lib/fedge/keys/board-7 --server_key=/etc/fedge/coordinator.pub
 //       --memory_budget_mb=512 --partition=dirichlet:0.5 --num_agents=10 --agent_index=7
+//   agent ... --arch=cnv --data=/data/board-7   (DIR/CLASS/*.png, or IMAGES,LABELS IDX)
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
+#include <optional>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -29,8 +33,11 @@
 #include "device_agent/task_executor.h"
 #include "device_agent/task_runner.h"
 #include "models/memory/counting_allocator.h"
+#include "models/bnn/arch.h"
 #include "models/data/dataset.h"
+#include "models/data/local_data.h"
 #include "models/data/partition.h"
+#include "models/family/federated_model.h"
 
 ABSL_FLAG(std::string, device_id, "", "this device's id (as enrolled on the coordinator)");
 ABSL_FLAG(std::string, coordinator, "tcp://127.0.0.1:7070", "the coordinator's endpoint");
@@ -39,7 +46,17 @@ ABSL_FLAG(std::string, server_key, "", "the coordinator's public key file");
 ABSL_FLAG(bool, plaintext, false, "connect without CURVE (loopback development only)");
 ABSL_FLAG(int, memory_budget_mb, 512, "memory this device may use for training");
 ABSL_FLAG(int, cores, 1, "cores for training");
-ABSL_FLAG(std::string, arch, "fmnist-cnn", "model architecture (must match the coordinator)");
+ABSL_FLAG(std::string, arch, "fmnist-cnn",
+          "model (must match the coordinator): fmnist-cnn, fmnist-mlp (mixed precision), mlp, "
+          "cnv, binarynet (binary, memory-saving backprop)");
+ABSL_FLAG(std::string, input_shape, "",
+          "binary networks: the input CxHxW (must match the coordinator; default: the "
+          "network's, or the --data images' shape)");
+ABSL_FLAG(std::string, data, "",
+          "this device's own data: a directory of class subfolders of PNG/JPEG images, a "
+          "directory holding one IDX image and one IDX label file, or IMAGES,LABELS; empty: a "
+          "share of Fashion-MNIST (simulations)");
+ABSL_FLAG(double, holdout, 0.1, "--data: share of the samples held out for local accuracy");
 ABSL_FLAG(std::string, data_dir, fedge::kFashionMnistDir, "Fashion-MNIST IDX files");
 ABSL_FLAG(std::string, partition, "dirichlet:0.5", "iid or dirichlet:ALPHA");
 ABSL_FLAG(int, num_agents, 1, "agents the training set is split across");
@@ -63,9 +80,10 @@ namespace {
 volatile std::sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
-absl::StatusOr<Dataset> LocalData() {
+absl::StatusOr<Dataset> FashionMnistShare(const ModelSpec& model) {
+  ASSIGN_OR_RETURN(const int pad, FashionMnistPadding(model));
   ASSIGN_OR_RETURN(const Dataset all, LoadFashionMnist(absl::GetFlag(FLAGS_data_dir), DataSplit::kTrain,
-                                                       {absl::GetFlag(FLAGS_train_samples), 0}));
+                                                       {absl::GetFlag(FLAGS_train_samples), pad}));
   const int agents = absl::GetFlag(FLAGS_num_agents), index = absl::GetFlag(FLAGS_agent_index);
   if (index < 0 || index >= agents) {
     return absl::InvalidArgumentError(absl::StrCat("--agent_index=", index, " is not in [0, ", agents, ")"));
@@ -81,6 +99,51 @@ absl::StatusOr<Dataset> LocalData() {
     return absl::OkStatus();
   }));
   return mine;
+}
+
+// The model and the data it trains on, checked against each other.
+struct LocalSetup {
+  ModelSpec spec;
+  LocalData data;
+};
+
+absl::StatusOr<LocalSetup> LoadModelAndData() {
+  LocalSetup setup;
+  std::optional<InputShape> input;
+  if (!absl::GetFlag(FLAGS_input_shape).empty()) {
+    absl::StatusOr<InputShape> parsed = ParseInputShape(absl::GetFlag(FLAGS_input_shape));
+    if (!parsed.ok()) return Annotate(parsed.status(), "--input_shape");
+    input = *parsed;
+  }
+  const std::string path = absl::GetFlag(FLAGS_data);
+  if (path.empty()) {
+    absl::StatusOr<ModelSpec> spec = MakeModelSpec(absl::GetFlag(FLAGS_arch), input);
+    if (!spec.ok()) return Annotate(spec.status(), "--arch");
+    setup.spec = *std::move(spec);
+    ASSIGN_OR_RETURN(setup.data.train, FashionMnistShare(setup.spec));
+    setup.data.source = absl::GetFlag(FLAGS_data_dir);
+    return setup;
+  }
+  LocalDataOptions options;
+  options.holdout = absl::GetFlag(FLAGS_holdout);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.limit = absl::GetFlag(FLAGS_train_samples);
+  absl::StatusOr<LocalData> data = LoadLocalData(path, options);
+  if (!data.ok()) return Annotate(data.status(), "--data");
+  setup.data = *std::move(data);
+  // A binary network is built for the data's shape unless told otherwise.
+  const Dataset& train = setup.data.train;
+  if (!input && KnownArchNames().end() != std::find(KnownArchNames().begin(), KnownArchNames().end(),
+                                                     absl::GetFlag(FLAGS_arch))) {
+    input = InputShape{train.channels(), train.height(), train.width()};
+  }
+  absl::StatusOr<ModelSpec> spec = MakeModelSpec(absl::GetFlag(FLAGS_arch), input);
+  if (!spec.ok()) return Annotate(spec.status(), "--arch");
+  setup.spec = *std::move(spec);
+  RETURN_IF_ERROR(Annotate(CheckInput(train, setup.spec.input, setup.spec.num_classes,
+                                      setup.data.source),
+                           "--data"));
+  return setup;
 }
 
 absl::Status RunAgent() {
@@ -101,13 +164,19 @@ absl::Status RunAgent() {
   }
   CountingCpuAllocator::Install();
   at::set_num_threads(absl::GetFlag(FLAGS_cores));
-  ASSIGN_OR_RETURN(Dataset data, LocalData());
-  ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch(absl::GetFlag(FLAGS_arch)));
+  if (!(absl::GetFlag(FLAGS_holdout) >= 0 && absl::GetFlag(FLAGS_holdout) < 1)) {
+    return absl::InvalidArgumentError("--holdout must be in [0, 1)");
+  }
+  ASSIGN_OR_RETURN(LocalSetup setup, LoadModelAndData());
+  ASSIGN_OR_RETURN(std::unique_ptr<FederatedModel> model, FederatedModel::Create(setup.spec));
+  const std::string description = setup.spec.Describe();
+  const int64_t held_out = setup.data.held_out.size();
   TaskRunnerOptions runner_options;
   if (!absl::GetFlag(FLAGS_state_dir).empty()) {
     runner_options.residual_path = absl::GetFlag(FLAGS_state_dir) + "/" + id + ".residual";
   }
-  TaskRunner runner(arch, std::move(data), runner_options);
+  TaskRunner runner(std::move(model), std::move(setup.data.train), std::move(setup.data.held_out),
+                    runner_options);
   if (absl::Status s = runner.LoadResidual(); !s.ok()) {
     std::fprintf(stderr, "[%s] error-feedback residual not loaded, starting from zero: %s\n",
                  id.c_str(), s.ToString().c_str());
@@ -130,10 +199,11 @@ absl::Status RunAgent() {
     client.curve = curve;
   }
   if (absl::GetFlag(FLAGS_check_config)) {
-    std::printf("configuration OK: %s, %lld local samples, %d MB budget, %s, coordinator %s (%s)\n",
+    std::printf("configuration OK: %s, %lld local samples (%lld held out), %d MB budget, %s, "
+                "coordinator %s (%s)\n",
                 id.c_str(), static_cast<long long>(runner.samples()),
-                absl::GetFlag(FLAGS_memory_budget_mb), arch.name.c_str(), client.endpoint.c_str(),
-                client.curve ? "CURVE" : "PLAINTEXT");
+                static_cast<long long>(held_out), absl::GetFlag(FLAGS_memory_budget_mb),
+                description.c_str(), client.endpoint.c_str(), client.curve ? "CURVE" : "PLAINTEXT");
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ZmqClientTransport> transport, ZmqClientTransport::Create(client));
@@ -149,8 +219,9 @@ absl::Status RunAgent() {
   session_options.coordinator_timeout = absl::Seconds(absl::GetFlag(FLAGS_coordinator_timeout_s));
   session_options.result_retry = absl::Seconds(absl::GetFlag(FLAGS_result_retry_s));
   loop_options.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
-  std::fprintf(stderr, "[%s] %lld local samples, %d MB budget, connecting to %s (%s)\n", id.c_str(),
-               static_cast<long long>(runner.samples()), absl::GetFlag(FLAGS_memory_budget_mb),
+  std::fprintf(stderr, "[%s] %s; %lld local samples (%lld held out), %d MB budget, connecting to %s (%s)\n",
+               id.c_str(), description.c_str(), static_cast<long long>(runner.samples()),
+               static_cast<long long>(held_out), absl::GetFlag(FLAGS_memory_budget_mb),
                client.endpoint.c_str(), client.curve ? "CURVE" : "PLAINTEXT");
 
   // Training runs on a worker thread while the loop keeps heartbeating.

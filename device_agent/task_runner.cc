@@ -1,18 +1,23 @@
 #include "device_agent/task_runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
+#include "common/env/process_memory.h"
+#include "models/data/dataset.h"
 #include "models/memory/counting_allocator.h"
-#include "models/quant/model_shards.h"
-#include "models/quant/phase_trainer.h"
 
 namespace fedge {
 
-TaskRunner::TaskRunner(const QuantArch& arch, Dataset data, const TaskRunnerOptions& options)
-    : net_(arch, QuantNetOptions()), data_(std::move(data)), options_(options) {}
+TaskRunner::TaskRunner(std::unique_ptr<FederatedModel> model, Dataset data, Dataset held_out,
+                       const TaskRunnerOptions& options)
+    : model_(std::move(model)),
+      data_(std::move(data)),
+      held_out_(std::move(held_out)),
+      options_(options) {}
 
 absl::Status TaskRunner::LoadResidual() {
   if (options_.residual_path.empty()) return absl::OkStatus();
@@ -34,9 +39,11 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
                              absl::StrCat("decoding shard ", t.name)));
     shards.push_back(std::move(shard));
   }
-  RETURN_IF_ERROR(ImportShards(net_.Named(), shards));
-  net_.FreezeBefore(static_cast<int>(task.trainable_from));
-  const std::vector<ModelShard> before = ExportShards(net_.Named());
+  RETURN_IF_ERROR(model_->ImportShards(shards));
+  shards.clear();
+  shards.shrink_to_fit();
+  model_->FreezeBefore(static_cast<int>(task.trainable_from));
+  const std::vector<ModelShard> before = model_->ExportShards();
 
   PhaseConfig config;
   config.phase = task.phase;
@@ -52,9 +59,15 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
   config.seed = task.seed;
   const int64_t live_before = CountingCpuAllocator::LiveBytes();
   CountingCpuAllocator::ResetPeak();
+  ResetPeakRss();
   config.cancel = cancel;
-  ASSIGN_OR_RETURN(const PhaseReport report, RunPhase(net_, data_, config));
+  ASSIGN_OR_RETURN(const PhaseReport report, model_->Train(data_, config));
   const int64_t peak = CountingCpuAllocator::PeakBytes() - live_before;
+  double accuracy = report.accuracy;
+  if (held_out_.size() > 0) {
+    // In batches of the task's size: evaluation never outgrows training.
+    ASSIGN_OR_RETURN(accuracy, model_->Evaluate(held_out_, std::max(1, config.batch_size)));
+  }
 
   TaskResult result;
   result.round_id = task.round_id;
@@ -62,9 +75,10 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
   result.model_version = task.model_version;
   result.samples = static_cast<uint64_t>(data_.size());
   result.loss = static_cast<float>(report.loss);
-  result.accuracy = static_cast<float>(report.accuracy);
+  result.accuracy = static_cast<float>(accuracy);
   result.peak_memory_bytes = peak > 0 ? static_cast<uint64_t>(peak) : 0;
-  const std::vector<ModelShard> after = ExportShards(net_.Named());
+  result.process_peak_rss_bytes = static_cast<uint64_t>(PeakRssBytes());
+  const std::vector<ModelShard> after = model_->ExportShards();
   for (size_t i = 0; i < after.size(); ++i) {
     if (after[i].layer < static_cast<int>(task.trainable_from)) continue;
     std::vector<float> delta(after[i].values.size());

@@ -2,11 +2,15 @@
 #define FEDGE_DEVICE_AGENT_TASK_RUNNER_H_
 
 // Runs one task on the device: loads the task's shards into the local
-// mixed-precision network, freezes the layers before the task's trainable
-// suffix, trains one phase on the local data (models/phase_trainer.h), and
-// encodes the update of every trained shard with the codec the task names,
-// keeping the sign-ef residual across rounds (on disk when a path is given).
-// Reports the training memory it measured and the time it took.
+// network (either family: models/family/federated_model.h), freezes the
+// layers before the task's trainable suffix, trains on the local data (one
+// phase of the schedule for a mixed-precision network, memory-saving
+// backprop for a binary one), and encodes the update of every trained shard
+// with the codec the task names, keeping the sign-ef residual across rounds
+// (on disk when a path is given). Reports the training memory it measured,
+// the process's peak RSS during the task, the accuracy on the held-out
+// share of its data (training accuracy when it has none), and the time it
+// took.
 //
 // Not thread-safe: one task at a time.
 
@@ -19,7 +23,7 @@
 #include "common/wire/messages.h"
 #include "common/codec/update_codec.h"
 #include "models/data/dataset.h"
-#include "models/quant/quant_net.h"
+#include "models/family/federated_model.h"
 
 namespace fedge {
 
@@ -32,7 +36,9 @@ struct TaskRunnerOptions {
 
 class TaskRunner {
  public:
-  TaskRunner(const QuantArch& arch, Dataset data, const TaskRunnerOptions& options);
+  // `held_out` may be empty.
+  TaskRunner(std::unique_ptr<FederatedModel> model, Dataset data, Dataset held_out,
+             const TaskRunnerOptions& options);
 
   // Loads the persisted residual, if any. A missing file is fine; a corrupt
   // one is reported and the residual starts from zero.
@@ -47,8 +53,9 @@ class TaskRunner {
   const absl::Status& residual_error() const { return residual_error_; }
 
  private:
-  QuantNet net_;
+  std::unique_ptr<FederatedModel> model_;
   Dataset data_;
+  Dataset held_out_;
   TaskRunnerOptions options_;
   ErrorFeedback feedback_;
   absl::Status residual_error_;

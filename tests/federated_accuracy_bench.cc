@@ -1,13 +1,24 @@
-// Benchmark: the federated run against the same network trained centrally in
-// float, on the same data and the same number of samples, in one process.
+// Benchmark: the federated run against the same network trained centrally,
+// on the same data and the same number of samples, in one process.
 // Federated runs use the real coordinator service, agent sessions and task
 // runners over the in-memory transport (training is real; only the network
-// is simulated). Reports the design's figures (section 5): test accuracy and
-// average bits of the federated mixed-precision model, its gap to central
-// float, and the uplink bytes of sign-ef against fp32 FedAvg with the
-// accuracy each reaches.
+// is simulated). Either family (models/family):
+//   --arch=fmnist-cnn  the mixed-precision net through the three-phase
+//                      schedule; central reference: the same layers in float
+//   --arch=cnv         the binary CNV with memory-saving backprop on every
+//                      agent (Fashion-MNIST padded to 32x32); central
+//                      reference: the same BNN trained by the standard
+//                      float32 trainer (models/bnn/standard_net.h)
+// Reports test accuracy and bits, the gap to central, uplink bytes of the
+// run's codec against fp32 updates, and downlink bytes per round of the
+// mixed-precision downlink (layers an agent runs frozen as codes or signs)
+// against fp32 shards, with --head_only agents training only the last
+// layer; a second run with all-fp16 downlink shows what the codes cost in
+// accuracy, and an fp32-uplink run (mixed precision) what sign-ef costs.
 //
 //   bazel run -c opt //tests:federated_accuracy_bench -- --out_dir=$PWD/bench_results
+//   bazel run -c opt //tests:federated_accuracy_bench -- --arch=cnv --schedule=10 \
+//       --head_only=0.5 --out_dir=$PWD/bench_results
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -20,31 +31,42 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "common/io/file_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "common/transport/testing/in_memory_transport.h"
-#include "common/status/status_macros.h"
+#include "common/io/file_util.h"
 #include "common/io/svg_plot.h"
+#include "common/status/status_macros.h"
+#include "common/transport/testing/in_memory_transport.h"
 #include "coordinator/service.h"
 #include "device_agent/agent_loop.h"
 #include "device_agent/task_executor.h"
 #include "device_agent/task_runner.h"
-#include "models/memory/counting_allocator.h"
-#include "models/quant/model_shards.h"
+#include "models/bnn/standard_net.h"
+#include "models/bnn/trainer.h"
 #include "models/data/partition.h"
+#include "models/family/federated_model.h"
+#include "models/memory/counting_allocator.h"
 #include "models/quant/phase_trainer.h"
+#include "models/quant/quant_net.h"
 
+ABSL_FLAG(std::string, arch, "fmnist-cnn", "fmnist-cnn (mixed precision) or mlp, cnv, binarynet");
 ABSL_FLAG(int, agents, 10, "simulated agents");
 ABSL_FLAG(double, alpha, 0.5, "Dirichlet concentration of the non-IID split");
 ABSL_FLAG(int64_t, train_samples, 60000, "training samples shared by the agents");
 ABSL_FLAG(int64_t, test_samples, 10000, "test samples");
-ABSL_FLAG(std::string, schedule, "3,6,3", "rounds of pretrain, learn precision, finetune");
+ABSL_FLAG(std::string, schedule, "",
+          "rounds: pretrain,learn,finetune for mixed precision (default 3,6,3); one number for a "
+          "binary network (default 10)");
 ABSL_FLAG(int, local_steps, 60, "steps per task");
 ABSL_FLAG(int, batch, 64, "batch size");
-ABSL_FLAG(double, budget_bits, 2.0, "average bits of the size budget");
+ABSL_FLAG(double, lr, 1e-3, "learning rate");
+ABSL_FLAG(double, budget_bits, 2.0, "mixed precision: average bits of the size budget");
+ABSL_FLAG(double, head_only, 0.0,
+          "share of the agents that train only the last layer (the rest frozen)");
+ABSL_FLAG(bool, compare_downlink, true, "also run with all-fp16 downlink");
+ABSL_FLAG(bool, compare_uplink, true, "mixed precision: also run with fp32 uplink");
 ABSL_FLAG(int, threads, 2, "intra-op threads");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON goes");
 
@@ -54,19 +76,27 @@ namespace {
 struct FedResult {
   double accuracy = 0;
   double weight_bits = 0, act_bits = 0, model_kb = 0;
-  int64_t uplink_bytes = 0;
+  int64_t uplink_bytes = 0, fp32_uplink_bytes = 0;
+  int64_t downlink_bytes = 0, fp32_downlink_bytes = 0;
+  int rounds = 0;
   double seconds = 0;
   std::vector<double> accuracy_per_round;
+};
+
+struct FedConfig {
+  std::string label;
+  Codec uplink = Codec::kSignEf;
+  bool mixed_downlink = true;
 };
 
 // An agent: the real agent loop, training each task inline with the real
 // task runner.
 class SimAgent {
  public:
-  SimAgent(std::unique_ptr<Transport> transport, const std::string& id, const QuantArch& arch,
-           Dataset data)
+  SimAgent(std::unique_ptr<Transport> transport, const std::string& id,
+           std::unique_ptr<FederatedModel> model, Dataset data)
       : link_(std::move(transport)),
-        runner_(arch, std::move(data), TaskRunnerOptions()),
+        runner_(std::move(model), std::move(data), Dataset(), TaskRunnerOptions()),
         executor_([this](const Task& task) { return runner_.Run(task); }),
         loop_(link_.get(), &executor_, Options(id, runner_.samples())) {}
 
@@ -95,37 +125,65 @@ class SimAgent {
   AgentLoop loop_;
 };
 
-absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& train,
-                                       const std::vector<std::vector<int64_t>>& parts,
-                                       const Dataset& test, Codec uplink) {
-  const auto start = std::chrono::steady_clock::now();
+absl::StatusOr<std::vector<PhaseSpan>> Schedule(const ModelSpec& spec) {
+  std::string text = absl::GetFlag(FLAGS_schedule);
+  const bool binary = spec.family == ModelFamily::kBinary;
+  if (text.empty()) text = binary ? "10" : "3,6,3";
   std::vector<int> rounds;
-  for (absl::string_view r : absl::StrSplit(absl::GetFlag(FLAGS_schedule), ',')) {
+  for (absl::string_view r : absl::StrSplit(text, ',')) {
     int v = 0;
     if (!absl::SimpleAtoi(r, &v) || v < 1) return absl::InvalidArgumentError("bad --schedule");
     rounds.push_back(v);
   }
+  if (binary) {
+    if (rounds.size() != 1) return absl::InvalidArgumentError("--schedule: one number for " + spec.name);
+    return std::vector<PhaseSpan>{{Phase::kPretrain, rounds[0]}};
+  }
   if (rounds.size() != 3) return absl::InvalidArgumentError("--schedule needs three numbers");
+  return std::vector<PhaseSpan>{{Phase::kPretrain, rounds[0]},
+                                {Phase::kLearnPrecision, rounds[1]},
+                                {Phase::kFinetune, rounds[2]}};
+}
+
+absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& train,
+                                       const std::vector<std::vector<int64_t>>& parts,
+                                       const Dataset& test, const FedConfig& fed) {
+  const auto start = std::chrono::steady_clock::now();
   ServiceOptions options;
-  options.run.schedule = {{Phase::kPretrain, rounds[0]},
-                          {Phase::kLearnPrecision, rounds[1]},
-                          {Phase::kFinetune, rounds[2]}};
+  ASSIGN_OR_RETURN(options.run.schedule, Schedule(spec));
   options.run.min_agents = static_cast<int>(parts.size());
   options.run.deadline = absl::Hours(1);
   options.run.hyper.local_steps = absl::GetFlag(FLAGS_local_steps);
   options.run.hyper.batch_size = absl::GetFlag(FLAGS_batch);
-  options.run.hyper.weight_budget_kb =
-      static_cast<float>(absl::GetFlag(FLAGS_budget_bits) * arch.weight_count() / 8000.0);
-  options.run.hyper.activation_budget_kb =
-      static_cast<float>(absl::GetFlag(FLAGS_budget_bits) * arch.activation_elements() / 8000.0);
-  options.run.uplink = uplink;
-  options.downlink = Codec::kFp32;
+  options.run.hyper.learning_rate = static_cast<float>(absl::GetFlag(FLAGS_lr));
+  if (spec.family == ModelFamily::kMixedPrecision) {
+    options.run.hyper.weight_budget_kb = static_cast<float>(
+        absl::GetFlag(FLAGS_budget_bits) * spec.quant.weight_count() / 8000.0);
+    options.run.hyper.activation_budget_kb = static_cast<float>(
+        absl::GetFlag(FLAGS_budget_bits) * spec.quant.activation_elements() / 8000.0);
+  }
+  options.run.uplink = fed.uplink;
+  options.downlink = Codec::kFp16;
   options.log = false;
+  // Agents whose index falls in the head-only share train the last layer.
+  const int head_only = static_cast<int>(absl::GetFlag(FLAGS_head_only) * parts.size() + 0.5);
+  const uint32_t last = static_cast<uint32_t>(spec.layer_count() - 1);
+  options.planner = [head_only, last](const AgentRecord& agent) -> std::optional<ShardPlan> {
+    int index = 0;
+    (void)absl::SimpleAtoi(agent.device_id.substr(agent.device_id.rfind('-') + 1), &index);
+    return ShardPlan{index < head_only ? last : 0u, 0};
+  };
 
-  QuantNet net(arch, QuantNetOptions());
-  net.Calibrate(train.Range(0, 256), 8);
+  ASSIGN_OR_RETURN(std::unique_ptr<FederatedModel> net, FederatedModel::Create(spec));
+  RETURN_IF_ERROR(net->Initialize(Subset(train, at::arange(256)), 8));
   ModelState initial;
-  initial.shards = ExportShards(net.Named());
+  initial.shards = net->ExportShards();
+  if (fed.mixed_downlink) {
+    options.frozen_codings = [&net](const ModelState& model) {
+      return net->ImportShards(model.shards).ok() ? net->FrozenCodings()
+                                                  : std::map<std::string, FrozenCoding>();
+    };
+  }
 
   InMemoryNetwork network;
   std::unique_ptr<Transport> server = network.Bind();
@@ -133,19 +191,28 @@ absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& tra
   CoordinatorService service(options, initial, 0, server.get(),
                              [&](const RoundReport& r, const ModelState& model) {
                                result.uplink_bytes += r.summary.uplink_bytes;
-                               if (ImportShards(net.Named(), model.shards).ok()) {
-                                 const double acc = EvaluateQuant(net, test).value_or(0);
+                               result.fp32_uplink_bytes += r.fp32_uplink_bytes;
+                               result.downlink_bytes += r.downlink_bytes;
+                               result.fp32_downlink_bytes += r.fp32_downlink_bytes;
+                               ++result.rounds;
+                               if (net->ImportShards(model.shards).ok()) {
+                                 const double acc = net->Evaluate(test, 500).value_or(0);
                                  result.accuracy_per_round.push_back(acc);
-                                 std::fprintf(stderr, "  [%s] round %llu %-15s acc %.2f%%\n",
-                                              CodecName(uplink),
+                                 std::fprintf(stderr,
+                                              "  [%s] round %llu %-15s acc %.2f%%, downlink %lld B "
+                                              "(fp32 %lld B)\n",
+                                              fed.label.c_str(),
                                               static_cast<unsigned long long>(r.summary.round),
-                                              PhaseName(r.summary.phase), 100 * acc);
+                                              PhaseName(r.summary.phase), 100 * acc,
+                                              static_cast<long long>(r.downlink_bytes),
+                                              static_cast<long long>(r.fp32_downlink_bytes));
                                }
                              });
   std::vector<std::unique_ptr<SimAgent>> agents;
   for (size_t i = 0; i < parts.size(); ++i) {
     const std::string id = "agent-" + std::to_string(i);
-    agents.push_back(std::make_unique<SimAgent>(network.Connect(id), id, arch,
+    ASSIGN_OR_RETURN(std::unique_ptr<FederatedModel> model, FederatedModel::Create(spec));
+    agents.push_back(std::make_unique<SimAgent>(network.Connect(id), id, std::move(model),
                                                 Subset(train, at::tensor(parts[i], at::kLong))));
   }
   absl::Time now = absl::FromUnixSeconds(1);
@@ -156,9 +223,9 @@ absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& tra
       RETURN_IF_ERROR(service.Step(now, absl::ZeroDuration()));
     }
   }
-  RETURN_IF_ERROR(ImportShards(net.Named(), service.model().shards));
-  ASSIGN_OR_RETURN(result.accuracy, EvaluateQuant(net, test));
-  const SizeReport size = net.Size();
+  RETURN_IF_ERROR(net->ImportShards(service.model().shards));
+  ASSIGN_OR_RETURN(result.accuracy, net->Evaluate(test, 500));
+  const ModelSize size = net->Size();
   result.weight_bits = size.mean_weight_bits;
   result.act_bits = size.mean_activation_bits;
   result.model_kb = size.total_kb();
@@ -167,88 +234,143 @@ absl::StatusOr<FedResult> RunFederated(const QuantArch& arch, const Dataset& tra
   return result;
 }
 
+// The central reference on `samples` samples of `train`.
+absl::StatusOr<double> RunCentral(const ModelSpec& spec, const Dataset& train, const Dataset& test,
+                                  int64_t samples) {
+  const int batch = absl::GetFlag(FLAGS_batch);
+  if (spec.family == ModelFamily::kBinary) {
+    StandardOptions options;
+    options.learning_rate = absl::GetFlag(FLAGS_lr);
+    StandardNet central(spec.binary, options);
+    TrainOptions train_options;
+    train_options.batch_size = batch;
+    train_options.max_steps = samples / batch;
+    train_options.epochs = static_cast<int>(samples / std::max<int64_t>(1, train.size())) + 1;
+    RETURN_IF_ERROR(Train(central, train, train_options).status());
+    return Evaluate(central, test, 500);
+  }
+  QuantNetOptions float_options;
+  float_options.quantize = false;
+  QuantNet central(spec.quant, float_options);
+  PhaseConfig config;
+  config.phase = Phase::kPretrain;
+  config.steps = samples / batch;
+  config.batch_size = batch;
+  RETURN_IF_ERROR(RunPhase(central, train, config).status());
+  return EvaluateQuant(central, test);
+}
+
 absl::Status Run() {
   CountingCpuAllocator::Install();
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
-  ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch("fmnist-cnn"));
+  ASSIGN_OR_RETURN(const ModelSpec model, MakeModelSpec(absl::GetFlag(FLAGS_arch), std::nullopt));
+  ASSIGN_OR_RETURN(const int pad, FashionMnistPadding(model));
   ASSIGN_OR_RETURN(const Dataset train, LoadFashionMnist(kFashionMnistDir, DataSplit::kTrain,
-                                                         {absl::GetFlag(FLAGS_train_samples), 0}));
+                                                         {absl::GetFlag(FLAGS_train_samples), pad}));
   ASSIGN_OR_RETURN(const Dataset test, LoadFashionMnist(kFashionMnistDir, DataSplit::kTest,
-                                                        {absl::GetFlag(FLAGS_test_samples), 0}));
+                                                        {absl::GetFlag(FLAGS_test_samples), pad}));
   PartitionSpec spec;
   spec.alpha = absl::GetFlag(FLAGS_alpha);
   spec.agents = absl::GetFlag(FLAGS_agents);
   const at::Tensor labels = train.labels.contiguous();
   std::vector<int> label_list(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
   ASSIGN_OR_RETURN(const auto parts, Partition(label_list, 10, spec));
+  const bool binary = model.family == ModelFamily::kBinary;
 
-  std::fprintf(stderr, "federated, sign-ef uplink\n");
-  ASSIGN_OR_RETURN(const FedResult sign, RunFederated(arch, train, parts, test, Codec::kSignEf));
-  std::fprintf(stderr, "federated, fp32 uplink (FedAvg reference)\n");
-  ASSIGN_OR_RETURN(const FedResult fp32, RunFederated(arch, train, parts, test, Codec::kFp32));
+  std::vector<std::pair<FedConfig, FedResult>> runs;
+  std::vector<FedConfig> configs = {{"sign-ef up, mixed down", Codec::kSignEf, true}};
+  if (absl::GetFlag(FLAGS_compare_downlink)) {
+    configs.push_back({"sign-ef up, fp16 down", Codec::kSignEf, false});
+  }
+  if (!binary && absl::GetFlag(FLAGS_compare_uplink)) {
+    configs.push_back({"fp32 up, mixed down", Codec::kFp32, true});
+  }
+  for (const FedConfig& c : configs) {
+    std::fprintf(stderr, "federated %s: %s\n", model.name.c_str(), c.label.c_str());
+    ASSIGN_OR_RETURN(FedResult r, RunFederated(model, train, parts, test, c));
+    runs.emplace_back(c, std::move(r));
+  }
+  const FedResult& main_run = runs[0].second;
 
-  // Central float: the same layers without quantizers, on the union of the
-  // agents' data, for as many samples as the federation processed.
-  const int total_rounds = static_cast<int>(sign.accuracy_per_round.size());
+  // Central: the same network on the union of the agents' data, for as
+  // many samples as the federation processed.
+  const int total_rounds = main_run.rounds;
   const int64_t samples = int64_t{total_rounds} * spec.agents * absl::GetFlag(FLAGS_local_steps) *
                           absl::GetFlag(FLAGS_batch);
-  std::fprintf(stderr, "central float, %lld samples\n", static_cast<long long>(samples));
+  const std::string central_name = binary ? "central, standard float trainer" : "central float";
+  std::fprintf(stderr, "%s, %lld samples\n", central_name.c_str(), static_cast<long long>(samples));
   const auto start = std::chrono::steady_clock::now();
-  QuantNetOptions float_options;
-  float_options.quantize = false;
-  QuantNet central(arch, float_options);
-  PhaseConfig config;
-  config.phase = Phase::kPretrain;
-  config.steps = samples / absl::GetFlag(FLAGS_batch);
-  config.batch_size = absl::GetFlag(FLAGS_batch);
-  RETURN_IF_ERROR(RunPhase(central, train, config).status());
-  ASSIGN_OR_RETURN(const double central_acc, EvaluateQuant(central, test));
+  ASSIGN_OR_RETURN(const double central_acc, RunCentral(model, train, test, samples));
   const double central_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  std::printf("\nfmnist-cnn, Fashion-MNIST, %d agents, Dirichlet %.2f, %d rounds x %d steps x %d\n\n",
-              spec.agents, spec.alpha, total_rounds, absl::GetFlag(FLAGS_local_steps),
-              absl::GetFlag(FLAGS_batch));
-  std::printf("%-26s %9s %7s %7s %10s %14s %9s\n", "run", "test acc", "w bits", "a bits",
-              "model kB", "uplink bytes", "seconds");
-  std::printf("%-26s %8.2f%% %7s %7s %10s %14s %9.0f\n", "central float", 100 * central_acc,
-              "32", "32", "-", "-", central_s);
-  for (const auto& [name, r] : {std::pair<const char*, const FedResult&>{"federated, fp32 uplink", fp32},
-                                std::pair<const char*, const FedResult&>{"federated, sign-ef uplink", sign}}) {
-    std::printf("%-26s %8.2f%% %7.2f %7.2f %10.1f %14lld %9.0f\n", name, 100 * r.accuracy,
-                r.weight_bits, r.act_bits, r.model_kb, static_cast<long long>(r.uplink_bytes),
-                r.seconds);
+  std::printf("\n%s, Fashion-MNIST, %d agents (%.0f%% train only the head), Dirichlet %.2f, "
+              "%d rounds x %d steps x %d\n\n",
+              model.name.c_str(), spec.agents, 100 * absl::GetFlag(FLAGS_head_only), spec.alpha,
+              total_rounds, absl::GetFlag(FLAGS_local_steps), absl::GetFlag(FLAGS_batch));
+  std::printf("%-34s %9s %7s %7s %10s %14s %8s %16s %8s %9s\n", "run", "test acc", "w bits",
+              "a bits", "model kB", "uplink bytes", "vs fp32", "downlink B/round", "vs fp32",
+              "seconds");
+  std::printf("%-34s %8.2f%% %7s %7s %10s %14s %8s %16s %8s %9.0f\n", central_name.c_str(),
+              100 * central_acc, "32", "32", "-", "-", "-", "-", "-", central_s);
+  auto ratio = [](int64_t reference, int64_t bytes) {
+    return static_cast<double>(reference) / std::max<int64_t>(1, bytes);
+  };
+  for (const auto& [c, r] : runs) {
+    std::printf("%-34s %8.2f%% %7.2f %7.2f %10.1f %14lld %7.1fx %16lld %7.1fx %9.0f\n",
+                ("federated, " + c.label).c_str(), 100 * r.accuracy, r.weight_bits, r.act_bits,
+                r.model_kb, static_cast<long long>(r.uplink_bytes),
+                ratio(r.fp32_uplink_bytes, r.uplink_bytes),
+                static_cast<long long>(r.downlink_bytes / std::max(1, r.rounds)),
+                ratio(r.fp32_downlink_bytes, r.downlink_bytes), r.seconds);
   }
-  const double bits = (sign.weight_bits + sign.act_bits) / 2;
-  const double ratio = static_cast<double>(fp32.uplink_bytes) / std::max<int64_t>(1, sign.uplink_bytes);
-  std::printf("\nsign-ef vs fp32 uplink: %.1fx fewer bytes, accuracy %+.2f pp (target >= 16x, >= -1 pp)\n",
-              ratio, 100 * (sign.accuracy - fp32.accuracy));
-  std::printf("federated vs central float: %+.2f pp (target within 2 pp; >= 90%% at <= 2 average bits: "
-              "%.2f%% at %.2f weight / %.2f activation bits)\n",
-              100 * (sign.accuracy - central_acc), 100 * sign.accuracy, sign.weight_bits, sign.act_bits);
+  const double up_ratio = ratio(main_run.fp32_uplink_bytes, main_run.uplink_bytes);
+  const double down_ratio = ratio(main_run.fp32_downlink_bytes, main_run.downlink_bytes);
+  std::printf("\nuplink: %.1fx fewer bytes than fp32 updates (target >= 16x)\n", up_ratio);
+  std::printf("downlink per round: %.1fx fewer bytes than fp32 shards (target >= 4x with half the "
+              "agents training only the head)\n", down_ratio);
+  if (runs.size() > 1 && !runs[1].first.mixed_downlink) {
+    std::printf("mixed vs all-fp16 downlink: accuracy %+.2f pp\n",
+                100 * (main_run.accuracy - runs[1].second.accuracy));
+  }
+  for (const auto& [c, r] : runs) {
+    if (c.uplink == Codec::kFp32) {
+      std::printf("sign-ef vs fp32 uplink: accuracy %+.2f pp (target >= -1 pp)\n",
+                  100 * (main_run.accuracy - r.accuracy));
+    }
+  }
+  std::printf("federated vs %s: %+.2f pp (target within 2 pp)\n", central_name.c_str(),
+              100 * (main_run.accuracy - central_acc));
+  if (!binary) {
+    std::printf(">= 90%% at <= 2 average bits: %.2f%% at %.2f weight / %.2f activation bits\n",
+                100 * main_run.accuracy, main_run.weight_bits, main_run.act_bits);
+  }
   const std::string dir = absl::GetFlag(FLAGS_out_dir);
   RETURN_IF_ERROR(CreateDirectories(dir));
-  std::ofstream(dir + "/federated_accuracy_bench.json") << absl::StrFormat(
-      "{\"central_float_accuracy\": %.4f, \"federated_sign_ef_accuracy\": %.4f, "
-      "\"federated_fp32_accuracy\": %.4f, \"sign_ef_weight_bits\": %.3f, "
-      "\"sign_ef_activation_bits\": %.3f, \"mean_bits\": %.3f, \"uplink_ratio_fp32_over_sign_ef\": %.2f, "
-      "\"sign_ef_uplink_bytes\": %d, \"fp32_uplink_bytes\": %d}\n",
-      central_acc, sign.accuracy, fp32.accuracy, sign.weight_bits, sign.act_bits, bits, ratio,
-      sign.uplink_bytes, fp32.uplink_bytes);
-  PlotSeries a{"federated sign-ef"}, b{"federated fp32"};
-  for (size_t i = 0; i < sign.accuracy_per_round.size(); ++i) {
-    a.x.push_back(i + 1);
-    a.y.push_back(100 * sign.accuracy_per_round[i]);
+  const std::string stem = dir + "/federated_accuracy_bench" + (binary ? "_" + model.name : "");
+  std::ofstream(stem + ".json") << absl::StrFormat(
+      "{\"arch\": \"%s\", \"central_accuracy\": %.4f, \"federated_accuracy\": %.4f, "
+      "\"weight_bits\": %.3f, \"activation_bits\": %.3f, \"uplink_ratio_vs_fp32\": %.2f, "
+      "\"downlink_ratio_vs_fp32\": %.2f, \"uplink_bytes\": %d, \"downlink_bytes_per_round\": %d, "
+      "\"fp16_downlink_accuracy\": %.4f}\n",
+      model.name, central_acc, main_run.accuracy, main_run.weight_bits, main_run.act_bits, up_ratio,
+      down_ratio, main_run.uplink_bytes, main_run.downlink_bytes / std::max(1, main_run.rounds),
+      runs.size() > 1 ? runs[1].second.accuracy : -1.0);
+  std::vector<PlotSeries> series;
+  for (const auto& [c, r] : runs) {
+    PlotSeries p{"federated " + c.label};
+    for (size_t i = 0; i < r.accuracy_per_round.size(); ++i) {
+      p.x.push_back(i + 1);
+      p.y.push_back(100 * r.accuracy_per_round[i]);
+    }
+    series.push_back(p);
   }
-  for (size_t i = 0; i < fp32.accuracy_per_round.size(); ++i) {
-    b.x.push_back(i + 1);
-    b.y.push_back(100 * fp32.accuracy_per_round[i]);
-  }
-  PlotSeries c{"central float (final)", {1.0, static_cast<double>(total_rounds)},
-               {100 * central_acc, 100 * central_acc}};
-  PlotOptions plot{"Federated Fashion-MNIST: test accuracy per round", "round", "test accuracy (%)"};
-  std::ofstream(dir + "/federated_accuracy.svg") << RenderSvgPlot({a, b, c}, plot);
-  std::printf("wrote %s/federated_accuracy_bench.json and federated_accuracy.svg\n", dir.c_str());
+  series.push_back(PlotSeries{central_name + " (final)", {1.0, static_cast<double>(total_rounds)},
+                              {100 * central_acc, 100 * central_acc}});
+  PlotOptions plot{"Federated " + model.name + " on Fashion-MNIST: test accuracy per round", "round",
+                   "test accuracy (%)"};
+  std::ofstream(stem + ".svg") << RenderSvgPlot(series, plot);
+  std::printf("wrote %s.json and %s.svg\n", stem.c_str(), stem.c_str());
   return absl::OkStatus();
 }
 

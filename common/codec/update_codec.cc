@@ -468,6 +468,22 @@ absl::Status EncodeMixed(absl::Span<const float> values,
   return absl::OkStatus();
 }
 
+absl::Status EncodeFrozen(absl::Span<const float> values, const FrozenCoding& coding,
+                          WireTensor* t) {
+  switch (coding.codec) {
+    case Codec::kMixed:
+      return EncodeMixed(values, coding.slices, t);
+    case Codec::kSignEf: {
+      // Signs of the values themselves: a zero residual carries nothing over.
+      std::vector<float> residual(values.size(), 0.0f);
+      return EncodeUpdate(values, {Codec::kSignEf, 0, coding.sign_slices}, 0, &residual, t);
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(CodecName(coding.codec), " is not a frozen-layer coding"));
+  }
+}
+
 absl::Status DecodeTensor(const WireTensor& t, absl::Span<float> out) {
   if (static_cast<int64_t>(out.size()) != t.numel()) {
     return absl::InvalidArgumentError(absl::StrCat(

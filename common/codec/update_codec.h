@@ -79,6 +79,21 @@ absl::Status EncodeUpdate(absl::Span<const float> values, const UpdateSpec& spec
 absl::Status EncodeMixed(absl::Span<const float> values,
                          absl::Span<const SliceInfo> slices, WireTensor* t);
 
+// How a weight shard travels to an agent that runs its layer frozen, in the
+// form its forward pass uses: codes at the learned bit-widths (kMixed, one
+// (bits, step, range) per slice), or signs with one mean |w| per slice
+// (kSignEf: a binary layer's forward uses sign(W) only).
+struct FrozenCoding {
+  Codec codec = Codec::kMixed;
+  std::vector<SliceInfo> slices;  // kMixed
+  int64_t sign_slices = 1;        // kSignEf
+};
+
+// Encodes `values` as `coding` says (shape, name and layer are the
+// caller's).
+absl::Status EncodeFrozen(absl::Span<const float> values, const FrozenCoding& coding,
+                          WireTensor* t);
+
 // Checks everything about `t` that decoding relies on: shape, codec, bits,
 // slices, payload size, finite scales. Decode functions call it.
 absl::Status ValidateTensor(const WireTensor& t);

@@ -190,6 +190,29 @@ TEST(UpdateCodecTest, MixedCostsItsBitsPerWeight) {
   for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(back[i], want[i], 1e-6) << i;
 }
 
+TEST(UpdateCodecTest, FrozenCodingsAreCodesOrSigns) {
+  const std::vector<float> v = {0.4f, -0.6f, 0.1f, 2.0f, 0.26f, -0.33f, 0.04f, -9.0f};
+  FrozenCoding mixed;
+  mixed.slices = {{2, 0.5f, 0.5f}, {4, 0.1f, 0.7f}};
+  WireTensor t = Shaped({2, 4});
+  ASSERT_TRUE(EncodeFrozen(v, mixed, &t).ok());
+  WireTensor direct = Shaped({2, 4});
+  ASSERT_TRUE(EncodeMixed(v, mixed.slices, &direct).ok());
+  EXPECT_EQ(t.payload, direct.payload);
+  // Signs: one bit each, +-mean|w| of the slice; the signs are the values'.
+  FrozenCoding signs;
+  signs.codec = Codec::kSignEf;
+  signs.sign_slices = 2;
+  ASSERT_TRUE(EncodeFrozen(v, signs, &t).ok());
+  EXPECT_EQ(t.payload.size(), 2u);
+  const std::vector<float> back = Decoded(t);
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(back[i] > 0, v[i] > 0) << i;
+  EXPECT_NEAR(std::fabs(back[0]), (0.4f + 0.6f + 0.1f + 2.0f) / 4, 1e-6);
+  FrozenCoding wrong;
+  wrong.codec = Codec::kFp16;
+  EXPECT_FALSE(EncodeFrozen(v, wrong, &t).ok());
+}
+
 TEST(UpdateCodecTest, RejectsInconsistentTensors) {
   const std::vector<float> v = RandomValues(12, 5);
   WireTensor t = Shaped({3, 4});

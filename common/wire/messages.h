@@ -113,7 +113,8 @@ struct TaskResult {
   uint64_t samples = 0;
   float loss = 0;
   float accuracy = 0;
-  uint64_t peak_memory_bytes = 0;
+  uint64_t peak_memory_bytes = 0;       // training allocations (counting allocator)
+  uint64_t process_peak_rss_bytes = 0;  // the whole process (0: unknown)
   float seconds = 0;
   std::vector<WireTensor> updates;
 };

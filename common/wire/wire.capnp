@@ -96,6 +96,9 @@ struct TaskResult {
   peakMemoryBytes @6 :UInt64;
   seconds @7 :Float32;
   updates @8 :List(TensorRef);
+  # The agent process's peak resident set while it ran the task (VmHWM):
+  # libraries, data, model, training and everything else; 0 if unknown.
+  processPeakRssBytes @9 :UInt64;
 }
 
 struct TaskFailed {

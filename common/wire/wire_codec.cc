@@ -205,6 +205,7 @@ struct BodyWriter {
     b.setLoss(r.loss);
     b.setAccuracy(r.accuracy);
     b.setPeakMemoryBytes(r.peak_memory_bytes);
+    b.setProcessPeakRssBytes(r.process_peak_rss_bytes);
     b.setSeconds(r.seconds);
     WriteTensors(r.updates, b.initUpdates(r.updates.size()), frames);
   }
@@ -330,6 +331,7 @@ absl::StatusOr<Body> ReadBody(wire::Envelope::Body::Reader body,
       out.loss = r.getLoss();
       out.accuracy = r.getAccuracy();
       out.peak_memory_bytes = r.getPeakMemoryBytes();
+      out.process_peak_rss_bytes = r.getProcessPeakRssBytes();
       out.seconds = r.getSeconds();
       ASSIGN_OR_RETURN(out.updates, ReadTensors(r.getUpdates(), frames, used, limits));
       return Body(std::move(out));

@@ -52,6 +52,8 @@ struct CoordinatorMetrics::State {
   Gauge* activation_bits = nullptr;
   Gauge* accuracy = nullptr;
   Gauge* device_peak = nullptr;
+  Gauge* device_rss = nullptr;
+  Counter* downlink_bytes = nullptr;
   Gauge* up_since = nullptr;
 
   // What has been added to each counter so far (they only go up).
@@ -139,6 +141,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
                         "Held-out accuracy of the global model after the last round (0..1).");
   s.device_peak = NewGauge(r, "fedge_device_peak_memory_bytes",
                            "Largest peak training memory an agent reported in the last round.");
+  s.device_rss = NewGauge(r, "fedge_device_peak_rss_bytes",
+                          "Largest agent process peak RSS reported in the last round.");
+  s.downlink_bytes = NewCounter(r, "fedge_downlink_model_bytes_total",
+                                "Encoded model shard payload bytes sent in tasks.");
   s.up_since = NewGauge(r, "fedge_start_time_seconds", "Unix time the coordinator started.");
   s.up_since->Set(absl::ToDoubleSeconds(options.env->Now() - absl::UnixEpoch()));
   s.accuracy->Set(-1);
@@ -221,6 +227,8 @@ void CoordinatorMetrics::OnRound(const RoundReport& report, const ModelStats& mo
   s.round_seconds->Observe(report.seconds);
   s.uplink_update_bytes->Increment(static_cast<double>(report.summary.uplink_bytes));
   s.device_peak->Set(static_cast<double>(report.summary.max_peak_memory));
+  s.device_rss->Set(static_cast<double>(report.summary.max_process_rss));
+  s.downlink_bytes->Increment(static_cast<double>(report.downlink_bytes));
   s.model_bytes->Set(model.model_bytes);
   s.weight_bits->Set(model.weight_bits);
   s.activation_bits->Set(model.activation_bits);

@@ -113,7 +113,8 @@ absl::Status PrintStatus() {
                                       "round this coordinator finishes",
                                       get("fedge_model_parameters"))},
       {"test accuracy", accuracy >= 0 ? absl::StrFormat("%.2f%%", 100 * accuracy) : "not evaluated yet"},
-      {"device peak", Bytes(get("fedge_device_peak_memory_bytes"))},
+      {"device peak", absl::StrCat(Bytes(get("fedge_device_peak_memory_bytes")), " training, ",
+                                   Bytes(get("fedge_device_peak_rss_bytes")), " process RSS")},
   };
   for (const auto& [key, value] : rows) std::printf("%-14s %s\n", key.c_str(), value.c_str());
   if (!healthy) {

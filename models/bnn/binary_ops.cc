@@ -206,22 +206,46 @@ variable_list BitConvBackward(AutogradContext* ctx, at::Tensor& q, float scale,
 // XNOR-popcount, backward by int8 x bit GEMMs. Saves the input's packed
 // signs and straight-through mask; sign(W) is packed again in backward
 // (weights/32 bytes of work) rather than held.
+// The bit-packed convolution's output, and its packed input for backward.
+at::Tensor BitConvOutput(const at::Tensor& x, const at::Tensor& w, const ConvConfig& config,
+                         PackedInput* packed) {
+  const at::Tensor in = x.detach().to(at::kFloat).contiguous();
+  const BinaryConvShape shape = KernelShape(in.sizes(), w.sizes(), config.padding, config.stride);
+  *packed = PackInput(in, shape);
+  std::vector<int64_t> out_shape = {shape.n, shape.out};
+  if (in.dim() == 4) {
+    out_shape.push_back(shape.out_h());
+    out_shape.push_back(shape.out_w());
+  }
+  at::Tensor y = at::empty(out_shape, at::TensorOptions().dtype(at::kFloat));
+  BinaryConvForward(WordsOf(packed->signs), WordsOf(PackedWeightSigns(w, shape)), shape,
+                    y.data_ptr<float>(), TorchParallel());
+  return y;
+}
+
+// The fused convolution and pool's output, its packed input and the pool's
+// argmax positions (one byte each).
+at::Tensor BitConvPoolOutput(const at::Tensor& x, const at::Tensor& w, const ConvConfig& config,
+                             const LayerHooks& hooks, PackedInput* packed, at::Tensor* position) {
+  const at::Tensor in = x.detach().to(at::kFloat).contiguous();
+  const BinaryConvShape shape = KernelShape(in.sizes(), w.sizes(), config.padding, config.stride);
+  TORCH_CHECK(in.dim() == 4 && shape.out_h() >= 2 && shape.out_w() >= 2, hooks.name,
+              ": a fused pool needs a convolution output of at least 2x2");
+  *packed = PackInput(in, shape);
+  const std::vector<int64_t> pooled = {shape.n, shape.out, shape.out_h() / 2, shape.out_w() / 2};
+  at::Tensor y = at::empty(pooled, at::TensorOptions().dtype(at::kFloat));
+  *position = at::empty(pooled, at::TensorOptions().dtype(at::kByte));
+  BinaryConvPoolForward(WordsOf(packed->signs), WordsOf(PackedWeightSigns(w, shape)), shape,
+                        y.data_ptr<float>(), position->data_ptr<uint8_t>(), TorchParallel());
+  return y;
+}
+
 struct BitConvFn : public Function<BitConvFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& w, const ConvConfig* config,
                             const LayerHooks* hooks) {
-    const at::Tensor in = x.detach().to(at::kFloat).contiguous();
-    const BinaryConvShape shape =
-        KernelShape(in.sizes(), w.sizes(), config->padding, config->stride);
-    const PackedInput packed = PackInput(in, shape);
-    std::vector<int64_t> out_shape = {shape.n, shape.out};
-    if (in.dim() == 4) {
-      out_shape.push_back(shape.out_h());
-      out_shape.push_back(shape.out_w());
-    }
-    at::Tensor y = at::empty(out_shape, at::TensorOptions().dtype(at::kFloat));
-    BinaryConvForward(WordsOf(packed.signs), WordsOf(PackedWeightSigns(w, shape)), shape,
-                      y.data_ptr<float>(), TorchParallel());
+    PackedInput packed;
+    at::Tensor y = BitConvOutput(x, w, *config, &packed);
     SaveForBackward(ctx, *hooks, {packed.signs, packed.mask}, x, {w});
     SaveGeometry(ctx, *config);
     return y;
@@ -242,18 +266,9 @@ struct BitConvPoolFn : public Function<BitConvPoolFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& w, const ConvConfig* config,
                             const LayerHooks* hooks, const LayerHooks* pool_hooks) {
-    const at::Tensor in = x.detach().to(at::kFloat).contiguous();
-    const BinaryConvShape shape =
-        KernelShape(in.sizes(), w.sizes(), config->padding, config->stride);
-    TORCH_CHECK(in.dim() == 4 && shape.out_h() >= 2 && shape.out_w() >= 2, hooks->name,
-                ": a fused pool needs a convolution output of at least 2x2");
-    const PackedInput packed = PackInput(in, shape);
-    const std::vector<int64_t> pooled = {shape.n, shape.out, shape.out_h() / 2,
-                                         shape.out_w() / 2};
-    at::Tensor y = at::empty(pooled, at::TensorOptions().dtype(at::kFloat));
-    at::Tensor position = at::empty(pooled, at::TensorOptions().dtype(at::kByte));
-    BinaryConvPoolForward(WordsOf(packed.signs), WordsOf(PackedWeightSigns(w, shape)), shape,
-                          y.data_ptr<float>(), position.data_ptr<uint8_t>(), TorchParallel());
+    PackedInput packed;
+    at::Tensor position;
+    at::Tensor y = BitConvPoolOutput(x, w, *config, *hooks, &packed, &position);
     const at::Tensor packed_position = PackCodes(position, 2);
     SaveForBackward(ctx, *hooks, {packed.signs, packed.mask}, x, {w, packed_position});
     const int64_t pool_bytes = packed_position.nbytes();
@@ -560,6 +575,11 @@ at::Tensor PackedConv(const at::Tensor& x, const at::Tensor& w,
               hooks.name, ": codes [", config.code_min, ", ", config.code_max,
               "] do not fit in ", config.act_bits, " bits");
   if (!Recording({&x, &w})) {
+    // Frozen layers and evaluation: the same bit kernels, nothing saved.
+    if (UsesBitKernels(config)) {
+      PackedInput unused;
+      return BitConvOutput(x, w, config, &unused);
+    }
     return Compute(QuantizedInput(x, config), LayerWeights(w, config.binary_weights),
                    config.padding, config.stride, config.groups);
   }
@@ -578,7 +598,9 @@ at::Tensor PackedConvPool(const at::Tensor& x, const at::Tensor& w, const ConvCo
               ": only a sign-input binary convolution on the bit kernels fuses its pool");
   TORCH_CHECK(x.dim() == 4, hooks.name, ": a fused pool needs a 4-D input");
   if (!Recording({&x, &w})) {
-    return at::max_pool2d(PackedConv(x, w, config, hooks), {2, 2}, {2, 2});
+    PackedInput unused;
+    at::Tensor position;
+    return BitConvPoolOutput(x, w, config, hooks, &unused, &position);
   }
   return BitConvPoolFn::apply(x, w, &config, &hooks, &pool_hooks);
 }
@@ -587,16 +609,23 @@ at::Tensor L1BatchNorm(const at::Tensor& x, const at::Tensor& beta,
                        at::Tensor& running_mean, at::Tensor& running_sigma,
                        bool training, double momentum,
                        const LayerHooks& hooks) {
+  // Without a graph (evaluation, frozen layers) one output tensor beside
+  // the input, updated in place: no full-size temporaries.
   if (!training) {
-    return (x - PerChannel(running_mean, x)) / PerChannel(running_sigma, x) +
-           PerChannel(beta, x);
+    at::NoGradGuard no_grad;
+    return (x - PerChannel(running_mean, x))
+        .div_(PerChannel(running_sigma, x))
+        .add_(PerChannel(beta.detach(), x));
   }
   if (!Recording({&x, &beta})) {
     at::NoGradGuard no_grad;
     const std::vector<int64_t> dims = ReduceDims(x);
-    const at::Tensor centered = x - PerChannel(x.mean(dims), x);
-    const at::Tensor sigma = centered.abs().mean(dims).add_(kBnEps);
-    return centered / PerChannel(sigma, x) + PerChannel(beta, x);
+    at::Tensor centered = x - PerChannel(x.mean(dims), x);
+    int64_t count = 1;
+    for (int64_t d : dims) count *= x.size(d);
+    const at::Tensor sigma =
+        at::linalg_vector_norm(centered, 1, dims).div_(static_cast<double>(count)).add_(kBnEps);
+    return centered.div_(PerChannel(sigma, x)).add_(PerChannel(beta.detach(), x));
   }
   return L1BatchNormFn::apply(x, beta, &running_mean, &running_sigma, momentum,
                               &hooks);

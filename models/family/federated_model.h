@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/codec/update_codec.h"
 #include "common/wire/messages.h"
 #include "common/wire/model_shard.h"
 #include "models/family/model_spec.h"
@@ -43,16 +44,6 @@ struct ModelSize {
   double mean_weight_bits = 0;
   double mean_activation_bits = 0;
   double total_kb() const { return weight_kb + activation_kb; }
-};
-
-// How a weight shard travels to an agent that runs its layer frozen: as the
-// codes the forward pass uses, at the learned bit-widths (kMixed, one
-// (bits, step, range) per slice), or as signs (kSignEf, one slice: a binary
-// layer's forward uses sign(W) only).
-struct FrozenCoding {
-  Codec codec = Codec::kMixed;
-  std::vector<SliceInfo> slices;  // kMixed: one per slice
-  int64_t sign_slices = 1;        // kSignEf
 };
 
 class FederatedModel {

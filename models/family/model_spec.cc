@@ -27,6 +27,17 @@ std::string ModelSpec::Describe() const {
                       num_classes, " classes, ", parameters, " weights");
 }
 
+absl::StatusOr<int> FashionMnistPadding(const ModelSpec& spec) {
+  const InputShape& in = spec.input;
+  if (in.channels != 1 || in.height != in.width || in.height < 28 || spec.num_classes != 10) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        spec.name, " takes ", in.channels, "x", in.height, "x", in.width, " images of ",
+        spec.num_classes, " classes: Fashion-MNIST (1x28x28, 10 classes) does not fit it; give "
+        "the agents their own data (--data)"));
+  }
+  return in.height == 28 ? 0 : in.height;
+}
+
 std::vector<std::string> KnownModelNames() {
   std::vector<std::string> names = KnownQuantArchNames();
   for (const std::string& n : KnownArchNames()) names.push_back(n);

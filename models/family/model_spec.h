@@ -52,6 +52,11 @@ struct ModelSpec {
   std::string Describe() const;
 };
 
+// The LoadOptions::pad_to that fits Fashion-MNIST's 1x28x28 images to the
+// model's input: 0 for 28x28, the size for a larger square one-channel
+// input; an error naming the input otherwise.
+absl::StatusOr<int> FashionMnistPadding(const ModelSpec& spec);
+
 // Every name MakeModelSpec knows, mixed-precision ones first.
 std::vector<std::string> KnownModelNames();
 

@@ -70,23 +70,22 @@ int64_t QuantTrainingMemory(const QuantArch& arch, int trainable_from, int batch
 }
 
 int64_t BinaryTrainingMemory(const ArchSpec& arch, int trainable_from, int batch) {
-  int64_t bytes = int64_t{2} << 20;
-  int64_t largest_weights = 0, largest_output = 0;
+  int64_t saved = 0, largest_output = 0, largest_conv = 0, largest_linear = 0;
   const int first = arch.first_weight_layer();
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     const LayerSpec& l = arch.layers[i];
-    bytes += 6 * l.weight_count();
     largest_output = std::max(largest_output, l.output_elements());
-    if (static_cast<int>(i) < trainable_from) continue;
-    largest_weights = std::max(largest_weights, l.weight_count());
-    bytes += l.weight_count() / 8;
-    if (l.has_weights) {
-      bytes += static_cast<int>(i) == first ? 4 * batch * l.input_elements()
-                                           : batch * l.input_elements() / 4;
+    if (static_cast<int>(i) < trainable_from || !l.has_weights) continue;
+    if (l.kind == LayerKind::kConv) {
+      largest_conv = std::max(largest_conv, l.weight_count());
+    } else {
+      largest_linear = std::max(largest_linear, l.weight_count());
     }
-    bytes += 8 * batch * l.output_elements();
+    saved += static_cast<int>(i) == first ? 4 * batch * l.input_elements()
+                                         : batch * l.input_elements() / 4;
   }
-  return bytes + 4 * largest_weights + 7 * batch * largest_output;
+  return (int64_t{1} << 20) + saved + 8 * batch * largest_output + 9 * largest_conv +
+         2 * largest_linear;
 }
 
 }  // namespace fedge

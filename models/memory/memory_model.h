@@ -83,19 +83,22 @@ MemoryModel ModelTrainingMemory(const ArchSpec& arch, int batch,
 int64_t QuantTrainingMemory(const QuantArch& arch, int trainable_from, int batch);
 
 // The same estimate for a binary network trained with memory-saving backprop
-// (MemorySavingNet) whose layers [trainable_from, end) train: what one
-// training step allocates beyond the model and optimizer state it holds
-// between steps (the 16-bit latent weights and Adam moments, 6 B per weight,
-// which the agent holds whatever it trains and which are counted here too):
-//   trainable weight layers: the 1-bit dW and its float accumulator in the
-//     GEMM (4 B per weight, one layer at a time), the saved input (1 bit
-//     per element and a 1-bit mask, or float32 for the real image);
-//   every layer's forward output in float32 (4 B per element, the norm's
-//     input and output live together: 8 B), the largest one's backward
-//     (float dY, int8 codes, bfloat16 dX: 7 B per element);
-//   a fixed 2 MB for scratch buffers.
-// Calibrated against the agent's measured peak like the mixed-precision
-// one (device_agent/planner_calibration_test.cc).
+// (MemorySavingNet) whose layers [trainable_from, end) train: what one task's
+// training allocates beyond the state the agent holds between tasks (the
+// 16-bit latent weights and Adam moments, 6 B per weight, part of the
+// process's baseline and not of this budget):
+//   the forward pass's float transients: the largest layer output, and the
+//     l1 norm's output beside it (8 B per element and sample), for frozen
+//     and trainable layers alike;
+//   the weight gradient's scratch of the largest trainable layer: 9 B per
+//     weight for a convolution (the weights in float, the float dW and its
+//     byte-expanded sign operand), 2 B for a linear layer;
+//   what backward keeps of the trainable layers: 1-bit signs and a 1-bit
+//     mask per input element (float32 for the real image);
+//   1 MB for scratch buffers.
+// Calibrated against the agent's measured peak on CNV
+// (device_agent/planner_calibration_test.cc: at least the peak, at most
+// 1.5x it, every trainable suffix, batch 8 and 64).
 int64_t BinaryTrainingMemory(const ArchSpec& arch, int trainable_from, int batch);
 
 }  // namespace fedge
