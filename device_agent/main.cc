@@ -24,6 +24,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/env/process_memory.h"
 #include "common/io/file_util.h"
 #include "common/io/flags_help.h"
 #include "common/status/status_macros.h"
@@ -162,6 +163,9 @@ absl::Status RunAgent() {
   if (!absl::GetFlag(FLAGS_state_dir).empty()) {
     RETURN_IF_ERROR(Annotate(CheckWritableDirectory(absl::GetFlag(FLAGS_state_dir)), "--state_dir"));
   }
+  // Activation tensors come and go every step: map them, and give freed
+  // memory back, so the resident set follows the training peak.
+  TuneAllocatorForSmallFootprint();
   CountingCpuAllocator::Install();
   at::set_num_threads(absl::GetFlag(FLAGS_cores));
   if (!(absl::GetFlag(FLAGS_holdout) >= 0 && absl::GetFlag(FLAGS_holdout) < 1)) {

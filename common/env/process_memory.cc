@@ -1,5 +1,7 @@
 #include "common/env/process_memory.h"
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -34,6 +36,12 @@ bool ResetPeakRss() {
   if (f == nullptr) return false;
   const bool ok = std::fputs("5", f) >= 0;
   return std::fclose(f) == 0 && ok;
+}
+
+void TuneAllocatorForSmallFootprint() {
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 1 << 20);
+  mallopt(M_ARENA_MAX, 2);
 }
 
 }  // namespace fedge
