@@ -98,14 +98,17 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
         static_cast<float>(f.budget_bits * c.model.quant.activation_elements() / 8000.0);
   }
   RETURN_IF_ERROR(Annotate(ParseCodec(f.uplink, &run.uplink, &run.uplink_bits), "--uplink"));
-  int unused_bits = 0;
-  // mixed: trainable layers' weights as fp16, frozen ones as codes.
-  c.mixed_downlink = f.downlink == "mixed";
-  RETURN_IF_ERROR(Annotate(
-      ParseCodec(c.mixed_downlink ? "fp16" : f.downlink, &service.downlink, &unused_bits),
-      "--downlink"));
-  if (service.downlink != Codec::kFp32 && service.downlink != Codec::kFp16) {
-    return Bad("--downlink must be mixed, fp32 or fp16");
+  // mixed: trainable layers' weights as fp16 (mixed-q8: 8-bit codes, one
+  // scale per output channel), frozen ones as the codes their forward uses.
+  c.mixed_downlink = f.downlink == "mixed" || f.downlink == "mixed-q8";
+  const std::string trainable = f.downlink == "mixed" ? "fp16"
+                                : f.downlink == "mixed-q8" ? "q8"
+                                                           : f.downlink;
+  RETURN_IF_ERROR(Annotate(ParseCodec(trainable, &service.downlink, &service.downlink_bits),
+                           "--downlink"));
+  if (service.downlink != Codec::kFp32 && service.downlink != Codec::kFp16 &&
+      !(c.mixed_downlink && service.downlink == Codec::kQ)) {
+    return Bad("--downlink must be mixed, mixed-q8, fp32 or fp16");
   }
   if (f.rule == "fedavg") {
     run.aggregation.rule = AggregationRule::kFedAvg;

@@ -62,6 +62,14 @@ TEST(CoordinatorConfigTest, BinaryNetworksAndTheirInputShape) {
   ASSERT_TRUE(c.ok());
   EXPECT_FALSE(c->mixed_downlink);
   EXPECT_EQ(c->service.downlink, Codec::kFp32);
+  f.downlink = "mixed-q8";
+  c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->mixed_downlink);
+  EXPECT_EQ(c->service.downlink, Codec::kQ);
+  EXPECT_EQ(c->service.downlink_bits, 8);
+  f.downlink = "q8";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--downlink must be"));
 }
 
 TEST(CoordinatorConfigTest, Schedules) {
@@ -89,7 +97,7 @@ TEST(CoordinatorConfigTest, Codecs) {
   EXPECT_FALSE(ParseCodec("int8", &codec, &bits).ok());
   CoordinatorFlags f = Valid();
   f.downlink = "sign-ef";
-  EXPECT_THAT(ErrorOf(f), HasSubstr("--downlink must be mixed, fp32 or fp16"));
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--downlink must be mixed, mixed-q8, fp32 or fp16"));
   f = Valid();
   f.uplink = "q1";
   EXPECT_THAT(ErrorOf(f), HasSubstr("--uplink"));

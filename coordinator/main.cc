@@ -54,7 +54,8 @@ ABSL_FLAG(int, pretrain_bits, 8, "precision of the pretrain phase");
 ABSL_FLAG(std::string, uplink, "sign-ef", "update codec: fp32, fp16, q2..q8, sign-ef");
 ABSL_FLAG(std::string, downlink, "mixed",
           "weight shards: mixed (layers an agent runs frozen as codes at their learned "
-          "bit-widths, or signs for a binary network; the trainable ones fp16), fp16 or fp32");
+          "bit-widths, or signs for a binary network; the trainable ones fp16), mixed-q8 (the "
+          "trainable ones as 8-bit codes, one scale per output channel), fp16 or fp32");
 ABSL_FLAG(std::string, rule, "fedavg", "aggregation: fedavg, median, trimmed");
 ABSL_FLAG(double, max_update_norm, 0, "reject shard updates above this L2 norm (0: off)");
 ABSL_FLAG(double, max_update_scale, 100,

@@ -24,7 +24,8 @@ TEST(RunReportTest, OneJsonLinePerRound) {
             "{\"round\": 3, \"phase\": \"finetune\", \"test_accuracy\": 0.8920, "
             "\"mean_weight_bits\": 3.100, \"mean_activation_bits\": 8.000, \"model_kb\": 173.60, "
             "\"uplink_bytes\": 223408, \"fp32_uplink_bytes\": 6678840, "
-            "\"peak_device_memory_bytes\": 50331648, \"reported\": 6, \"rejected_updates\": 0, "
+            "\"downlink_bytes\": 0, \"fp32_downlink_bytes\": 0, "
+            "\"peak_device_memory_bytes\": 50331648, \"peak_process_rss_bytes\": 0, \"reported\": 6, \"rejected_updates\": 0, "
             "\"seconds\": 10.71}");
 }
 

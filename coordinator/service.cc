@@ -244,7 +244,12 @@ void CoordinatorService::StartRound(absl::Time now) {
     const Codec codec = static_cast<int64_t>(s.values.size()) >= kSmallTensorElements
                             ? options_.downlink
                             : Codec::kFp32;
-    if (absl::Status encoded = EncodeUpdate(s.values, {codec, 0, 1}, 0, nullptr, &t);
+    UpdateSpec spec{codec, 0, 1};
+    if (codec == Codec::kQ) {
+      spec.bits = options_.downlink_bits;
+      spec.slices = s.shape.size() >= 2 ? s.shape[0] : 1;
+    }
+    if (absl::Status encoded = EncodeUpdate(s.values, spec, round_seed_++, nullptr, &t);
         !encoded.ok()) {
       if (options_.log) {
         std::fprintf(stderr, "[coordinator] cannot encode shard %s: %s\n", s.name.c_str(),

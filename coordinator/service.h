@@ -40,6 +40,7 @@ struct ServiceOptions {
   PeerLimiterOptions refusals;
   RegistryOptions liveness;
   Codec downlink = Codec::kFp16;  // weight shards; small tensors go as fp32
+  int downlink_bits = 0;          // kQ: 8 (one scale per output channel)
   // Mixed-precision downlink: the weight shards of the layers an agent runs
   // frozen (before its task's trainable_from) go as the codes its forward
   // pass uses, at their learned bit-widths (or signs, for a binary
@@ -126,6 +127,7 @@ class CoordinatorService {
   // Per shard, its frozen form when it has one (mixed-precision downlink).
   std::vector<std::optional<WireTensor>> round_frozen_;
   int64_t downlink_bytes_ = 0, fp32_downlink_bytes_ = 0;  // this round's tasks
+  uint64_t round_seed_ = 1;  // q8 downlink's rounding noise
   PeerLimiter refusals_;
   absl::Time round_start_;
   ServiceCounters counters_;

@@ -65,7 +65,10 @@ ABSL_FLAG(double, lr, 1e-3, "learning rate");
 ABSL_FLAG(double, budget_bits, 2.0, "mixed precision: average bits of the size budget");
 ABSL_FLAG(double, head_only, 0.0,
           "share of the agents that train only the last layer (the rest frozen)");
+ABSL_FLAG(std::string, downlink, "mixed",
+          "the main run's downlink: mixed (trainable layers fp16) or mixed-q8 (8-bit codes)");
 ABSL_FLAG(bool, compare_downlink, true, "also run with all-fp16 downlink");
+ABSL_FLAG(bool, central, true, "also train the central reference");
 ABSL_FLAG(bool, compare_uplink, true, "mixed precision: also run with fp32 uplink");
 ABSL_FLAG(int, threads, 2, "intra-op threads");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON goes");
@@ -87,6 +90,7 @@ struct FedConfig {
   std::string label;
   Codec uplink = Codec::kSignEf;
   bool mixed_downlink = true;
+  bool q8_trainable = false;
 };
 
 // An agent: the real agent loop, training each task inline with the real
@@ -163,7 +167,8 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
         absl::GetFlag(FLAGS_budget_bits) * spec.quant.activation_elements() / 8000.0);
   }
   options.run.uplink = fed.uplink;
-  options.downlink = Codec::kFp16;
+  options.downlink = fed.q8_trainable ? Codec::kQ : Codec::kFp16;
+  options.downlink_bits = fed.q8_trainable ? 8 : 0;
   options.log = false;
   // Agents whose index falls in the head-only share train the last layer.
   const int head_only = static_cast<int>(absl::GetFlag(FLAGS_head_only) * parts.size() + 0.5);
@@ -278,7 +283,12 @@ absl::Status Run() {
   const bool binary = model.family == ModelFamily::kBinary;
 
   std::vector<std::pair<FedConfig, FedResult>> runs;
-  std::vector<FedConfig> configs = {{"sign-ef up, mixed down", Codec::kSignEf, true}};
+  const bool q8 = absl::GetFlag(FLAGS_downlink) == "mixed-q8";
+  if (!q8 && absl::GetFlag(FLAGS_downlink) != "mixed") {
+    return absl::InvalidArgumentError("--downlink: mixed or mixed-q8");
+  }
+  std::vector<FedConfig> configs = {
+      {q8 ? "sign-ef up, mixed-q8 down" : "sign-ef up, mixed down", Codec::kSignEf, true, q8}};
   if (absl::GetFlag(FLAGS_compare_downlink)) {
     configs.push_back({"sign-ef up, fp16 down", Codec::kSignEf, false});
   }
@@ -300,7 +310,10 @@ absl::Status Run() {
   const std::string central_name = binary ? "central, standard float trainer" : "central float";
   std::fprintf(stderr, "%s, %lld samples\n", central_name.c_str(), static_cast<long long>(samples));
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(const double central_acc, RunCentral(model, train, test, samples));
+  double central_acc = -1;
+  if (absl::GetFlag(FLAGS_central)) {
+    ASSIGN_OR_RETURN(central_acc, RunCentral(model, train, test, samples));
+  }
   const double central_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

@@ -181,7 +181,7 @@ TEST_F(BinaryNetTest, CnvTrainsIdenticallyOnEveryKernelPath) {
     MemorySavingNet net(*cnv, MemorySavingOptions(), nullptr);
     ASSERT_TRUE(Train(net, *train, options).ok());
     const at::Tensor logits =
-        net.Forward(train->images.narrow(0, 0, 20), /*training=*/false).contiguous();
+        net.Forward(train->Range(0, 20), /*training=*/false).contiguous();
     std::vector<float> values(logits.data_ptr<float>(),
                               logits.data_ptr<float>() + logits.numel());
     if (first_logits.empty()) {
