@@ -397,6 +397,75 @@ TEST_F(ServiceTest, RoundsWithNoResultBackOff) {
   EXPECT_EQ(service_->counters().round_retries, static_cast<int64_t>(starts.size() - 1));
 }
 
+TEST(ServiceDownlinkTest, FrozenLayersGoAsTheirCodingAndTheRoundCountsItsBytes) {
+  ScriptedTransport transport;
+  ServiceOptions options;
+  options.run.schedule = {{Phase::kPretrain, 1}};
+  options.run.min_agents = 2;
+  options.run.deadline = absl::Seconds(30);
+  options.downlink = Codec::kFp32;
+  options.liveness.timeout = absl::Seconds(600);
+  options.log = false;
+  // board-1 trains only layer 1; board-0 everything.
+  options.planner = [](const AgentRecord& a) -> std::optional<ShardPlan> {
+    return ShardPlan{a.device_id == "board-1" ? 1u : 0u, 0};
+  };
+  int coded = 0;
+  options.frozen_codings = [&coded](const ModelState& model) {
+    ++coded;
+    EXPECT_EQ(model.shards.size(), 2u);
+    FrozenCoding signs;
+    signs.codec = Codec::kSignEf;
+    return std::map<std::string, FrozenCoding>{{"a.weight", signs}};
+  };
+  std::vector<RoundReport> reports;
+  CoordinatorService service(options, Model(), 0, &transport,
+                             [&](const RoundReport& r, const ModelState&) { reports.push_back(r); });
+  absl::Time now = absl::FromUnixSeconds(1000);
+  auto run = [&] {
+    do {
+      now += absl::Milliseconds(10);
+      ASSERT_TRUE(service.Step(now, absl::ZeroDuration()).ok());
+    } while (transport.pending() > 0);
+  };
+  std::map<std::string, uint64_t> session;
+  std::map<std::string, Task> task;
+  for (const std::string id : {"board-0", "board-1"}) {
+    transport.Deliver(id + "/n", id, From(id, 0, fedge::Register{64 << 20, 1, 100, "t", 0, true}));
+    run();
+    for (const Message& m : transport.Take(id + "/n")) {
+      if (const auto* w = std::get_if<Welcome>(&m.body)) session[id] = w->session_id;
+      if (const auto* t = std::get_if<Task>(&m.body)) task[id] = *t;
+    }
+  }
+  run();
+  for (const std::string id : {"board-0", "board-1"}) {
+    for (const Message& m : transport.Take(id + "/n")) {
+      if (const auto* t = std::get_if<Task>(&m.body)) task[id] = *t;
+    }
+  }
+
+  ASSERT_EQ(task.size(), 2u);
+  EXPECT_EQ(coded, 1);  // once per round, not per task
+  // Trained: the downlink codec. Frozen: signs, one byte for four weights.
+  EXPECT_EQ(task["board-0"].shards[0].codec, Codec::kFp32);
+  EXPECT_EQ(task["board-1"].shards[0].codec, Codec::kSignEf);
+  EXPECT_EQ(task["board-1"].shards[0].payload.size(), 1u);
+  std::vector<float> decoded(4);
+  ASSERT_TRUE(DecodeTensor(task["board-1"].shards[0], absl::MakeSpan(decoded)).ok());
+  EXPECT_GT(decoded[0], 0);
+  EXPECT_LT(decoded[1], 0);
+  EXPECT_EQ(task["board-1"].shards[1].codec, Codec::kFp32);  // layer 1 trains
+  for (const std::string id : {"board-0", "board-1"}) {
+    transport.Deliver(id + "/n", id,
+                      From(id, session[id], Answer(task[id], {Update("b.weight", {0.1f, 0.1f})})));
+  }
+  run();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].downlink_bytes, (16 + 8) + (1 + 8));
+  EXPECT_EQ(reports[0].fp32_downlink_bytes, 2 * (16 + 8));
+}
+
 TEST(ServiceCheckpointTest, AFailedCheckpointLeavesTheLastGoodOneAndTheRunGoesOn) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   for (FaultyEnv::Fault fault : {FaultyEnv::Fault::kWrite, FaultyEnv::Fault::kSync,
