@@ -271,6 +271,23 @@ void MemorySavingNet::FreezeBefore(int layer) {
   }
 }
 
+void MemorySavingNet::SetNormStatistics(const at::Tensor& batch) {
+  const double momentum = options_.bn_momentum;
+  options_.bn_momentum = 1.0;
+  // Only the recording path updates running statistics: every layer
+  // trains for this one pass, which is then dropped without a backward.
+  std::vector<bool> trainable;
+  for (const auto& layer : layers_) {
+    trainable.push_back(!layer->beta.defined() || layer->beta.requires_grad());
+    if (layer->beta.defined()) layer->beta.set_requires_grad(true);
+  }
+  (void)Forward(batch, /*training=*/true);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (layers_[i]->beta.defined()) layers_[i]->beta.set_requires_grad(trainable[i]);
+  }
+  options_.bn_momentum = momentum;
+}
+
 void MemorySavingNet::ResetOptimizer() {
   at::NoGradGuard no_grad;
   step_ = 0;

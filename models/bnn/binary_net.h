@@ -62,6 +62,11 @@ class MemorySavingNet : public TrainableNet {
   // count zeroed), as at the start of every local task.
   void set_learning_rate(double lr) { options_.learning_rate = lr; }
   void ResetOptimizer();
+  // Sets every norm's running statistics to those of `batch` (a forward
+  // pass in training mode that replaces rather than averages): an initial
+  // model whose statistics are on the scale of its popcount sums, not 0
+  // and 1.
+  void SetNormStatistics(const at::Tensor& batch);
 
  private:
   struct Layer;

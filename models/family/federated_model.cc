@@ -97,9 +97,15 @@ class BinaryModel : public FederatedModel {
   }
   void FreezeBefore(int layer) override { net_.FreezeBefore(layer); }
 
-  // The seeded initialization is the initial model; the norms' statistics
-  // are learned in the first rounds.
-  absl::Status Initialize(const Dataset&, int) override { return absl::OkStatus(); }
+  // The seeded weights, with the norms' running statistics of `sample`:
+  // the updates of the first rounds then move them by their own scale (the
+  // coordinator bounds each update by the model's).
+  absl::Status Initialize(const Dataset& sample, int) override {
+    return CallTorch("setting the norms' statistics", [&] {
+      net_.SetNormStatistics(sample.Range(0, sample.size()));
+      return absl::OkStatus();
+    });
+  }
 
   absl::StatusOr<PhaseReport> Train(const Dataset& data, const PhaseConfig& config) override {
     if (config.steps < 1 || config.batch_size < 1 || !(config.learning_rate > 0)) {

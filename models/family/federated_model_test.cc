@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/data/dataset.h"
@@ -61,6 +64,21 @@ TEST(FederatedModelTest, BinaryNetworkLearnsThroughTheInterface) {
   const ModelSize size = model->Size();
   EXPECT_EQ(size.mean_weight_bits, 1);
   EXPECT_NEAR(size.weight_kb, model->spec().binary.weight_count() / 8000.0, 1e-9);
+}
+
+TEST(FederatedModelTest, BinaryInitialModelCarriesTheDataStatistics) {
+  std::unique_ptr<FederatedModel> model = Make("cnv", {1, 32, 32}, 10);
+  Dataset sample = Quadrants({1, 32, 32}, 64, 4);
+  ASSERT_TRUE(model->Initialize(sample, 8).ok());
+  for (const ModelShard& s : model->ExportShards()) {
+    if (s.name == "conv6.running_sigma") {
+      // Popcount sums over 2304 inputs: sigma far above its initial 1.
+      EXPECT_GT(*std::max_element(s.values.begin(), s.values.end()), 5.0f);
+    }
+    if (s.name.find(".weight") != std::string::npos) {
+      for (float v : s.values) ASSERT_TRUE(std::isfinite(v));
+    }
+  }
 }
 
 TEST(FederatedModelTest, FrozenBinaryLayersDoNotMove) {
