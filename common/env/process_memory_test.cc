@@ -18,8 +18,9 @@ TEST(ProcessMemoryTest, PeakFollowsTouchedMemoryAndResets) {
   }
   EXPECT_GE(PeakRssBytes(), before + (60 << 20));
   ASSERT_TRUE(ResetPeakRss());
-  // After the reset the peak is the current RSS, without the freed block.
-  EXPECT_LT(PeakRssBytes(), before + (32 << 20));
+  // After the reset the peak restarts from the current RSS (which, under
+  // ASan's quarantine, may still hold the freed block).
+  EXPECT_LE(PeakRssBytes(), CurrentRssBytes() + (4 << 20));
 }
 
 }  // namespace
