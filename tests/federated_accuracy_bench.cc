@@ -324,8 +324,10 @@ absl::Status Run() {
   std::printf("%-34s %9s %7s %7s %10s %14s %8s %16s %8s %9s\n", "run", "test acc", "w bits",
               "a bits", "model kB", "uplink bytes", "vs fp32", "downlink B/round", "vs fp32",
               "seconds");
-  std::printf("%-34s %8.2f%% %7s %7s %10s %14s %8s %16s %8s %9.0f\n", central_name.c_str(),
-              100 * central_acc, "32", "32", "-", "-", "-", "-", "-", central_s);
+  if (central_acc >= 0) {
+    std::printf("%-34s %8.2f%% %7s %7s %10s %14s %8s %16s %8s %9.0f\n", central_name.c_str(),
+                100 * central_acc, "32", "32", "-", "-", "-", "-", "-", central_s);
+  }
   auto ratio = [](int64_t reference, int64_t bytes) {
     return static_cast<double>(reference) / std::max<int64_t>(1, bytes);
   };
@@ -352,8 +354,10 @@ absl::Status Run() {
                   100 * (main_run.accuracy - r.accuracy));
     }
   }
-  std::printf("federated vs %s: %+.2f pp (target within 2 pp)\n", central_name.c_str(),
-              100 * (main_run.accuracy - central_acc));
+  if (central_acc >= 0) {
+    std::printf("federated vs %s: %+.2f pp (target within 2 pp)\n", central_name.c_str(),
+                100 * (main_run.accuracy - central_acc));
+  }
   if (!binary) {
     std::printf(">= 90%% at <= 2 average bits: %.2f%% at %.2f weight / %.2f activation bits\n",
                 100 * main_run.accuracy, main_run.weight_bits, main_run.act_bits);
@@ -378,8 +382,10 @@ absl::Status Run() {
     }
     series.push_back(p);
   }
-  series.push_back(PlotSeries{central_name + " (final)", {1.0, static_cast<double>(total_rounds)},
-                              {100 * central_acc, 100 * central_acc}});
+  if (central_acc >= 0) {
+    series.push_back(PlotSeries{central_name + " (final)", {1.0, static_cast<double>(total_rounds)},
+                                {100 * central_acc, 100 * central_acc}});
+  }
   PlotOptions plot{"Federated " + model.name + " on Fashion-MNIST: test accuracy per round", "round",
                    "test accuracy (%)"};
   std::ofstream(stem + ".svg") << RenderSvgPlot(series, plot);
