@@ -13,7 +13,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include <algorithm>
 #include <atomic>
 #include <optional>
 #include <csignal>
@@ -116,11 +115,11 @@ absl::StatusOr<LocalSetup> LoadModelAndData() {
     if (!parsed.ok()) return Annotate(parsed.status(), "--input_shape");
     input = *parsed;
   }
+  absl::StatusOr<ModelSpec> spec = MakeModelSpec(absl::GetFlag(FLAGS_arch), input);
+  if (!spec.ok()) return Annotate(spec.status(), "--arch");
+  setup.spec = *std::move(spec);
   const std::string path = absl::GetFlag(FLAGS_data);
   if (path.empty()) {
-    absl::StatusOr<ModelSpec> spec = MakeModelSpec(absl::GetFlag(FLAGS_arch), input);
-    if (!spec.ok()) return Annotate(spec.status(), "--arch");
-    setup.spec = *std::move(spec);
     ASSIGN_OR_RETURN(setup.data.train, FashionMnistShare(setup.spec));
     setup.data.source = absl::GetFlag(FLAGS_data_dir);
     return setup;
@@ -134,13 +133,12 @@ absl::StatusOr<LocalSetup> LoadModelAndData() {
   setup.data = *std::move(data);
   // A binary network is built for the data's shape unless told otherwise.
   const Dataset& train = setup.data.train;
-  if (!input && KnownArchNames().end() != std::find(KnownArchNames().begin(), KnownArchNames().end(),
-                                                     absl::GetFlag(FLAGS_arch))) {
-    input = InputShape{train.channels(), train.height(), train.width()};
+  if (!input && setup.spec.family == ModelFamily::kBinary) {
+    spec = MakeModelSpec(absl::GetFlag(FLAGS_arch),
+                         InputShape{train.channels(), train.height(), train.width()});
+    if (!spec.ok()) return Annotate(spec.status(), "--arch");
+    setup.spec = *std::move(spec);
   }
-  absl::StatusOr<ModelSpec> spec = MakeModelSpec(absl::GetFlag(FLAGS_arch), input);
-  if (!spec.ok()) return Annotate(spec.status(), "--arch");
-  setup.spec = *std::move(spec);
   RETURN_IF_ERROR(Annotate(CheckInput(train, setup.spec.input, setup.spec.num_classes,
                                       setup.data.source),
                            "--data"));

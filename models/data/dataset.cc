@@ -71,6 +71,37 @@ absl::StatusOr<Dataset> PadImages(const Dataset& data, int size) {
   return out;
 }
 
+absl::StatusOr<Dataset> LoadIdxPair(const std::string& image_path, const std::string& label_path,
+                                    int64_t limit, int max_classes) {
+  ASSIGN_OR_RETURN(IdxImages images, ReadIdxImages(image_path));
+  ASSIGN_OR_RETURN(const std::vector<uint8_t> labels, ReadIdxLabels(label_path));
+  if (static_cast<int64_t>(labels.size()) != images.count) {
+    return absl::DataLossError(absl::StrCat(image_path, " holds ", images.count, " images but ",
+                                            label_path, " holds ", labels.size(), " labels"));
+  }
+  if (images.count == 0) return absl::InvalidArgumentError(absl::StrCat(image_path, ": no images"));
+  int largest = 0;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] >= max_classes) {
+      return absl::DataLossError(absl::StrCat(label_path, ": label ", int{labels[i]}, " at index ",
+                                              i, " is outside [0, ", max_classes, ")"));
+    }
+    largest = std::max(largest, int{labels[i]});
+  }
+  const int64_t n = limit < 0 ? images.count : std::min(limit, images.count);
+  Dataset data;
+  data.num_classes = largest + 1;
+  RETURN_IF_ERROR(CallTorch(absl::StrCat("building tensors from ", image_path), [&] {
+    const auto u8 = at::TensorOptions().dtype(at::kByte);
+    data.images = at::from_blob(images.pixels.data(),
+                                {n, images.channels, images.rows, images.cols}, u8)
+                      .clone();
+    data.labels = at::from_blob(const_cast<uint8_t*>(labels.data()), {n}, u8).to(at::kLong);
+    return absl::OkStatus();
+  }));
+  return data;
+}
+
 absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir,
                                          DataSplit split,
                                          const LoadOptions& options) {
@@ -79,40 +110,10 @@ absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir,
       absl::StrCat(dir, "/", prefix, "-images-idx3-ubyte.gz");
   const std::string label_path =
       absl::StrCat(dir, "/", prefix, "-labels-idx1-ubyte.gz");
-  ASSIGN_OR_RETURN(IdxImages images, ReadIdxImages(image_path));
-  ASSIGN_OR_RETURN(std::vector<uint8_t> labels, ReadIdxLabels(label_path));
-  if (static_cast<int64_t>(labels.size()) != images.count) {
-    return absl::DataLossError(absl::StrCat(
-        image_path, " holds ", images.count, " images but ", label_path,
-        " holds ", labels.size(), " labels"));
-  }
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] >= 10) {
-      return absl::DataLossError(absl::StrCat(
-          label_path, ": label ", int{labels[i]}, " at index ", i,
-          " is outside [0, 10)"));
-    }
-  }
-  if (options.pad_to != 0 &&
-      (options.pad_to < images.rows || options.pad_to < images.cols ||
-       options.pad_to > 4096)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pad_to ", options.pad_to, " is smaller than the ", images.rows, "x",
-        images.cols, " images"));
-  }
-  const int64_t n = options.limit < 0 ? images.count
-                                      : std::min(options.limit, images.count);
-  Dataset data;
+  ASSIGN_OR_RETURN(Dataset data, LoadIdxPair(image_path, label_path, options.limit, 10));
+  data.num_classes = 10;
   data.mean = kFashionMean;
   data.stddev = kFashionStd;
-  RETURN_IF_ERROR(CallTorch("building Fashion-MNIST tensors", [&] {
-    const auto u8 = at::TensorOptions().dtype(at::kByte);
-    data.images = at::from_blob(images.pixels.data(),
-                                {n, images.channels, images.rows, images.cols}, u8)
-                      .clone();
-    data.labels = at::from_blob(labels.data(), {n}, u8).to(at::kLong);
-    return absl::OkStatus();
-  }));
   if (options.pad_to > 0) return PadImages(data, options.pad_to);
   return data;
 }

@@ -69,6 +69,14 @@ struct LoadOptions {
   int pad_to = 0;      // zero-pad images centrally to pad_to x pad_to (0: no)
 };
 
+// An IDX image file (gzip or not) and its label file: the first `limit`
+// samples (-1: all) as uint8 images and int64 labels, `num_classes` one past
+// the largest label, normalization left to the caller (mean 0, stddev 1).
+// Fails naming the file on a missing, truncated or corrupt file, no images,
+// image and label counts that disagree, or a label of `max_classes` or more.
+absl::StatusOr<Dataset> LoadIdxPair(const std::string& image_path, const std::string& label_path,
+                                    int64_t limit, int max_classes);
+
 // Reads {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz under `dir`,
 // normalized with Fashion-MNIST's mean and standard deviation. Fails naming
 // the file on a missing, truncated or corrupt file, a label outside [0, 10),

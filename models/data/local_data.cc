@@ -13,7 +13,6 @@
 #include "absl/strings/str_split.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
-#include "models/data/idx_reader.h"
 #include "models/data/image_decode.h"
 
 namespace fedge {
@@ -60,21 +59,13 @@ absl::StatusOr<Dataset> FromPixels(std::vector<uint8_t>& pixels, std::vector<int
   return data;
 }
 
-absl::StatusOr<Dataset> LoadIdxPair(const std::string& image_path, const std::string& label_path,
-                                    int64_t limit) {
-  ASSIGN_OR_RETURN(IdxImages images, ReadIdxImages(image_path));
-  ASSIGN_OR_RETURN(const std::vector<uint8_t> raw_labels, ReadIdxLabels(label_path));
-  if (static_cast<int64_t>(raw_labels.size()) != images.count) {
-    return absl::InvalidArgumentError(absl::StrCat(image_path, " holds ", images.count,
-                                                   " images but ", label_path, " holds ",
-                                                   raw_labels.size(), " labels"));
-  }
-  if (images.count == 0) return absl::InvalidArgumentError(absl::StrCat(image_path, ": no images"));
-  const int64_t n = limit < 0 ? images.count : std::min(limit, images.count);
-  std::vector<int64_t> labels(raw_labels.begin(), raw_labels.begin() + n);
-  const int classes = 1 + static_cast<int>(*std::max_element(labels.begin(), labels.end()));
-  images.pixels.resize(static_cast<size_t>(n) * images.channels * images.rows * images.cols);
-  return FromPixels(images.pixels, labels, images.channels, images.rows, images.cols, classes);
+// An IDX pair, on the local data's normalization.
+absl::StatusOr<Dataset> LoadLocalIdx(const std::string& image_path, const std::string& label_path,
+                                     int64_t limit) {
+  ASSIGN_OR_RETURN(Dataset data, LoadIdxPair(image_path, label_path, limit, 256));
+  data.mean = kLocalMean;
+  data.stddev = kLocalStd;
+  return data;
 }
 
 bool IsImageName(const std::string& name) {
@@ -167,7 +158,7 @@ absl::StatusOr<LocalData> LoadLocalData(const std::string& path, const LocalData
   const std::vector<std::string> pair = absl::StrSplit(path, ',');
   if (pair.size() == 2) {
     out.source = pair[0];
-    ASSIGN_OR_RETURN(out.train, LoadIdxPair(pair[0], pair[1], options.limit));
+    ASSIGN_OR_RETURN(out.train, LoadLocalIdx(pair[0], pair[1], options.limit));
   } else if (pair.size() != 1 || path.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("'", path, "' is neither IMAGES,LABELS nor a directory"));
@@ -188,7 +179,7 @@ absl::StatusOr<LocalData> LoadLocalData(const std::string& path, const LocalData
     }
     if (image_files.size() == 1 && label_files.size() == 1) {
       out.source = image_files[0];
-      ASSIGN_OR_RETURN(out.train, LoadIdxPair(image_files[0], label_files[0], options.limit));
+      ASSIGN_OR_RETURN(out.train, LoadLocalIdx(image_files[0], label_files[0], options.limit));
     } else if (!image_files.empty() || !label_files.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           path, ": ", image_files.size(), " IDX image and ", label_files.size(),

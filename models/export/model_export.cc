@@ -62,6 +62,68 @@ int64_t Numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
+// A record's header: name, layer, shape; then the caller's kind and payload.
+void PutRecordHeader(std::string* body, const std::string& name, int layer,
+                     at::IntArrayRef sizes) {
+  PutString(body, name);
+  PutU32(body, static_cast<uint32_t>(layer));
+  PutU32(body, static_cast<uint32_t>(sizes.size()));
+  for (int64_t d : sizes) PutU32(body, static_cast<uint32_t>(d));
+}
+
+// A float32 record's kind and payload.
+void PutFloats(std::string* body, const at::Tensor& value) {
+  body->push_back(static_cast<char>(kFloat));
+  const at::Tensor f = value.to(at::kFloat).contiguous();
+  body->append(reinterpret_cast<const char*>(f.data_ptr<float>()), 4 * f.numel());
+}
+
+// Record `k` of a model file, every field checked.
+absl::StatusOr<Record> ReadRecord(ByteReader* reader, uint32_t k) {
+  Record rec;
+  uint32_t dims = 0;
+  if (!GetString(reader, &rec.name, 1024) || !reader->U32(&rec.layer) || !reader->U32(&dims) ||
+      dims > kMaxDims) {
+    return absl::InvalidArgumentError(absl::StrCat("model file: bad record ", k));
+  }
+  for (uint32_t i = 0; i < dims; ++i) {
+    uint32_t d;
+    if (!reader->U32(&d) || d == 0 || d > (1u << 28)) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: bad shape of '", rec.name, "'"));
+    }
+    rec.shape.push_back(d);
+  }
+  const int64_t numel = Numel(rec.shape);
+  if (numel > (int64_t{1} << 30) || !reader->U8(&rec.kind)) {
+    return absl::InvalidArgumentError(absl::StrCat("model file: bad record '", rec.name, "'"));
+  }
+  if (rec.kind == kFloat) {
+    if (!reader->Bytes(4 * numel, &rec.payload)) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' is truncated"));
+    }
+  } else if (rec.kind == kPacked) {
+    uint32_t slices = 0;
+    if (!reader->U32(&slices) || slices == 0 || numel % slices != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: bad slices of '", rec.name, "'"));
+    }
+    int64_t total_bits = 0;
+    for (uint32_t s = 0; s < slices; ++s) {
+      uint8_t b;
+      if (!reader->U8(&b) || b < 1 || b > 8) {
+        return absl::InvalidArgumentError(absl::StrCat("model file: bad bit-width in '", rec.name, "'"));
+      }
+      rec.bits.push_back(b);
+      total_bits += int64_t{b} * (numel / slices);
+    }
+    if (!reader->Bytes((total_bits + 7) / 8, &rec.payload)) {
+      return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' is truncated"));
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("model file: unknown kind of '", rec.name, "'"));
+  }
+  return rec;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* report) {
@@ -80,16 +142,11 @@ absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* 
     for (const NamedTensor& t : named) {
       const at::Tensor value = by_name[t.name];
       const size_t header_start = body.size();
-      PutString(&body, t.name);
-      PutU32(&body, static_cast<uint32_t>(t.layer));
-      PutU32(&body, static_cast<uint32_t>(value.dim()));
-      for (int64_t d : value.sizes()) PutU32(&body, static_cast<uint32_t>(d));
+      PutRecordHeader(&body, t.name, t.layer, value.sizes());
       const std::string prefix = net.arch().layers[t.layer].name + ".";
       const bool is_weight = t.name == prefix + "weight";
       if (!is_weight) {
-        body.push_back(static_cast<char>(kFloat));
-        const at::Tensor f = value.to(at::kFloat).contiguous();
-        body.append(reinterpret_cast<const char*>(f.data_ptr<float>()), 4 * f.numel());
+        PutFloats(&body, value);
         r.other_bytes += static_cast<int64_t>(body.size() - header_start);
         continue;
       }
@@ -166,47 +223,7 @@ absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& 
   ASSIGN_OR_RETURN(const QuantArch arch, MakeQuantArch(arch_name));
   std::map<std::string, Record> records;
   for (uint32_t k = 0; k < count; ++k) {
-    Record rec;
-    uint32_t dims = 0;
-    if (!GetString(&reader, &rec.name, 1024) || !reader.U32(&rec.layer) || !reader.U32(&dims) ||
-        dims > kMaxDims) {
-      return absl::InvalidArgumentError(absl::StrCat("model file: bad record ", k));
-    }
-    for (uint32_t i = 0; i < dims; ++i) {
-      uint32_t d;
-      if (!reader.U32(&d) || d == 0 || d > (1u << 28)) {
-        return absl::InvalidArgumentError(absl::StrCat("model file: bad shape of '", rec.name, "'"));
-      }
-      rec.shape.push_back(d);
-    }
-    const int64_t numel = Numel(rec.shape);
-    if (numel > (int64_t{1} << 30) || !reader.U8(&rec.kind)) {
-      return absl::InvalidArgumentError(absl::StrCat("model file: bad record '", rec.name, "'"));
-    }
-    if (rec.kind == kFloat) {
-      if (!reader.Bytes(4 * numel, &rec.payload)) {
-        return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' is truncated"));
-      }
-    } else if (rec.kind == kPacked) {
-      uint32_t slices = 0;
-      if (!reader.U32(&slices) || slices == 0 || numel % slices != 0) {
-        return absl::InvalidArgumentError(absl::StrCat("model file: bad slices of '", rec.name, "'"));
-      }
-      int64_t total_bits = 0;
-      for (uint32_t s = 0; s < slices; ++s) {
-        uint8_t b;
-        if (!reader.U8(&b) || b < 1 || b > 8) {
-          return absl::InvalidArgumentError(absl::StrCat("model file: bad bit-width in '", rec.name, "'"));
-        }
-        rec.bits.push_back(b);
-        total_bits += int64_t{b} * (numel / slices);
-      }
-      if (!reader.Bytes((total_bits + 7) / 8, &rec.payload)) {
-        return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' is truncated"));
-      }
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("model file: unknown kind of '", rec.name, "'"));
-    }
+    ASSIGN_OR_RETURN(const Record rec, ReadRecord(&reader, k));
     if (!records.emplace(rec.name, rec).second) {
       return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' appears twice"));
     }
@@ -307,14 +324,10 @@ absl::StatusOr<std::string> SerializeExportedBinary(const std::vector<NamedTenso
     for (const NamedTensor& t : named) {
       const at::Tensor value = t.tensor->detach().to(at::kFloat).contiguous();
       const size_t header_start = body.size();
-      PutString(&body, t.name);
-      PutU32(&body, static_cast<uint32_t>(t.layer));
-      PutU32(&body, static_cast<uint32_t>(value.dim()));
-      for (int64_t d : value.sizes()) PutU32(&body, static_cast<uint32_t>(d));
-      const bool weight = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0;
+      PutRecordHeader(&body, t.name, t.layer, value.sizes());
+      const bool weight = t.name == arch.layers[t.layer].name + ".weight";
       if (!weight) {
-        body.push_back(static_cast<char>(kFloat));
-        body.append(reinterpret_cast<const char*>(value.data_ptr<float>()), 4 * value.numel());
+        PutFloats(&body, value);
         r.other_bytes += static_cast<int64_t>(body.size() - header_start);
         continue;
       }
@@ -364,58 +377,31 @@ absl::StatusOr<ExportedBinary> ParseExportedBinary(const std::string& bytes) {
   out.input = {static_cast<int>(c), static_cast<int>(h), static_cast<int>(w)};
   out.num_classes = static_cast<int>(classes);
   for (uint32_t k = 0; k < count; ++k) {
+    ASSIGN_OR_RETURN(const Record rec, ReadRecord(&reader, k));
     ModelShard shard;
-    uint32_t layer = 0, dims = 0;
-    if (!GetString(&reader, &shard.name, 1024) || !reader.U32(&layer) || !reader.U32(&dims) ||
-        dims > kMaxDims) {
-      return absl::InvalidArgumentError(absl::StrCat("model file: bad record ", k));
-    }
-    shard.layer = static_cast<int>(layer);
-    int64_t numel = 1;
-    for (uint32_t i = 0; i < dims; ++i) {
-      uint32_t d;
-      if (!reader.U32(&d) || d == 0 || d > (1u << 28)) {
-        return absl::InvalidArgumentError(absl::StrCat("model file: bad shape of '", shard.name, "'"));
-      }
-      shard.shape.push_back(d);
-      numel *= d;
-      if (numel > (int64_t{1} << 30)) {
-        return absl::InvalidArgumentError(absl::StrCat("model file: '", shard.name, "' is too large"));
-      }
-    }
-    uint8_t kind = 0;
-    absl::string_view payload;
-    if (!reader.U8(&kind)) {
-      return absl::InvalidArgumentError(absl::StrCat("model file: bad record '", shard.name, "'"));
-    }
-    shard.values.resize(numel);
-    if (kind == kFloat) {
-      if (!reader.Bytes(4 * numel, &payload)) {
-        return absl::InvalidArgumentError(absl::StrCat("model file: '", shard.name, "' is truncated"));
-      }
-      std::memcpy(shard.values.data(), payload.data(), payload.size());
+    shard.name = rec.name;
+    shard.layer = static_cast<int>(rec.layer);
+    shard.shape.assign(rec.shape.begin(), rec.shape.end());
+    shard.values.resize(Numel(rec.shape));
+    if (rec.kind == kFloat) {
+      std::memcpy(shard.values.data(), rec.payload.data(), rec.payload.size());
       for (float v : shard.values) {
         if (!std::isfinite(v)) {
-          return absl::InvalidArgumentError(absl::StrCat("model file: '", shard.name, "' is not finite"));
+          return absl::InvalidArgumentError(absl::StrCat("model file: '", rec.name, "' is not finite"));
         }
       }
-    } else if (kind == kPacked) {
-      uint32_t slices = 0;
-      uint8_t bits = 0;
-      if (!reader.U32(&slices) || slices != 1 || !reader.U8(&bits) || bits != 1 ||
-          !reader.Bytes((numel + 7) / 8, &payload)) {
+    } else {
+      if (rec.bits.size() != 1 || rec.bits[0] != 1) {
         return absl::InvalidArgumentError(
-            absl::StrCat("model file: '", shard.name, "' is not 1-bit signs or is truncated"));
+            absl::StrCat("model file: '", rec.name, "' is not 1-bit signs"));
       }
-      BitReader bits_in(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(payload.data()),
-                                            payload.size()));
-      for (int64_t i = 0; i < numel; ++i) {
+      BitReader bits_in(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(rec.payload.data()),
+                                            rec.payload.size()));
+      for (float& v : shard.values) {
         uint32_t u = 0;
         (void)bits_in.Get(1, &u);
-        shard.values[i] = u != 0 ? 1.0f : -1.0f;
+        v = u != 0 ? 1.0f : -1.0f;
       }
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("model file: unknown kind of '", shard.name, "'"));
     }
     out.shards.push_back(std::move(shard));
   }

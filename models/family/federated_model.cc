@@ -24,31 +24,31 @@ namespace {
 class MixedPrecisionModel : public FederatedModel {
  public:
   MixedPrecisionModel(const ModelSpec& spec, std::unique_ptr<QuantNet> net)
-      : FederatedModel(spec), net_ptr_(std::move(net)), net_(*net_ptr_) {}
+      : FederatedModel(spec), net_(std::move(net)) {}
 
-  std::vector<ModelShard> ExportShards() override { return fedge::ExportShards(net_.Named()); }
+  std::vector<ModelShard> ExportShards() override { return fedge::ExportShards(net_->Named()); }
   absl::Status ImportShards(const std::vector<ModelShard>& shards) override {
-    return fedge::ImportShards(net_.Named(), shards);
+    return fedge::ImportShards(net_->Named(), shards);
   }
-  void FreezeBefore(int layer) override { net_.FreezeBefore(layer); }
+  void FreezeBefore(int layer) override { net_->FreezeBefore(layer); }
 
   absl::Status Initialize(const Dataset& sample, int bits) override {
     return CallTorch("calibrating the quantizers", [&] {
-      net_.Calibrate(sample.Range(0, sample.size()), bits);
+      net_->Calibrate(sample.Range(0, sample.size()), bits);
       return absl::OkStatus();
     });
   }
 
   absl::StatusOr<PhaseReport> Train(const Dataset& data, const PhaseConfig& config) override {
-    return RunPhase(net_, data, config);
+    return RunPhase(*net_, data, config);
   }
 
   absl::StatusOr<double> Evaluate(const Dataset& data, int batch_size) override {
-    return EvaluateQuant(net_, data, batch_size);
+    return EvaluateQuant(*net_, data, batch_size);
   }
 
   ModelSize Size() override {
-    const SizeReport size = net_.Size();
+    const SizeReport size = net_->Size();
     return {size.weight_kb, size.activation_kb, size.mean_weight_bits, size.mean_activation_bits};
   }
 
@@ -56,15 +56,15 @@ class MixedPrecisionModel : public FederatedModel {
     std::map<std::string, FrozenCoding> out;
     at::NoGradGuard no_grad;
     std::map<std::string, at::Tensor> by_name;
-    for (const NamedTensor& t : net_.Named()) by_name[t.name] = t.tensor->detach();
-    const std::vector<LayerBits> bits = net_.Bits();
-    for (const QuantLayerSpec& layer : spec().quant.layers) {
-      const std::string prefix = layer.name + ".";
-      const auto layer_index = &layer - spec().quant.layers.data();
+    for (const NamedTensor& t : net_->Named()) by_name[t.name] = t.tensor->detach();
+    const std::vector<LayerBits> bits = net_->Bits();
+    const std::vector<QuantLayerSpec>& layers = spec().quant.layers;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const std::string prefix = layers[i].name + ".";
       const at::Tensor d = by_name.at(prefix + "w_step").to(at::kFloat).contiguous();
       const at::Tensor xmax = by_name.at(prefix + "w_range").to(at::kFloat).contiguous();
       FrozenCoding coding;
-      const std::vector<int>& slice_bits = bits[layer_index].weight_bits;
+      const std::vector<int>& slice_bits = bits[i].weight_bits;
       for (int64_t s = 0; s < d.numel(); ++s) {
         SliceInfo slice;
         slice.bits = static_cast<uint8_t>(slice_bits[s]);
@@ -78,12 +78,11 @@ class MixedPrecisionModel : public FederatedModel {
   }
 
   absl::StatusOr<std::string> SerializeExport(ExportReport* report) override {
-    return SerializeExportedModel(net_, report);
+    return SerializeExportedModel(*net_, report);
   }
 
  private:
-  std::unique_ptr<QuantNet> net_ptr_;
-  QuantNet& net_;
+  std::unique_ptr<QuantNet> net_;
 };
 
 class BinaryModel : public FederatedModel {
