@@ -56,6 +56,15 @@ if out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
   fail "--result_retry_s=0 was accepted"
 fi
 echo "$out" | grep -q -- "--result_retry_s >= 1" || fail "unclear error: $out"
+# And its data flags: a held-out share outside [0, 1), data that is not there.
+for bad in "--holdout=1.5|--holdout must be in [0, 1)" "--data=$work/no-such-data|--data: $work/no-such-data"; do
+  if out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
+           --server_key="$work/keys/coordinator.pub" --state_dir="$work/agent" --train_samples=600 \
+           "${bad%%|*}" --check_config 2>&1); then
+    fail "${bad%%|*} was accepted"
+  fi
+  echo "$out" | grep -qF -- "${bad#*|}" || fail "unclear error for ${bad%%|*}: $out"
+done
 
 # --help lists each program's own flags (not "No flags matched").
 "$coordinator" --help > "$work/help.txt" 2>&1 || true
