@@ -7,6 +7,7 @@
 #include "common/status/status_macros.h"
 #include "coordinator/shard_planner.h"
 #include "models/bnn/arch.h"
+#include "models/quant/size_model.h"
 
 namespace fedge {
 namespace {
@@ -91,11 +92,21 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   run.hyper.quantizer_every = f.quantizer_every;
   // Bit budgets are the mixed-precision family's; a binary network is at 1
   // bit already.
+  absl::StatusOr<PenaltyForm> penalty = ParsePenaltyForm(f.penalty);
+  if (!penalty.ok()) return Bad(absl::StrCat("--penalty=", f.penalty, ": expected relative or absolute"));
+  absl::StatusOr<SizeAccounting> accounting = ParseSizeAccounting(f.size_accounting);
+  if (!accounting.ok()) {
+    return Bad(absl::StrCat("--size_accounting=", f.size_accounting,
+                            ": expected reference or project"));
+  }
+  c.model.quant.accounting = *accounting;
+  run.hyper.penalty_form = static_cast<uint8_t>(*penalty);
+  run.hyper.size_accounting = static_cast<uint8_t>(*accounting);
+  run.hyper.lambda_w = run.hyper.lambda_a = static_cast<float>(DefaultLambda(*penalty));
   if (c.model.family == ModelFamily::kMixedPrecision) {
-    run.hyper.weight_budget_kb =
-        static_cast<float>(f.budget_bits * c.model.quant.weight_count() / 8000.0);
+    run.hyper.weight_budget_kb = static_cast<float>(c.model.quant.WeightBudgetKb(f.budget_bits));
     run.hyper.activation_budget_kb =
-        static_cast<float>(f.budget_bits * c.model.quant.activation_elements() / 8000.0);
+        static_cast<float>(c.model.quant.ActivationBudgetKb(f.budget_bits));
   }
   RETURN_IF_ERROR(Annotate(ParseCodec(f.uplink, &run.uplink, &run.uplink_bits), "--uplink"));
   // mixed: trainable layers' weights as fp16 (mixed-q8: 8-bit codes, one
@@ -126,13 +137,10 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   }
   run.aggregation.max_update_norm = f.max_update_norm;
   run.aggregation.max_update_scale = f.max_update_scale;
-  if (f.server_optimizer == "fedadam") {
-    service.server_optimizer.kind = ServerOptimizerKind::kFedAdam;
-    service.server_optimizer.learning_rate = f.server_lr;
-  } else if (f.server_optimizer != "fedavg") {
-    return Bad(absl::StrCat("--server_optimizer=", f.server_optimizer,
-                            ": expected fedavg or fedadam"));
-  }
+  absl::StatusOr<ServerOptimizerOptions> server_optimizer =
+      ParseServerOptimizer(f.server_optimizer, f.server_lr, f.server_momentum);
+  if (!server_optimizer.ok()) return server_optimizer.status();
+  service.server_optimizer = *server_optimizer;
   if (f.heartbeat_ms < 10 || f.agent_timeout_s < 1 ||
       absl::Seconds(f.agent_timeout_s) <= absl::Milliseconds(f.heartbeat_ms)) {
     return Bad("--heartbeat_ms must be >= 10 and --agent_timeout_s longer than a heartbeat");

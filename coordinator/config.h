@@ -39,8 +39,10 @@ struct CoordinatorFlags {
   int local_steps = 60;
   int batch = 64;
   double lr = 1e-3;
-  int quantizer_every = 20;
+  int quantizer_every = 1;
   double budget_bits = 2.0;
+  std::string penalty = "relative";
+  std::string size_accounting = "reference";
   int pretrain_bits = 8;
   std::string uplink = "sign-ef";
   std::string downlink = "mixed";
@@ -50,7 +52,8 @@ struct CoordinatorFlags {
   int link_timeout_s = 60;
   int send_queue = 1000;
   std::string server_optimizer = "fedavg";
-  double server_lr = 1e-2;
+  double server_lr = 0;  // 0: the optimizer's default (FedAvgM 1, FedAdam 1e-2)
+  double server_momentum = 0.9;
   int heartbeat_ms = 1000;
   int agent_timeout_s = 30;
   int64_t eval_samples = 10000;

@@ -34,7 +34,16 @@ TEST(CoordinatorConfigTest, DefaultsMakeAWholeConfig) {
   EXPECT_EQ(c->service.liveness.timeout, absl::Seconds(30));
   EXPECT_TRUE(static_cast<bool>(c->service.planner));
   // The 2-bit budget of fmnist-cnn's weights.
-  EXPECT_FLOAT_EQ(c->service.run.hyper.weight_budget_kb, 2.0f * c->model.quant.weight_count() / 8000);
+  // The reference accounting: weights and the classifier's bias; the
+  // activations without the image.
+  EXPECT_FLOAT_EQ(c->service.run.hyper.weight_budget_kb,
+                  2.0f * (c->model.quant.weight_count() + 10) / 8000);
+  EXPECT_FLOAT_EQ(c->service.run.hyper.activation_budget_kb,
+                  2.0f * (c->model.quant.activation_elements() - 784) / 8000);
+  EXPECT_EQ(c->service.run.hyper.penalty_form, 0);
+  EXPECT_EQ(c->service.run.hyper.size_accounting, 0);
+  EXPECT_EQ(c->service.run.hyper.lambda_w, 1.0f);
+  EXPECT_EQ(c->service.run.hyper.quantizer_every, 1u);
 }
 
 TEST(CoordinatorConfigTest, BinaryNetworksAndTheirInputShape) {
@@ -103,6 +112,37 @@ TEST(CoordinatorConfigTest, Codecs) {
   EXPECT_THAT(ErrorOf(f), HasSubstr("--uplink"));
 }
 
+TEST(CoordinatorConfigTest, ServerOptimizersTakeTheirDefaultLearningRates) {
+  CoordinatorFlags f = Valid();
+  f.server_optimizer = "fedavgm";
+  absl::StatusOr<CoordinatorConfig> c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->service.server_optimizer.kind, ServerOptimizerKind::kFedAvgM);
+  EXPECT_EQ(c->service.server_optimizer.learning_rate, 1.0);
+  EXPECT_EQ(c->service.server_optimizer.momentum, 0.9);
+  f.server_optimizer = "fedadam";
+  c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->service.server_optimizer.learning_rate, 1e-2);
+  f.server_lr = 0.5;
+  c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->service.server_optimizer.learning_rate, 0.5);
+}
+
+TEST(CoordinatorConfigTest, SeedPenaltyAndProjectAccounting) {
+  CoordinatorFlags f = Valid();
+  f.penalty = "absolute";
+  f.size_accounting = "project";
+  absl::StatusOr<CoordinatorConfig> c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->service.run.hyper.penalty_form, 1);
+  EXPECT_EQ(c->service.run.hyper.size_accounting, 1);
+  EXPECT_FLOAT_EQ(c->service.run.hyper.lambda_a, 1e-4f);
+  EXPECT_FLOAT_EQ(c->service.run.hyper.activation_budget_kb,
+                  2.0f * c->model.quant.activation_elements() / 8000);
+}
+
 TEST(CoordinatorConfigTest, BadValuesNameTheirFlag) {
   CoordinatorFlags f = Valid();
   f.quorum = 1.5;
@@ -113,6 +153,19 @@ TEST(CoordinatorConfigTest, BadValuesNameTheirFlag) {
   f = Valid();
   f.server_optimizer = "sgd";
   EXPECT_THAT(ErrorOf(f), HasSubstr("--server_optimizer=sgd"));
+  f = Valid();
+  f.penalty = "square";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--penalty=square"));
+  f = Valid();
+  f.size_accounting = "paper";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--size_accounting=paper"));
+  f = Valid();
+  f.server_optimizer = "fedavgm";
+  f.server_momentum = 1.0;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--server_momentum"));
+  f = Valid();
+  f.server_lr = -1;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--server_lr"));
   f = Valid();
   f.max_update_scale = 0;
   EXPECT_THAT(ErrorOf(f), HasSubstr("--max_update_scale"));

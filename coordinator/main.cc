@@ -48,7 +48,13 @@ ABSL_FLAG(bool, async, false, "fold late results into the next round (staleness-
 ABSL_FLAG(int, local_steps, 60, "training steps per task");
 ABSL_FLAG(int, batch, 64, "batch size");
 ABSL_FLAG(double, lr, 1e-3, "learning rate");
-ABSL_FLAG(int, quantizer_every, 20, "learn precision: quantizer update interval");
+ABSL_FLAG(int, quantizer_every, 1, "learn precision: quantizer update interval in steps");
+ABSL_FLAG(std::string, penalty, "relative",
+          "size penalty's excess over a budget: relative (W/W* - 1, any model scale) or "
+          "absolute (kB, the seed's form)");
+ABSL_FLAG(std::string, size_accounting, "reference",
+          "reference (the input image not counted, the classifier's bias counted with the "
+          "weights) or project (every layer's input counted)");
 ABSL_FLAG(double, budget_bits, 2.0, "average bits of the weight and activation budgets");
 ABSL_FLAG(int, pretrain_bits, 8, "precision of the pretrain phase");
 ABSL_FLAG(std::string, uplink, "sign-ef", "update codec: fp32, fp16, q2..q8, sign-ef");
@@ -65,8 +71,11 @@ ABSL_FLAG(int, link_timeout_s, 60,
           "drop a connection that delivers no whole frame for this long; must exceed the "
           "time the slowest link takes for the largest tensor");
 ABSL_FLAG(int, send_queue, 1000, "messages queued per agent before replies to it are dropped");
-ABSL_FLAG(std::string, server_optimizer, "fedavg", "fedavg or fedadam");
-ABSL_FLAG(double, server_lr, 1e-2, "FedAdam's server learning rate");
+ABSL_FLAG(std::string, server_optimizer, "fedavg",
+          "fedavg, fedavgm (server momentum) or fedadam");
+ABSL_FLAG(double, server_lr, 0,
+          "server learning rate (0: the optimizer's default, 1 for fedavgm, 0.01 for fedadam)");
+ABSL_FLAG(double, server_momentum, 0.9, "fedavgm's server momentum, in [0, 1)");
 ABSL_FLAG(int, heartbeat_ms, 1000, "agents' heartbeat interval");
 ABSL_FLAG(int, agent_timeout_s, 30, "silence after which an agent counts as dead");
 ABSL_FLAG(int64_t, eval_samples, 10000, "held-out Fashion-MNIST test samples (0: none)");
@@ -105,6 +114,8 @@ CoordinatorFlags ReadFlags() {
   f.lr = absl::GetFlag(FLAGS_lr);
   f.quantizer_every = absl::GetFlag(FLAGS_quantizer_every);
   f.budget_bits = absl::GetFlag(FLAGS_budget_bits);
+  f.penalty = absl::GetFlag(FLAGS_penalty);
+  f.size_accounting = absl::GetFlag(FLAGS_size_accounting);
   f.pretrain_bits = absl::GetFlag(FLAGS_pretrain_bits);
   f.uplink = absl::GetFlag(FLAGS_uplink);
   f.downlink = absl::GetFlag(FLAGS_downlink);
@@ -115,6 +126,7 @@ CoordinatorFlags ReadFlags() {
   f.send_queue = absl::GetFlag(FLAGS_send_queue);
   f.server_optimizer = absl::GetFlag(FLAGS_server_optimizer);
   f.server_lr = absl::GetFlag(FLAGS_server_lr);
+  f.server_momentum = absl::GetFlag(FLAGS_server_momentum);
   f.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
   f.agent_timeout_s = absl::GetFlag(FLAGS_agent_timeout_s);
   f.eval_samples = absl::GetFlag(FLAGS_eval_samples);

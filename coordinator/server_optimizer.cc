@@ -2,18 +2,60 @@
 
 #include <cmath>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
 namespace fedge {
 
-void ServerOptimizer::Transform(std::vector<ShardResult>* deltas) {
+absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& name,
+                                                            double learning_rate,
+                                                            double momentum) {
+  if (!(learning_rate >= 0 && learning_rate <= 100) || !(momentum >= 0 && momentum < 1)) {
+    return absl::InvalidArgumentError(
+        "--server_lr must be in [0, 100] and --server_momentum in [0, 1)");
+  }
+  ServerOptimizerOptions o;
+  if (name == "fedadam") {
+    o.kind = ServerOptimizerKind::kFedAdam;
+    o.learning_rate = learning_rate > 0 ? learning_rate : 1e-2;
+  } else if (name == "fedavgm") {
+    o.kind = ServerOptimizerKind::kFedAvgM;
+    o.learning_rate = learning_rate > 0 ? learning_rate : 1.0;
+    o.momentum = momentum;
+  } else if (name != "fedavg") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--server_optimizer=", name, ": expected fedavg, fedavgm or fedadam"));
+  }
+  return o;
+}
+
+bool IsStatisticsShard(const std::string& name) {
+  for (const char* suffix : {".running_mean", ".running_var", ".running_sigma"}) {
+    if (absl::EndsWith(name, suffix)) return true;
+  }
+  return false;
+}
+
+void ServerOptimizer::Transform(const std::vector<std::string>& names,
+                                std::vector<ShardResult>* deltas) {
   if (options_.kind == ServerOptimizerKind::kFedAvg) return;
   m_.resize(deltas->size());
   v_.resize(deltas->size());
   for (size_t s = 0; s < deltas->size(); ++s) {
     ShardResult& r = (*deltas)[s];
     if (!r.updated) continue;
+    if (s < names.size() && IsStatisticsShard(names[s])) continue;
     if (m_[s].size() != r.delta.size()) {
       m_[s].assign(r.delta.size(), 0.0f);
-      v_[s].assign(r.delta.size(), 0.0f);
+      if (options_.kind == ServerOptimizerKind::kFedAdam) v_[s].assign(r.delta.size(), 0.0f);
+    }
+    if (options_.kind == ServerOptimizerKind::kFedAvgM) {
+      // m = momentum * m + delta; step = lr * m.
+      for (size_t i = 0; i < r.delta.size(); ++i) {
+        m_[s][i] = static_cast<float>(options_.momentum * m_[s][i] + r.delta[i]);
+        r.delta[i] = static_cast<float>(options_.learning_rate * m_[s][i]);
+      }
+      continue;
     }
     for (size_t i = 0; i < r.delta.size(); ++i) {
       const double d = r.delta[i];

@@ -2,22 +2,31 @@
 #define FEDGE_COORDINATOR_SERVER_OPTIMIZER_H_
 
 // The server-side optimizer that turns a round's aggregated update into the
-// step applied to the global model (Reddi et al., "Adaptive Federated
-// Optimization"): FedAvg applies the mean update as is; FedAdam treats it
-// as a pseudo-gradient with Adam moments kept per shard (O(model) memory).
+// step applied to the global model: FedAvg applies the mean update as is;
+// FedAvgM (Hsu et al., "Measuring the Effects of Non-Identical Data
+// Distribution") keeps a server momentum over the mean updates, which lets
+// each round's small non-IID step accumulate; FedAdam (Reddi et al.,
+// "Adaptive Federated Optimization") treats the update as a pseudo-gradient
+// with Adam moments per shard. Both keep O(model) memory. Statistics shards
+// (batch-norm running means and spreads) are estimates, not parameters:
+// every optimizer applies their mean update as is. Optimizer state is not
+// checkpointed: a restarted coordinator starts its moments from zero.
 // Not thread-safe.
 
+#include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "coordinator/aggregator.h"
 
 namespace fedge {
 
-enum class ServerOptimizerKind { kFedAvg, kFedAdam };
+enum class ServerOptimizerKind { kFedAvg, kFedAvgM, kFedAdam };
 
 struct ServerOptimizerOptions {
   ServerOptimizerKind kind = ServerOptimizerKind::kFedAvg;
-  double learning_rate = 1e-2;  // FedAdam
+  double learning_rate = 1e-2;  // FedAdam's; FedAvgM's server learning rate is usually 1
+  double momentum = 0.9;        // FedAvgM
   double beta1 = 0.9;
   double beta2 = 0.99;
   double epsilon = 1e-3;  // tau in the paper: keeps steps bounded
@@ -27,13 +36,25 @@ class ServerOptimizer {
  public:
   explicit ServerOptimizer(const ServerOptimizerOptions& options) : options_(options) {}
 
-  // Rewrites each updated shard's delta into the step to apply.
-  void Transform(std::vector<ShardResult>* deltas);
+  // Rewrites each updated shard's delta into the step to apply. `names`
+  // holds the shards' names, index for index (statistics pass through).
+  void Transform(const std::vector<std::string>& names, std::vector<ShardResult>* deltas);
 
  private:
   ServerOptimizerOptions options_;
   std::vector<std::vector<float>> m_, v_;
 };
+
+// "fedavg", "fedavgm" or "fedadam" with a server learning rate (0: the
+// optimizer's default, 1 for FedAvgM, 1e-2 for FedAdam) and FedAvgM's
+// momentum; errors name the flag (--server_optimizer, --server_lr,
+// --server_momentum).
+absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& name,
+                                                            double learning_rate, double momentum);
+
+// Whether a shard holds statistics rather than trained parameters
+// ("<layer>.running_mean", ".running_var", ".running_sigma").
+bool IsStatisticsShard(const std::string& name);
 
 }  // namespace fedge
 

@@ -12,7 +12,7 @@ TEST(ServerOptimizerTest, FedAvgPassesThrough) {
   std::vector<ShardResult> d(1);
   d[0].updated = true;
   d[0].delta = {0.5f, -2.0f};
-  opt.Transform(&d);
+  opt.Transform({"fc.weight", "fc.beta"}, &d);
   EXPECT_EQ(d[0].delta, (std::vector<float>{0.5f, -2.0f}));
 }
 
@@ -27,14 +27,65 @@ TEST(ServerOptimizerTest, FedAdamStepsByHand) {
   std::vector<ShardResult> d(2);
   d[0].updated = true;
   d[0].delta = {1.0f};
-  opt.Transform(&d);
+  opt.Transform({"fc.weight", "fc.beta"}, &d);
   // m = 0.1, v = 0.01: step = 0.1 * 0.1 / (0.1 + 0.001)
   EXPECT_NEAR(d[0].delta[0], 0.01 / 0.101, 1e-6);
   EXPECT_FALSE(d[1].updated);
   d[0].delta = {1.0f};
-  opt.Transform(&d);
+  opt.Transform({"fc.weight", "fc.beta"}, &d);
   // m = 0.19, v = 0.0199
   EXPECT_NEAR(d[0].delta[0], 0.1 * 0.19 / (std::sqrt(0.0199) + 1e-3), 1e-6);
+}
+
+TEST(ServerOptimizerTest, FedAvgMAccumulatesMomentum) {
+  ServerOptimizerOptions o;
+  o.kind = ServerOptimizerKind::kFedAvgM;
+  o.learning_rate = 1.0;
+  o.momentum = 0.5;
+  ServerOptimizer opt(o);
+  std::vector<ShardResult> d(1);
+  d[0].updated = true;
+  d[0].delta = {1.0f, -2.0f};
+  opt.Transform({"fc.weight"}, &d);
+  EXPECT_EQ(d[0].delta, (std::vector<float>{1.0f, -2.0f}));
+  d[0].delta = {1.0f, 0.0f};
+  opt.Transform({"fc.weight"}, &d);
+  // m = 0.5 * m + delta
+  EXPECT_EQ(d[0].delta, (std::vector<float>{1.5f, -1.0f}));
+  // A round that does not update the shard leaves its momentum alone.
+  d[0].updated = false;
+  d[0].delta = {7.0f, 7.0f};
+  opt.Transform({"fc.weight"}, &d);
+  EXPECT_EQ(d[0].delta, (std::vector<float>{7.0f, 7.0f}));
+  d[0].updated = true;
+  d[0].delta = {0.0f, 0.0f};
+  opt.Transform({"fc.weight"}, &d);
+  EXPECT_EQ(d[0].delta, (std::vector<float>{0.75f, -0.5f}));
+}
+
+TEST(ServerOptimizerTest, StatisticsPassThroughEveryOptimizer) {
+  for (ServerOptimizerKind kind : {ServerOptimizerKind::kFedAvgM, ServerOptimizerKind::kFedAdam}) {
+    ServerOptimizerOptions o;
+    o.kind = kind;
+    o.learning_rate = 3.0;
+    ServerOptimizer opt(o);
+    std::vector<ShardResult> d(4);
+    for (auto& r : d) {
+      r.updated = true;
+      r.delta = {0.25f};
+    }
+    const std::vector<std::string> names = {"conv1.running_mean", "conv1.running_sigma",
+                                            "bn.running_var", "conv1.weight"};
+    for (int round = 0; round < 2; ++round) {
+      opt.Transform(names, &d);
+      for (int s = 0; s < 3; ++s) EXPECT_EQ(d[s].delta[0], 0.25f) << names[s];
+      EXPECT_NE(d[3].delta[0], 0.25f);
+      d[3].delta = {0.25f};
+    }
+  }
+  EXPECT_TRUE(IsStatisticsShard("l1.running_sigma"));
+  EXPECT_FALSE(IsStatisticsShard("l1.weight"));
+  EXPECT_FALSE(IsStatisticsShard("running_mean_weight"));
 }
 
 }  // namespace

@@ -294,7 +294,10 @@ absl::Status CoordinatorService::FinishRound(absl::Time now) {
     }
   }
   if (!finished) return absl::OkStatus();
-  server_optimizer_.Transform(&finished->deltas);
+  std::vector<std::string> names;
+  names.reserve(model_.shards.size());
+  for (const ModelShard& shard : model_.shards) names.push_back(shard.name);
+  server_optimizer_.Transform(names, &finished->deltas);
   if (absl::Status applied = model_.Apply(finished->deltas); !applied.ok() && options_.log) {
     std::fprintf(stderr, "[coordinator] aggregate not applied: %s\n", applied.ToString().c_str());
   }

@@ -55,6 +55,8 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
   config.budget.activation_kb = task.hyper.activation_budget_kb;
   config.budget.lambda_w = task.hyper.lambda_w;
   config.budget.lambda_a = task.hyper.lambda_a;
+  config.budget.form = static_cast<PenaltyForm>(task.hyper.penalty_form);
+  model_->SetSizeAccounting(static_cast<SizeAccounting>(task.hyper.size_accounting));
   config.ramp = task.hyper.penalty_scale;
   config.seed = task.seed;
   const int64_t live_before = CountingCpuAllocator::LiveBytes();

@@ -15,6 +15,9 @@
 // against fp32 shards, with --head_only agents training only the last
 // layer; a second run with all-fp16 downlink shows what the codes cost in
 // accuracy, and an fp32-uplink run (mixed precision) what sign-ef costs.
+// Each run repeats over --seeds (partition, initial model, task sampling;
+// by default 3 for mixed precision, 1 for a binary network) and reports mean
+// and standard deviation; the central reference runs once per seed.
 //
 //   bazel run -c opt //tests:federated_accuracy_bench -- --out_dir=$PWD/bench_results
 //   bazel run -c opt //tests:federated_accuracy_bench -- --arch=cnv --schedule=10 \
@@ -24,6 +27,7 @@
 #include <ATen/Parallel.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -39,6 +43,7 @@
 #include "common/io/svg_plot.h"
 #include "common/status/status_macros.h"
 #include "common/transport/testing/in_memory_transport.h"
+#include "coordinator/server_optimizer.h"
 #include "coordinator/service.h"
 #include "device_agent/agent_loop.h"
 #include "device_agent/task_executor.h"
@@ -67,9 +72,19 @@ ABSL_FLAG(double, head_only, 0.0,
           "share of the agents that train only the last layer (the rest frozen)");
 ABSL_FLAG(std::string, downlink, "mixed",
           "the main run's downlink: mixed (trainable layers fp16) or mixed-q8 (8-bit codes)");
+ABSL_FLAG(std::string, uplink, "sign-ef", "the main run's uplink: sign-ef or fp32");
 ABSL_FLAG(bool, compare_downlink, true, "also run with all-fp16 downlink");
 ABSL_FLAG(bool, central, true, "also train the central reference");
 ABSL_FLAG(bool, compare_uplink, true, "mixed precision: also run with fp32 uplink");
+ABSL_FLAG(std::string, server_optimizer, "fedavg", "fedavg, fedavgm or fedadam");
+ABSL_FLAG(double, server_lr, 0, "server learning rate (0: the optimizer's default)");
+ABSL_FLAG(double, server_momentum, 0.9, "fedavgm's momentum");
+ABSL_FLAG(int, seeds, 0,
+          "seeds (partition, initial model, sampling) per run, reported as mean +- standard "
+          "deviation (0: 3 for mixed precision, 1 for a binary network, whose run takes ~40 min)");
+ABSL_FLAG(std::string, penalty, "relative", "mixed precision: relative or absolute size penalty");
+ABSL_FLAG(std::string, accounting, "reference", "mixed precision: reference or project accounting");
+ABSL_FLAG(int, quantizer_every, 1, "mixed precision: quantizer update interval in steps");
 ABSL_FLAG(int, threads, 2, "intra-op threads");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON goes");
 
@@ -84,6 +99,10 @@ struct FedResult {
   int rounds = 0;
   double seconds = 0;
   std::vector<double> accuracy_per_round;
+  // Binary networks: the final model with its norms' statistics measured
+  // again on training samples under the final weights (a diagnostic of the
+  // averaged statistics).
+  double restat_accuracy = -1;
 };
 
 struct FedConfig {
@@ -151,7 +170,7 @@ absl::StatusOr<std::vector<PhaseSpan>> Schedule(const ModelSpec& spec) {
 
 absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& train,
                                        const std::vector<std::vector<int64_t>>& parts,
-                                       const Dataset& test, const FedConfig& fed) {
+                                       const Dataset& test, const FedConfig& fed, uint64_t seed) {
   const auto start = std::chrono::steady_clock::now();
   ServiceOptions options;
   ASSIGN_OR_RETURN(options.run.schedule, Schedule(spec));
@@ -160,13 +179,23 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
   options.run.hyper.local_steps = absl::GetFlag(FLAGS_local_steps);
   options.run.hyper.batch_size = absl::GetFlag(FLAGS_batch);
   options.run.hyper.learning_rate = static_cast<float>(absl::GetFlag(FLAGS_lr));
+  options.run.seed = seed;
   if (spec.family == ModelFamily::kMixedPrecision) {
-    options.run.hyper.weight_budget_kb = static_cast<float>(
-        absl::GetFlag(FLAGS_budget_bits) * spec.quant.weight_count() / 8000.0);
-    options.run.hyper.activation_budget_kb = static_cast<float>(
-        absl::GetFlag(FLAGS_budget_bits) * spec.quant.activation_elements() / 8000.0);
+    ASSIGN_OR_RETURN(const PenaltyForm form, ParsePenaltyForm(absl::GetFlag(FLAGS_penalty)));
+    options.run.hyper.weight_budget_kb =
+        static_cast<float>(spec.quant.WeightBudgetKb(absl::GetFlag(FLAGS_budget_bits)));
+    options.run.hyper.activation_budget_kb =
+        static_cast<float>(spec.quant.ActivationBudgetKb(absl::GetFlag(FLAGS_budget_bits)));
+    options.run.hyper.penalty_form = static_cast<uint8_t>(form);
+    options.run.hyper.size_accounting = static_cast<uint8_t>(spec.quant.accounting);
+    options.run.hyper.lambda_w = options.run.hyper.lambda_a = static_cast<float>(DefaultLambda(form));
+    options.run.hyper.quantizer_every = static_cast<uint32_t>(absl::GetFlag(FLAGS_quantizer_every));
   }
   options.run.uplink = fed.uplink;
+  ASSIGN_OR_RETURN(options.server_optimizer,
+                   ParseServerOptimizer(absl::GetFlag(FLAGS_server_optimizer),
+                                        absl::GetFlag(FLAGS_server_lr),
+                                        absl::GetFlag(FLAGS_server_momentum)));
   options.downlink = fed.q8_trainable ? Codec::kQ : Codec::kFp16;
   options.downlink_bits = fed.q8_trainable ? 8 : 0;
   options.log = false;
@@ -179,7 +208,7 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
     return ShardPlan{index < head_only ? last : 0u, 0};
   };
 
-  ASSIGN_OR_RETURN(std::unique_ptr<FederatedModel> net, FederatedModel::Create(spec));
+  ASSIGN_OR_RETURN(std::unique_ptr<FederatedModel> net, FederatedModel::Create(spec, seed));
   RETURN_IF_ERROR(net->Initialize(Subset(train, at::arange(256)), 8));
   ModelState initial;
   initial.shards = net->ExportShards();
@@ -231,6 +260,10 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
   RETURN_IF_ERROR(net->ImportShards(service.model().shards));
   ASSIGN_OR_RETURN(result.accuracy, net->Evaluate(test, 500));
   const ModelSize size = net->Size();
+  if (spec.family == ModelFamily::kBinary) {
+    RETURN_IF_ERROR(net->Initialize(Subset(train, at::randperm(train.size()).narrow(0, 0, 500)), 0));
+    ASSIGN_OR_RETURN(result.restat_accuracy, net->Evaluate(test, 500));
+  }
   result.weight_bits = size.mean_weight_bits;
   result.act_bits = size.mean_activation_bits;
   result.model_kb = size.total_kb();
@@ -241,14 +274,16 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
 
 // The central reference on `samples` samples of `train`.
 absl::StatusOr<double> RunCentral(const ModelSpec& spec, const Dataset& train, const Dataset& test,
-                                  int64_t samples) {
+                                  int64_t samples, uint64_t seed) {
   const int batch = absl::GetFlag(FLAGS_batch);
   if (spec.family == ModelFamily::kBinary) {
     StandardOptions options;
     options.learning_rate = absl::GetFlag(FLAGS_lr);
+    options.seed = seed;
     StandardNet central(spec.binary, options);
     TrainOptions train_options;
     train_options.batch_size = batch;
+    train_options.seed = seed;
     train_options.max_steps = samples / batch;
     train_options.epochs = static_cast<int>(samples / std::max<int64_t>(1, train.size())) + 1;
     RETURN_IF_ERROR(Train(central, train, train_options).status());
@@ -256,138 +291,223 @@ absl::StatusOr<double> RunCentral(const ModelSpec& spec, const Dataset& train, c
   }
   QuantNetOptions float_options;
   float_options.quantize = false;
+  float_options.seed = seed;
   QuantNet central(spec.quant, float_options);
   PhaseConfig config;
   config.phase = Phase::kPretrain;
   config.steps = samples / batch;
   config.batch_size = batch;
+  config.seed = seed;
   RETURN_IF_ERROR(RunPhase(central, train, config).status());
   return EvaluateQuant(central, test);
+}
+
+struct Stat {
+  double mean = 0, sd = 0;  // sample standard deviation (0 for one seed)
+};
+
+template <typename F>
+Stat Over(const std::vector<FedResult>& runs, F field) {
+  Stat s;
+  if (runs.empty()) return s;
+  for (const FedResult& r : runs) s.mean += field(r);
+  s.mean /= runs.size();
+  if (runs.size() > 1) {
+    double ss = 0;
+    for (const FedResult& r : runs) ss += (field(r) - s.mean) * (field(r) - s.mean);
+    s.sd = std::sqrt(ss / (runs.size() - 1));
+  }
+  return s;
 }
 
 absl::Status Run() {
   CountingCpuAllocator::Install();
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
-  ASSIGN_OR_RETURN(const ModelSpec model, MakeModelSpec(absl::GetFlag(FLAGS_arch), std::nullopt));
+  ASSIGN_OR_RETURN(ModelSpec model, MakeModelSpec(absl::GetFlag(FLAGS_arch), std::nullopt));
+  ASSIGN_OR_RETURN(model.quant.accounting, ParseSizeAccounting(absl::GetFlag(FLAGS_accounting)));
   ASSIGN_OR_RETURN(const int pad, FashionMnistPadding(model));
   ASSIGN_OR_RETURN(const Dataset train, LoadFashionMnist(kFashionMnistDir, DataSplit::kTrain,
                                                          {absl::GetFlag(FLAGS_train_samples), pad}));
   ASSIGN_OR_RETURN(const Dataset test, LoadFashionMnist(kFashionMnistDir, DataSplit::kTest,
                                                         {absl::GetFlag(FLAGS_test_samples), pad}));
+  const bool binary = model.family == ModelFamily::kBinary;
+  const int seeds = absl::GetFlag(FLAGS_seeds) > 0 ? absl::GetFlag(FLAGS_seeds) : binary ? 1 : 3;
+  if (seeds > 20 || absl::GetFlag(FLAGS_quantizer_every) < 1) {
+    return absl::InvalidArgumentError("--seeds at most 20, --quantizer_every at least 1");
+  }
   PartitionSpec spec;
   spec.alpha = absl::GetFlag(FLAGS_alpha);
   spec.agents = absl::GetFlag(FLAGS_agents);
   const at::Tensor labels = train.labels.contiguous();
   std::vector<int> label_list(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
-  ASSIGN_OR_RETURN(const auto parts, Partition(label_list, 10, spec));
-  const bool binary = model.family == ModelFamily::kBinary;
 
-  std::vector<std::pair<FedConfig, FedResult>> runs;
   const bool q8 = absl::GetFlag(FLAGS_downlink) == "mixed-q8";
   if (!q8 && absl::GetFlag(FLAGS_downlink) != "mixed") {
     return absl::InvalidArgumentError("--downlink: mixed or mixed-q8");
   }
-  std::vector<FedConfig> configs = {
-      {q8 ? "sign-ef up, mixed-q8 down" : "sign-ef up, mixed down", Codec::kSignEf, true, q8}};
+  const std::string uplink = absl::GetFlag(FLAGS_uplink);
+  if (uplink != "sign-ef" && uplink != "fp32") return absl::InvalidArgumentError("--uplink: sign-ef or fp32");
+  std::vector<FedConfig> configs = {{uplink + (q8 ? " up, mixed-q8 down" : " up, mixed down"),
+                                     uplink == "fp32" ? Codec::kFp32 : Codec::kSignEf, true, q8}};
   if (absl::GetFlag(FLAGS_compare_downlink)) {
     configs.push_back({"sign-ef up, fp16 down", Codec::kSignEf, false});
   }
   if (!binary && absl::GetFlag(FLAGS_compare_uplink)) {
     configs.push_back({"fp32 up, mixed down", Codec::kFp32, true});
   }
-  for (const FedConfig& c : configs) {
-    std::fprintf(stderr, "federated %s: %s\n", model.name.c_str(), c.label.c_str());
-    ASSIGN_OR_RETURN(FedResult r, RunFederated(model, train, parts, test, c));
-    runs.emplace_back(c, std::move(r));
-  }
-  const FedResult& main_run = runs[0].second;
-
-  // Central: the same network on the union of the agents' data, for as
-  // many samples as the federation processed.
-  const int total_rounds = main_run.rounds;
-  const int64_t samples = int64_t{total_rounds} * spec.agents * absl::GetFlag(FLAGS_local_steps) *
-                          absl::GetFlag(FLAGS_batch);
+  // runs[c][k]: configuration c, seed k + 1.
+  std::vector<std::vector<FedResult>> runs(configs.size());
+  std::vector<double> central;
   const std::string central_name = binary ? "central, standard float trainer" : "central float";
-  std::fprintf(stderr, "%s, %lld samples\n", central_name.c_str(), static_cast<long long>(samples));
-  const auto start = std::chrono::steady_clock::now();
-  double central_acc = -1;
-  if (absl::GetFlag(FLAGS_central)) {
-    ASSIGN_OR_RETURN(central_acc, RunCentral(model, train, test, samples));
+  double central_s = 0;
+  int64_t samples = 0;
+  for (int k = 0; k < seeds; ++k) {
+    const uint64_t seed = static_cast<uint64_t>(k + 1);
+    spec.seed = seed;
+    ASSIGN_OR_RETURN(const auto parts, Partition(label_list, 10, spec));
+    for (size_t c = 0; c < configs.size(); ++c) {
+      std::fprintf(stderr, "federated %s: %s, seed %llu of %d\n", model.name.c_str(),
+                   configs[c].label.c_str(), static_cast<unsigned long long>(seed), seeds);
+      ASSIGN_OR_RETURN(FedResult r, RunFederated(model, train, parts, test, configs[c], seed));
+      runs[c].push_back(std::move(r));
+    }
+    // Central: the same network on the union of the agents' data, for as
+    // many samples as the federation processed.
+    samples = int64_t{runs[0].back().rounds} * spec.agents * absl::GetFlag(FLAGS_local_steps) *
+              absl::GetFlag(FLAGS_batch);
+    if (absl::GetFlag(FLAGS_central)) {
+      std::fprintf(stderr, "%s, %lld samples, seed %llu\n", central_name.c_str(),
+                   static_cast<long long>(samples), static_cast<unsigned long long>(seed));
+      const auto start = std::chrono::steady_clock::now();
+      ASSIGN_OR_RETURN(const double acc, RunCentral(model, train, test, samples, seed));
+      central.push_back(acc);
+      central_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
   }
-  const double central_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::vector<FedResult>& main_runs = runs[0];
+  const int total_rounds = main_runs[0].rounds;
+  Stat central_acc{-1, 0};
+  if (!central.empty()) {
+    std::vector<FedResult> as_runs(central.size());
+    for (size_t k = 0; k < central.size(); ++k) as_runs[k].accuracy = central[k];
+    central_acc = Over(as_runs, [](const FedResult& r) { return r.accuracy; });
+  }
+  auto accuracy = [](const FedResult& r) { return r.accuracy; };
 
   std::printf("\n%s, Fashion-MNIST, %d agents (%.0f%% train only the head), Dirichlet %.2f, "
-              "%d rounds x %d steps x %d\n\n",
+              "%d rounds x %d steps x %d, %s server optimizer; %d seed(s): mean +- sd\n",
               model.name.c_str(), spec.agents, 100 * absl::GetFlag(FLAGS_head_only), spec.alpha,
-              total_rounds, absl::GetFlag(FLAGS_local_steps), absl::GetFlag(FLAGS_batch));
-  std::printf("%-34s %9s %7s %7s %10s %14s %8s %16s %8s %9s\n", "run", "test acc", "w bits",
+              total_rounds, absl::GetFlag(FLAGS_local_steps), absl::GetFlag(FLAGS_batch),
+              absl::GetFlag(FLAGS_server_optimizer).c_str(), seeds);
+  if (!binary) {
+    std::printf("%s accounting, %s penalty, quantizers updated every %d step(s)\n",
+                SizeAccountingName(model.quant.accounting), absl::GetFlag(FLAGS_penalty).c_str(),
+                absl::GetFlag(FLAGS_quantizer_every));
+  }
+  std::printf("\n%-34s %16s %7s %7s %10s %14s %8s %16s %8s %9s\n", "run", "test acc", "w bits",
               "a bits", "model kB", "uplink bytes", "vs fp32", "downlink B/round", "vs fp32",
               "seconds");
-  if (central_acc >= 0) {
-    std::printf("%-34s %8.2f%% %7s %7s %10s %14s %8s %16s %8s %9.0f\n", central_name.c_str(),
-                100 * central_acc, "32", "32", "-", "-", "-", "-", "-", central_s);
+  if (central_acc.mean >= 0) {
+    std::printf("%-34s %8.2f+-%-5.2f%% %7s %7s %10s %14s %8s %16s %8s %9.0f\n",
+                central_name.c_str(), 100 * central_acc.mean, 100 * central_acc.sd, "32", "32",
+                "-", "-", "-", "-", "-", central_s);
   }
-  auto ratio = [](int64_t reference, int64_t bytes) {
-    return static_cast<double>(reference) / std::max<int64_t>(1, bytes);
+  auto ratio = [](double reference, double bytes) { return reference / std::max(1.0, bytes); };
+  for (size_t c = 0; c < configs.size(); ++c) {
+    const std::vector<FedResult>& rs = runs[c];
+    const Stat acc = Over(rs, accuracy);
+    const double up = Over(rs, [](const FedResult& r) { return double(r.uplink_bytes); }).mean;
+    const double up32 = Over(rs, [](const FedResult& r) { return double(r.fp32_uplink_bytes); }).mean;
+    const double down = Over(rs, [](const FedResult& r) { return double(r.downlink_bytes); }).mean;
+    const double down32 =
+        Over(rs, [](const FedResult& r) { return double(r.fp32_downlink_bytes); }).mean;
+    std::printf("%-34s %8.2f+-%-5.2f%% %7.2f %7.2f %10.1f %14.0f %7.1fx %16.0f %7.1fx %9.0f\n",
+                ("federated, " + configs[c].label).c_str(), 100 * acc.mean, 100 * acc.sd,
+                Over(rs, [](const FedResult& r) { return r.weight_bits; }).mean,
+                Over(rs, [](const FedResult& r) { return r.act_bits; }).mean,
+                Over(rs, [](const FedResult& r) { return r.model_kb; }).mean, up, ratio(up32, up),
+                down / std::max(1, total_rounds), ratio(down32, down),
+                Over(rs, [](const FedResult& r) { return r.seconds; }).mean * rs.size());
+  }
+  auto sum = [](const std::vector<FedResult>& rs, int64_t FedResult::*field) {
+    double total = 0;
+    for (const FedResult& r : rs) total += static_cast<double>(r.*field);
+    return total;
   };
-  for (const auto& [c, r] : runs) {
-    std::printf("%-34s %8.2f%% %7.2f %7.2f %10.1f %14lld %7.1fx %16lld %7.1fx %9.0f\n",
-                ("federated, " + c.label).c_str(), 100 * r.accuracy, r.weight_bits, r.act_bits,
-                r.model_kb, static_cast<long long>(r.uplink_bytes),
-                ratio(r.fp32_uplink_bytes, r.uplink_bytes),
-                static_cast<long long>(r.downlink_bytes / std::max(1, r.rounds)),
-                ratio(r.fp32_downlink_bytes, r.downlink_bytes), r.seconds);
+  const double up_ratio = ratio(sum(main_runs, &FedResult::fp32_uplink_bytes),
+                                sum(main_runs, &FedResult::uplink_bytes));
+  const double down_ratio = ratio(sum(main_runs, &FedResult::fp32_downlink_bytes),
+                                  sum(main_runs, &FedResult::downlink_bytes));
+  for (size_t c = 0; c < configs.size(); ++c) {
+    const Stat restat = Over(runs[c], [](const FedResult& r) { return r.restat_accuracy; });
+    if (restat.mean >= 0 && binary) {
+      std::printf("federated, %s: %.2f%% with the norms' statistics measured again on 500 "
+                  "training samples under the final weights\n",
+                  configs[c].label.c_str(), 100 * restat.mean);
+    }
   }
-  const double up_ratio = ratio(main_run.fp32_uplink_bytes, main_run.uplink_bytes);
-  const double down_ratio = ratio(main_run.fp32_downlink_bytes, main_run.downlink_bytes);
+  const Stat main_acc = Over(main_runs, accuracy);
   std::printf("\nuplink: %.1fx fewer bytes than fp32 updates (target >= 16x)\n", up_ratio);
   std::printf("downlink per round: %.1fx fewer bytes than fp32 shards (target >= 4x with half the "
               "agents training only the head)\n", down_ratio);
-  if (runs.size() > 1 && !runs[1].first.mixed_downlink) {
+  if (configs.size() > 1 && !configs[1].mixed_downlink) {
     std::printf("mixed vs all-fp16 downlink: accuracy %+.2f pp\n",
-                100 * (main_run.accuracy - runs[1].second.accuracy));
+                100 * (main_acc.mean - Over(runs[1], accuracy).mean));
   }
-  for (const auto& [c, r] : runs) {
-    if (c.uplink == Codec::kFp32) {
+  for (size_t c = 0; c < configs.size(); ++c) {
+    if (configs[c].uplink == Codec::kFp32 && c > 0) {
       std::printf("sign-ef vs fp32 uplink: accuracy %+.2f pp (target >= -1 pp)\n",
-                  100 * (main_run.accuracy - r.accuracy));
+                  100 * (main_acc.mean - Over(runs[c], accuracy).mean));
     }
   }
-  if (central_acc >= 0) {
+  if (central_acc.mean >= 0) {
     std::printf("federated vs %s: %+.2f pp (target within 2 pp)\n", central_name.c_str(),
-                100 * (main_run.accuracy - central_acc));
+                100 * (main_acc.mean - central_acc.mean));
   }
+  const Stat wbits = Over(main_runs, [](const FedResult& r) { return r.weight_bits; });
+  const Stat abits = Over(main_runs, [](const FedResult& r) { return r.act_bits; });
   if (!binary) {
-    std::printf(">= 90%% at <= 2 average bits: %.2f%% at %.2f weight / %.2f activation bits\n",
-                100 * main_run.accuracy, main_run.weight_bits, main_run.act_bits);
+    std::printf(">= 90%% at <= 2 average bits: %.2f +- %.2f%% at %.2f weight / %.2f activation "
+                "bits\n",
+                100 * main_acc.mean, 100 * main_acc.sd, wbits.mean, abits.mean);
   }
   const std::string dir = absl::GetFlag(FLAGS_out_dir);
   RETURN_IF_ERROR(CreateDirectories(dir));
   const std::string stem = dir + "/federated_accuracy_bench" + (binary ? "_" + model.name : "");
   std::ofstream(stem + ".json") << absl::StrFormat(
-      "{\"arch\": \"%s\", \"central_accuracy\": %.4f, \"federated_accuracy\": %.4f, "
+      "{\"arch\": \"%s\", \"seeds\": %d, \"central_accuracy\": %.4f, \"central_accuracy_sd\": %.4f, "
+      "\"federated_accuracy\": %.4f, \"federated_accuracy_sd\": %.4f, "
       "\"weight_bits\": %.3f, \"activation_bits\": %.3f, \"uplink_ratio_vs_fp32\": %.2f, "
-      "\"downlink_ratio_vs_fp32\": %.2f, \"uplink_bytes\": %d, \"downlink_bytes_per_round\": %d, "
-      "\"fp16_downlink_accuracy\": %.4f}\n",
-      model.name, central_acc, main_run.accuracy, main_run.weight_bits, main_run.act_bits, up_ratio,
-      down_ratio, main_run.uplink_bytes, main_run.downlink_bytes / std::max(1, main_run.rounds),
-      runs.size() > 1 ? runs[1].second.accuracy : -1.0);
+      "\"downlink_ratio_vs_fp32\": %.2f, \"uplink_bytes\": %.0f, \"downlink_bytes_per_round\": %.0f, "
+      "\"second_run_accuracy\": %.4f}\n",
+      model.name, seeds, central_acc.mean, central_acc.sd, main_acc.mean, main_acc.sd, wbits.mean,
+      abits.mean, up_ratio, down_ratio, sum(main_runs, &FedResult::uplink_bytes) / seeds,
+      sum(main_runs, &FedResult::downlink_bytes) / seeds / std::max(1, total_rounds),
+      runs.size() > 1 ? Over(runs[1], accuracy).mean : -1.0);
   std::vector<PlotSeries> series;
-  for (const auto& [c, r] : runs) {
-    PlotSeries p{"federated " + c.label};
-    for (size_t i = 0; i < r.accuracy_per_round.size(); ++i) {
+  for (size_t c = 0; c < configs.size(); ++c) {
+    PlotSeries p{"federated " + configs[c].label};
+    for (size_t i = 0; i < runs[c][0].accuracy_per_round.size(); ++i) {
+      std::vector<FedResult> at_round(runs[c].size());
+      for (size_t k = 0; k < runs[c].size(); ++k) {
+        const auto& per_round = runs[c][k].accuracy_per_round;
+        at_round[k].accuracy = i < per_round.size() ? per_round[i] : 0;
+      }
+      const Stat st = Over(at_round, accuracy);
       p.x.push_back(i + 1);
-      p.y.push_back(100 * r.accuracy_per_round[i]);
+      p.y.push_back(100 * st.mean);
+      p.y_err.push_back(100 * st.sd);
     }
     series.push_back(p);
   }
-  if (central_acc >= 0) {
-    series.push_back(PlotSeries{central_name + " (final)", {1.0, static_cast<double>(total_rounds)},
-                                {100 * central_acc, 100 * central_acc}});
+  if (central_acc.mean >= 0) {
+    PlotSeries c{central_name + " (final)", {1.0, static_cast<double>(total_rounds)},
+                 {100 * central_acc.mean, 100 * central_acc.mean}};
+    series.push_back(c);
   }
-  PlotOptions plot{"Federated " + model.name + " on Fashion-MNIST: test accuracy per round", "round",
-                   "test accuracy (%)"};
+  PlotOptions plot{"Federated " + model.name + " on Fashion-MNIST: test accuracy per round" +
+                       (seeds > 1 ? " (mean +- sd over seeds)" : ""),
+                   "round", "test accuracy (%)"};
   std::ofstream(stem + ".svg") << RenderSvgPlot(series, plot);
   std::printf("wrote %s.json and %s.svg\n", stem.c_str(), stem.c_str());
   return absl::OkStatus();

@@ -27,6 +27,13 @@ double TickStep(double range) {
   return power * (unit < 1.5 ? 1 : unit < 3.5 ? 2 : unit < 7.5 ? 5 : 10);
 }
 
+// The error bar's half-width at point i: 0 where none is given or it is not
+// a finite non-negative number.
+double ErrorAt(const std::vector<double>& err, size_t i) {
+  if (i >= err.size() || !std::isfinite(err[i]) || err[i] < 0) return 0;
+  return err[i];
+}
+
 }  // namespace
 
 std::string RenderSvgPlot(const std::vector<PlotSeries>& series, const PlotOptions& options) {
@@ -34,10 +41,11 @@ std::string RenderSvgPlot(const std::vector<PlotSeries>& series, const PlotOptio
   for (const PlotSeries& s : series) {
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
       if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
-      x0 = std::min(x0, s.x[i]);
-      x1 = std::max(x1, s.x[i]);
-      y0 = std::min(y0, s.y[i]);
-      y1 = std::max(y1, s.y[i]);
+      const double ex = ErrorAt(s.x_err, i), ey = ErrorAt(s.y_err, i);
+      x0 = std::min(x0, s.x[i] - ex);
+      x1 = std::max(x1, s.x[i] + ex);
+      y0 = std::min(y0, s.y[i] - ey);
+      y1 = std::max(y1, s.y[i] + ey);
     }
   }
   if (!std::isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
@@ -87,6 +95,22 @@ std::string RenderSvgPlot(const std::vector<PlotSeries>& series, const PlotOptio
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
       if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
       absl::StrAppendFormat(&points, "%.1f,%.1f ", px(s.x[i]), py(s.y[i]));
+      if (const double ey = ErrorAt(s.y_err, i); ey > 0) {
+        const double top_y = py(s.y[i] + ey), low_y = py(s.y[i] - ey), cx = px(s.x[i]);
+        absl::StrAppendFormat(&svg,
+                              "<path class=\"error-bar\" d=\"M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f "
+                              "%.1fH%.1f\" stroke=\"%s\" fill=\"none\"/>\n",
+                              cx, top_y, low_y, cx - 4, top_y, cx + 4, cx - 4, low_y, cx + 4,
+                              color);
+      }
+      if (const double ex = ErrorAt(s.x_err, i); ex > 0) {
+        const double left_x = px(s.x[i] - ex), right_x = px(s.x[i] + ex), cy = py(s.y[i]);
+        absl::StrAppendFormat(&svg,
+                              "<path class=\"error-bar\" d=\"M%.1f %.1fH%.1fM%.1f %.1fV%.1fM%.1f "
+                              "%.1fV%.1f\" stroke=\"%s\" fill=\"none\"/>\n",
+                              left_x, cy, right_x, left_x, cy - 4, cy + 4, right_x, cy - 4,
+                              cy + 4, color);
+      }
       absl::StrAppendFormat(&svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n",
                             px(s.x[i]), py(s.y[i]), color);
     }

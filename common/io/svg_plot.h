@@ -20,6 +20,9 @@ struct PlotSeries {
   std::vector<double> x, y;
   bool lines = true;
   std::string color;  // empty: a default palette colour
+  // Optional half-widths of error bars (say one standard deviation), index
+  // for index with the points; drawn as whiskers with caps.
+  std::vector<double> x_err, y_err;
 };
 
 struct PlotOptions {

@@ -28,6 +28,17 @@ TEST(SvgPlotTest, DrawsEverySeriesPointAndLegend) {
   EXPECT_EQ(Count(svg, "<polyline"), 1);
 }
 
+TEST(SvgPlotTest, ErrorBarsWidenTheAxes) {
+  PlotSeries a{"learned", {10, 20}, {85, 90}};
+  a.y_err = {1.5, -1};  // a negative half-width draws nothing
+  const std::string svg = RenderSvgPlot({a}, {"t", "kB", "accuracy"});
+  EXPECT_EQ(Count(svg, "class=\"error-bar\""), 1);
+  // 85 - 1.5 = 83.5 is on the plot: the y axis starts at 83 or below.
+  EXPECT_THAT(svg, HasSubstr(">83<"));
+  a.x_err = {0, 2};
+  EXPECT_EQ(Count(RenderSvgPlot({a}, {"t", "kB", "accuracy"}), "class=\"error-bar\""), 2);
+}
+
 TEST(SvgPlotTest, SurvivesDegenerateInput) {
   PlotSeries flat{"flat", {1, 1}, {2, 2}};
   PlotSeries nan{"nan", {0.0 / 0.0}, {1}};

@@ -84,12 +84,14 @@ struct Hyper {
   float learning_rate = 1e-3f;
   uint32_t batch_size = 64;
   uint32_t local_steps = 100;
-  uint32_t quantizer_every = 20;
+  uint32_t quantizer_every = 1;
   float penalty_scale = 0;
   float weight_budget_kb = 0;
   float activation_budget_kb = 0;
-  float lambda_w = 1e-4f;
-  float lambda_a = 1e-4f;
+  float lambda_w = 1.0f;
+  float lambda_a = 1.0f;
+  uint8_t penalty_form = 0;     // models/quant PenaltyForm: 0 relative, 1 absolute
+  uint8_t size_accounting = 0;  // models/quant SizeAccounting: 0 reference, 1 project
 };
 
 struct Task {

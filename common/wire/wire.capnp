@@ -70,6 +70,8 @@ struct Hyper {
   activationBudgetKb @6 :Float32;
   lambdaW @7 :Float32;
   lambdaA @8 :Float32;
+  penaltyForm @9 :UInt8;       # size penalty's excess: 0 relative (W/W* - 1), 1 absolute (kB)
+  sizeAccounting @10 :UInt8;   # 0 reference (image not counted, classifier bias counted), 1 project
 }
 
 struct Task {

@@ -84,7 +84,9 @@ absl::Status CheckHyper(const Hyper& h) {
   RETURN_IF_ERROR(CheckRange("weight budget kB", h.weight_budget_kb, 0, 1e9));
   RETURN_IF_ERROR(CheckRange("activation budget kB", h.activation_budget_kb, 0, 1e9));
   RETURN_IF_ERROR(CheckRange("lambda_w", h.lambda_w, 0, 1e3));
-  return CheckRange("lambda_a", h.lambda_a, 0, 1e3);
+  RETURN_IF_ERROR(CheckRange("lambda_a", h.lambda_a, 0, 1e3));
+  RETURN_IF_ERROR(CheckRange("penalty form", h.penalty_form, 0, 1));
+  return CheckRange("size accounting", h.size_accounting, 0, 1);
 }
 
 struct BodyValidator {
@@ -180,6 +182,8 @@ void WriteHyper(const Hyper& h, wire::Hyper::Builder b) {
   b.setActivationBudgetKb(h.activation_budget_kb);
   b.setLambdaW(h.lambda_w);
   b.setLambdaA(h.lambda_a);
+  b.setPenaltyForm(h.penalty_form);
+  b.setSizeAccounting(h.size_accounting);
 }
 
 struct BodyWriter {
@@ -301,6 +305,8 @@ Hyper ReadHyper(wire::Hyper::Reader r) {
   h.activation_budget_kb = r.getActivationBudgetKb();
   h.lambda_w = r.getLambdaW();
   h.lambda_a = r.getLambdaA();
+  h.penalty_form = r.getPenaltyForm();
+  h.size_accounting = r.getSizeAccounting();
   return h;
 }
 

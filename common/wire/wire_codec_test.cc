@@ -94,6 +94,8 @@ TEST(WireCodecTest, EveryMessageRoundTrips) {
   task.deadline_ms = 30000;
   task.hyper.penalty_scale = 0.5f;
   task.hyper.weight_budget_kb = 40;
+  task.hyper.penalty_form = 1;
+  task.hyper.size_accounting = 1;
   task.uplink_codec = Codec::kQ;
   task.uplink_bits = 4;
   task.trainable_from = 2;
@@ -107,6 +109,8 @@ TEST(WireCodecTest, EveryMessageRoundTrips) {
   EXPECT_EQ(back.trainable_from, 2u);
   EXPECT_FLOAT_EQ(back.hyper.penalty_scale, 0.5f);
   EXPECT_FLOAT_EQ(back.hyper.weight_budget_kb, 40.0f);
+  EXPECT_EQ(back.hyper.penalty_form, 1);
+  EXPECT_EQ(back.hyper.size_accounting, 1);
   ExpectSameTensors(back.shards, task.shards);
 
   TaskResult result;
@@ -232,6 +236,14 @@ TEST(WireCodecTest, RejectsBadFields) {
   task.uplink_bits = 4;
   task.hyper.learning_rate = std::numeric_limits<float>::infinity();
   EXPECT_FALSE(EncodeMessage(Sample(task)).ok());
+  task.hyper.learning_rate = 1e-3f;
+  task.hyper.penalty_form = 2;
+  EXPECT_THAT(std::string(EncodeMessage(Sample(task)).status().message()),
+              HasSubstr("penalty form"));
+  task.hyper.penalty_form = 0;
+  task.hyper.size_accounting = 7;
+  EXPECT_THAT(std::string(EncodeMessage(Sample(task)).status().message()),
+              HasSubstr("size accounting"));
 
   TaskResult mixed_up = SampleResult();
   WireTensor mixed;

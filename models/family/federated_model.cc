@@ -47,6 +47,8 @@ class MixedPrecisionModel : public FederatedModel {
     return EvaluateQuant(*net_, data, batch_size);
   }
 
+  void SetSizeAccounting(SizeAccounting accounting) override { net_->set_accounting(accounting); }
+
   ModelSize Size() override {
     const SizeReport size = net_->Size();
     return {size.weight_kb, size.activation_kb, size.mean_weight_bits, size.mean_activation_bits};

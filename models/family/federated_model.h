@@ -79,6 +79,9 @@ class FederatedModel {
   virtual absl::StatusOr<double> Evaluate(const Dataset& data, int batch_size) = 0;
 
   virtual ModelSize Size() = 0;
+  // How the size model counts (mixed precision; a binary network has no
+  // learned bit-widths and ignores it).
+  virtual void SetSizeAccounting(SizeAccounting) {}
 
   // The frozen-layer coding of every weight shard, by shard name.
   virtual std::map<std::string, FrozenCoding> FrozenCodings() = 0;

@@ -168,5 +168,22 @@ TEST(FederatedModelTest, MixedPrecisionExportLoadsThroughTheSameCall) {
   EXPECT_EQ((*loaded)->spec().family, ModelFamily::kMixedPrecision);
 }
 
+// The task's size accounting reaches the network's size model: the project
+// accounting counts the 784-pixel image (at the 8 bits of a fresh network)
+// and no bias; the reference one counts the classifier's ten float32 biases.
+TEST(FederatedModelTest, SizeAccountingFollowsTheTask) {
+  std::unique_ptr<FederatedModel> model = Make("fmnist-mlp", {1, 28, 28}, 10);
+  const ModelSize reference = model->Size();
+  model->SetSizeAccounting(SizeAccounting::kProject);
+  const ModelSize project = model->Size();
+  EXPECT_NEAR(project.activation_kb - reference.activation_kb, 784.0 * 8 / 8000, 1e-9);
+  EXPECT_NEAR(reference.weight_kb - project.weight_kb, 10.0 * 32 / 8000, 1e-9);
+  // A binary network has no learned bit-widths: nothing to account.
+  std::unique_ptr<FederatedModel> binary = Make("mlp", {1, 28, 28}, 4);
+  const ModelSize before = binary->Size();
+  binary->SetSizeAccounting(SizeAccounting::kProject);
+  EXPECT_EQ(binary->Size().total_kb(), before.total_kb());
+}
+
 }  // namespace
 }  // namespace fedge

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -19,17 +20,66 @@ bool MeetsBudget(const SizeReport& size, const Budget& budget) {
          (budget.activation_kb <= 0 || size.activation_kb <= budget.activation_kb);
 }
 
+// e(kb, budget) of the size model, differentiable in kb.
+at::Tensor Excess(const at::Tensor& kb, double budget_kb, PenaltyForm form) {
+  return at::relu(form == PenaltyForm::kRelative ? kb / budget_kb - 1.0 : kb - budget_kb);
+}
+
 at::Tensor PenaltyTensor(const QuantNet& net, const Budget& budget, double ramp) {
   at::Tensor penalty = at::zeros({}, at::kFloat);
   if (budget.weight_kb > 0) {
-    penalty = penalty + budget.lambda_w * at::relu(net.WeightKb() - budget.weight_kb).pow(2);
+    penalty = penalty +
+              budget.lambda_w * Excess(net.WeightKb(), budget.weight_kb, budget.form).pow(2);
   }
   if (budget.activation_kb > 0) {
-    penalty =
-        penalty + budget.lambda_a * at::relu(net.ActivationKb() - budget.activation_kb).pow(2);
+    penalty = penalty + budget.lambda_a *
+                            Excess(net.ActivationKb(), budget.activation_kb, budget.form).pow(2);
   }
   return penalty * ramp;
 }
+
+// Adam on log d and log xmax: an update moves a quantizer's step and range by
+// a factor, so one learning rate suits a weight step of 2e-3 and an
+// activation range of 10 alike. (Adam on d itself moves every step by about
+// the learning rate whatever its size: at 1e-2 one update multiplies an
+// 8-bit weight step of 2e-3 by six, and the bit-widths collapse.)
+class LogScaleAdam {
+ public:
+  LogScaleAdam(std::vector<at::Tensor> params, double learning_rate)
+      : params_(std::move(params)), lr_(learning_rate) {
+    for (const at::Tensor& p : params_) {
+      m_.push_back(at::zeros_like(p));
+      v_.push_back(at::zeros_like(p));
+    }
+  }
+
+  void ZeroGrad() {
+    for (at::Tensor& p : params_) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+  }
+
+  void Step() {
+    at::NoGradGuard no_grad;
+    ++t_;
+    const double c1 = 1 - std::pow(kBeta1, t_), c2 = 1 - std::pow(kBeta2, t_);
+    for (size_t i = 0; i < params_.size(); ++i) {
+      at::Tensor& p = params_[i];
+      if (!p.grad().defined()) continue;
+      const at::Tensor g = p.grad() * p;  // dL/d(log p)
+      m_[i].mul_(kBeta1).add_(g, 1 - kBeta1);
+      v_[i].mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
+      const at::Tensor step = (m_[i] / c1) / ((v_[i] / c2).sqrt() + kEpsilon);
+      p.mul_(at::exp(step * -lr_));
+    }
+  }
+
+ private:
+  static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEpsilon = 1e-8;
+  std::vector<at::Tensor> params_, m_, v_;
+  double lr_;
+  int64_t t_ = 0;
+};
 
 }  // namespace
 
@@ -58,7 +108,11 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
     torch::optim::Adam weights(net.WeightParameters(),
                                torch::optim::AdamOptions(config.learning_rate));
     std::unique_ptr<torch::optim::Adam> quantizers;
-    if (learn) {
+    std::unique_ptr<LogScaleAdam> log_quantizers;
+    if (learn && config.quantizer_log_scale) {
+      log_quantizers =
+          std::make_unique<LogScaleAdam>(net.QuantizerParameters(), config.quantizer_learning_rate);
+    } else if (learn) {
       quantizers = std::make_unique<torch::optim::Adam>(
           net.QuantizerParameters(), torch::optim::AdamOptions(config.quantizer_learning_rate));
     }
@@ -85,10 +139,12 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
       }
       weights.zero_grad();
       if (quantizers) quantizers->zero_grad();
+      if (log_quantizers) log_quantizers->ZeroGrad();
       loss.backward();
       weights.step();
-      if (quantizers && (step + 1) % config.quantizer_every == 0) {
-        quantizers->step();
+      if (learn && (step + 1) % config.quantizer_every == 0) {
+        if (quantizers) quantizers->step();
+        if (log_quantizers) log_quantizers->Step();
         net.Constrain();
       }
       const double batch_correct = logits.argmax(1).eq(y).sum().item<double>();

@@ -8,9 +8,11 @@
 //   pretrain         fixed precision: quantizers calibrated (optionally) at
 //                    `pretrain_bits`, then frozen; no size penalty
 //   learn precision  weights update every step, quantizer steps and ranges
-//                    every `quantizer_every`-th step; penalty on, ramped over
-//                    the first half; the best state meeting both budgets is
-//                    kept and restored at the end
+//                    every `quantizer_every`-th step (by default every step,
+//                    in log scale: each update multiplies d and xmax by a
+//                    factor); penalty on, ramped over the first half; the
+//                    best state meeting both budgets is kept and restored at
+//                    the end
 //   finetune         bit-widths frozen, penalty off
 //
 // Not thread-safe.
@@ -32,8 +34,11 @@ struct PhaseConfig {
   int64_t steps = 100;
   int batch_size = 64;
   double learning_rate = 1e-3;
-  double quantizer_learning_rate = 1e-3;
-  int quantizer_every = 20;
+  // Adam on log d and log xmax (relative steps), or, false, on d and xmax
+  // themselves (the seed's update, whose absolute steps collapse bit-widths).
+  bool quantizer_log_scale = true;
+  double quantizer_learning_rate = 1e-2;
+  int quantizer_every = 1;
   Budget budget;
   // The ramp position at the start, for a phase split across several calls
   // (federated rounds): s(t) is computed at step_offset + t of phase_steps.

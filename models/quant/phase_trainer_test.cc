@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "gtest/gtest.h"
@@ -73,9 +74,8 @@ TEST_F(PhaseTrainerTest, LearnPrecisionUpdatesQuantizersEveryNthStepAndShrinks) 
   learn.phase = Phase::kLearnPrecision;
   learn.quantizer_every = 5;
   learn.steps = 4;  // fewer than the interval: no quantizer update yet
-  learn.quantizer_learning_rate = 5e-3;
+  learn.quantizer_learning_rate = 5e-2;
   learn.budget.weight_kb = before_kb / 4;  // ask for 2-bit weights on average
-  learn.budget.lambda_w = 1e-2;
   const auto quantizers = Copy(net.QuantizerParameters());
   ASSERT_TRUE(RunPhase(net, *train_, learn).ok());
   EXPECT_TRUE(Same(quantizers, net.QuantizerParameters()));
@@ -88,6 +88,74 @@ TEST_F(PhaseTrainerTest, LearnPrecisionUpdatesQuantizersEveryNthStepAndShrinks) 
               report->size.weight_kb, report->size.mean_weight_bits, report->met_budget);
   EXPECT_LT(report->size.weight_kb, 0.75 * before_kb);
   EXPECT_GT(report->penalty, -1e-12);
+}
+
+// Quantizer updates are relative: one step moves every d and xmax by a
+// factor of at most about exp(learning rate), however small the step is. (A
+// plain Adam step of 1e-2 would add ~1e-2 to an 8-bit weight step of ~1e-3.)
+TEST_F(PhaseTrainerTest, QuantizerUpdatesAreRelative) {
+  QuantNet net(*MakeQuantArch("fmnist-mlp"), QuantNetOptions());
+  PhaseConfig pre;
+  pre.steps = 5;
+  pre.calibrate = true;
+  ASSERT_TRUE(RunPhase(net, *train_, pre).ok());
+  const auto before = Copy(net.QuantizerParameters());
+  PhaseConfig learn;
+  learn.phase = Phase::kLearnPrecision;
+  learn.steps = 1;
+  learn.quantizer_learning_rate = 1e-2;
+  learn.budget.weight_kb = net.Size().weight_kb / 4;
+  ASSERT_TRUE(RunPhase(net, *train_, learn).ok());
+  const auto after = net.QuantizerParameters();
+  bool moved = false;
+  for (size_t i = 0; i < before.size(); ++i) {
+    const at::Tensor ratio = after[i] / before[i];
+    EXPECT_LE(ratio.max().item<double>(), std::exp(0.0101)) << i;
+    EXPECT_GE(ratio.min().item<double>(), std::exp(-0.0101)) << i;
+    moved |= !at::equal(after[i], before[i]);
+  }
+  EXPECT_TRUE(moved);
+  // The seed's update on d itself: the same step moves the weights' d by
+  // far more than 1%.
+  QuantNet linear(*MakeQuantArch("fmnist-mlp"), QuantNetOptions());
+  ASSERT_TRUE(RunPhase(linear, *train_, pre).ok());
+  const at::Tensor d0 = linear.QuantizerParameters()[0].detach().clone();
+  learn.quantizer_log_scale = false;
+  ASSERT_TRUE(RunPhase(linear, *train_, learn).ok());
+  const at::Tensor d1 = linear.QuantizerParameters()[0];
+  EXPECT_GT((d1 / d0 - 1).abs().max().item<double>(), 0.5);
+}
+
+// Activation bit-widths reach their budget: under the relative penalty an
+// activation budget of a quarter of the 8-bit size pulls them down within a
+// few hundred steps. The image's quantizer is fixed input under the
+// reference accounting and learns under the project's.
+TEST_F(PhaseTrainerTest, ActivationsLearnTowardTheirBudget) {
+  for (SizeAccounting accounting : {SizeAccounting::kReference, SizeAccounting::kProject}) {
+    QuantArch arch = *MakeQuantArch("fmnist-mlp");
+    arch.accounting = accounting;
+    QuantNet net(arch, QuantNetOptions());
+    PhaseConfig pre;
+    pre.steps = 30;
+    pre.calibrate = true;
+    ASSERT_TRUE(RunPhase(net, *train_, pre).ok());
+    const SizeReport before = net.Size();
+    const at::Tensor image_step = net.QuantizerParameters()[2].detach().clone();
+    PhaseConfig learn;
+    learn.phase = Phase::kLearnPrecision;
+    learn.steps = 300;
+    learn.budget.weight_kb = before.weight_kb / 2;
+    learn.budget.activation_kb = before.activation_kb / 4;
+    absl::StatusOr<PhaseReport> report = RunPhase(net, *train_, learn);
+    ASSERT_TRUE(report.ok()) << report.status();
+    std::printf("%s: activations %.3f kB (%.2f bits) -> %.3f kB (%.2f bits), met budget %d\n",
+                SizeAccountingName(accounting), before.activation_kb,
+                before.mean_activation_bits, report->size.activation_kb,
+                report->size.mean_activation_bits, report->met_budget);
+    EXPECT_LT(report->size.activation_kb, 0.6 * before.activation_kb);
+    EXPECT_EQ(at::equal(net.QuantizerParameters()[2], image_step),
+              accounting == SizeAccounting::kReference);
+  }
 }
 
 TEST_F(PhaseTrainerTest, FinetuneFreezesBitWidths) {

@@ -16,6 +16,38 @@ int64_t QuantArch::activation_elements() const {
   return n;
 }
 
+int64_t QuantArch::counted_activation_elements() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (counts_input(i)) n += layers[i].input_elements();
+  }
+  return n;
+}
+
+int64_t QuantArch::bias_count() const {
+  if (accounting != SizeAccounting::kReference || layers.empty()) return 0;
+  return layers.back().out_channels;
+}
+
+double QuantArch::WeightBudgetKb(double bits) const {
+  return bits * static_cast<double>(weight_count() + bias_count()) / 8000.0;
+}
+
+double QuantArch::ActivationBudgetKb(double bits) const {
+  return bits * static_cast<double>(counted_activation_elements()) / 8000.0;
+}
+
+const char* SizeAccountingName(SizeAccounting accounting) {
+  return accounting == SizeAccounting::kReference ? "reference" : "project";
+}
+
+absl::StatusOr<SizeAccounting> ParseSizeAccounting(absl::string_view name) {
+  if (name == "reference") return SizeAccounting::kReference;
+  if (name == "project") return SizeAccounting::kProject;
+  return absl::InvalidArgumentError(
+      absl::StrCat("size accounting '", name, "': expected reference or project"));
+}
+
 namespace {
 
 class Builder {

@@ -33,13 +33,39 @@ struct QuantLayerSpec : LayerShape {
   int slices() const { return kind == QuantLayerKind::kLinear ? 1 : out_channels; }
 };
 
+// How the size model counts a network (design 4.1).
+//   kReference  the reference implementation's accounting: the network's
+//               input image is fixed input, neither a learned quantizer nor
+//               counted; the classifier's bias (float32) counts with the
+//               weights.
+//   kProject    every layer's input counted, the image included (its
+//               quantizer learned like the others); biases not counted.
+enum class SizeAccounting : uint8_t { kReference = 0, kProject = 1 };
+inline constexpr int kBiasBits = 32;
+
 struct QuantArch {
   std::string name;
   int in_channels = 1, in_height = 28, in_width = 28;
   std::vector<QuantLayerSpec> layers;
-  int64_t weight_count() const;
-  int64_t activation_elements() const;
+  SizeAccounting accounting = SizeAccounting::kReference;
+
+  int64_t weight_count() const;         // quantized weights
+  int64_t activation_elements() const;  // every layer's input, per sample
+  // Whether layer i's input counts as an activation (and its quantizer
+  // learns): all but the image under the reference accounting.
+  bool counts_input(size_t layer) const {
+    return layer > 0 || accounting == SizeAccounting::kProject;
+  }
+  int64_t counted_activation_elements() const;
+  int64_t bias_count() const;  // counted biases: the classifier's, or none
+  // Budgets in kB at an average bit-width over what the accounting counts.
+  double WeightBudgetKb(double bits) const;
+  double ActivationBudgetKb(double bits) const;
 };
+
+const char* SizeAccountingName(SizeAccounting accounting);
+// "reference" or "project".
+absl::StatusOr<SizeAccounting> ParseSizeAccounting(absl::string_view name);
 
 // "fmnist-cnn" (1x28x28: conv 32, pool, conv 64, pool, fc 128, fc 10),
 // "fmnist-mlp" (784-256-10), and at 3x224x224 "mobilenetv2",

@@ -203,9 +203,13 @@ void QuantNet::SetQuantizersTrainable(bool trainable) {
   for (int i = 0; i < static_cast<int>(layers_.size()); ++i) {
     Layer& l = *layers_[i];
     const bool on = trainable && i >= trainable_from_;
-    for (at::Tensor* t : {&l.w_step, &l.w_range, &l.a_step, &l.a_range}) {
-      t->set_requires_grad(on);
-    }
+    l.w_step.set_requires_grad(on);
+    l.w_range.set_requires_grad(on);
+    // The image's quantizer stays where calibration put it under the
+    // reference accounting: fixed input, not a learned quantizer.
+    const bool input_on = on && arch_.counts_input(i);
+    l.a_step.set_requires_grad(input_on);
+    l.a_range.set_requires_grad(input_on);
   }
 }
 
@@ -224,12 +228,14 @@ at::Tensor QuantNet::WeightKb() const {
     total = total + BitWidths(l->w_step, l->w_range, options_.weight_config).sum() *
                         (per_slice / 8000.0);
   }
-  return total;
+  return total + static_cast<double>(arch_.bias_count()) * kBiasBits / 8000.0;
 }
 
 at::Tensor QuantNet::ActivationKb() const {
   at::Tensor total = at::zeros({}, at::kFloat);
-  for (const auto& l : layers_) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (!arch_.counts_input(i)) continue;
+    const auto& l = layers_[i];
     total = total + BitWidths(l->a_step, l->a_range, *l->act_config).sum() *
                         (static_cast<double>(l->spec.input_elements()) / 8000.0);
   }

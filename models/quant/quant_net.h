@@ -55,6 +55,9 @@ class QuantNet {
   ~QuantNet();
 
   const QuantArch& arch() const { return arch_; }
+  // The size model's accounting (WeightKb, ActivationKb, Size, and whether
+  // the image's quantizer learns).
+  void set_accounting(SizeAccounting accounting) { arch_.accounting = accounting; }
   at::Tensor Forward(const at::Tensor& x, bool training);
 
   // Initialises every quantizer at `bits` (design 4.1): weights from their

@@ -25,21 +25,28 @@ absl::StatusOr<SizeReport> ComputeSize(const QuantArch& arch,
     const int64_t per_slice = layer.weight_count() / layer.slices();
     double layer_bits = 0;
     for (int b : bits[i].weight_bits) layer_bits += static_cast<double>(per_slice) * b;
+    const double quantized_bits = layer_bits;
+    if (i + 1 == arch.layers.size()) layer_bits += static_cast<double>(arch.bias_count()) * kBiasBits;
+    const double input_bits =
+        arch.counts_input(i)
+            ? static_cast<double>(layer.input_elements()) * bits[i].activation_bits
+            : 0.0;
     LayerSize size;
     size.name = layer.name;
     size.weight_kb = layer_bits / 8000;
-    size.activation_kb =
-        static_cast<double>(layer.input_elements()) * bits[i].activation_bits / 8000;
-    size.mean_weight_bits = layer_bits / layer.weight_count();
+    size.activation_kb = input_bits / 8000;
+    size.mean_weight_bits = quantized_bits / layer.weight_count();
     size.activation_bits = bits[i].activation_bits;
     report.weight_kb += size.weight_kb;
     report.activation_kb += size.activation_kb;
     weight_bits += layer_bits;
-    act_bits += static_cast<double>(layer.input_elements()) * bits[i].activation_bits;
+    act_bits += input_bits;
     report.layers.push_back(size);
   }
-  report.mean_weight_bits = weight_bits / std::max<int64_t>(1, arch.weight_count());
-  report.mean_activation_bits = act_bits / std::max<int64_t>(1, arch.activation_elements());
+  report.mean_weight_bits =
+      weight_bits / std::max<int64_t>(1, arch.weight_count() + arch.bias_count());
+  report.mean_activation_bits =
+      act_bits / std::max<int64_t>(1, arch.counted_activation_elements());
   return report;
 }
 
@@ -56,18 +63,30 @@ double PenaltyRamp(int64_t step, int64_t phase_steps) {
   return 0.01 + 0.99 * std::min(1.0, static_cast<double>(step) / half);
 }
 
+double BudgetExcess(double kb, double budget_kb, PenaltyForm form) {
+  if (budget_kb <= 0) return 0;
+  const double over = form == PenaltyForm::kRelative ? kb / budget_kb - 1 : kb - budget_kb;
+  return std::max(0.0, over);
+}
+
 double SizePenalty(double weight_kb, double activation_kb, const Budget& budget,
                    double ramp) {
-  double penalty = 0;
-  if (budget.weight_kb > 0) {
-    const double over = std::max(0.0, weight_kb - budget.weight_kb);
-    penalty += budget.lambda_w * over * over;
-  }
-  if (budget.activation_kb > 0) {
-    const double over = std::max(0.0, activation_kb - budget.activation_kb);
-    penalty += budget.lambda_a * over * over;
-  }
-  return ramp * penalty;
+  const double w = BudgetExcess(weight_kb, budget.weight_kb, budget.form);
+  const double a = BudgetExcess(activation_kb, budget.activation_kb, budget.form);
+  return ramp * (budget.lambda_w * w * w + budget.lambda_a * a * a);
+}
+
+double DefaultLambda(PenaltyForm form) { return form == PenaltyForm::kRelative ? 1.0 : 1e-4; }
+
+const char* PenaltyFormName(PenaltyForm form) {
+  return form == PenaltyForm::kRelative ? "relative" : "absolute";
+}
+
+absl::StatusOr<PenaltyForm> ParsePenaltyForm(absl::string_view name) {
+  if (name == "relative") return PenaltyForm::kRelative;
+  if (name == "absolute") return PenaltyForm::kAbsolute;
+  return absl::InvalidArgumentError(
+      absl::StrCat("size penalty '", name, "': expected relative or absolute"));
 }
 
 std::string FormatSizeReport(const QuantArch& arch, const SizeReport& report) {
@@ -84,10 +103,12 @@ std::string FormatSizeReport(const QuantArch& arch, const SizeReport& report) {
                           s.activation_bits, s.activation_kb);
   }
   absl::StrAppendFormat(&out,
-                        "total: %lld weights, %lld activations per sample; "
-                        "W = %.2f kB (%.2f bits), A = %.2f kB (%.2f bits), W + A = %.2f kB\n",
+                        "total (%s accounting): %lld weights, %lld biases, %lld activations per "
+                        "sample; W = %.2f kB (%.2f bits), A = %.2f kB (%.2f bits), W + A = %.2f kB\n",
+                        SizeAccountingName(arch.accounting),
                         static_cast<long long>(arch.weight_count()),
-                        static_cast<long long>(arch.activation_elements()), report.weight_kb,
+                        static_cast<long long>(arch.bias_count()),
+                        static_cast<long long>(arch.counted_activation_elements()), report.weight_kb,
                         report.mean_weight_bits, report.activation_kb,
                         report.mean_activation_bits, report.total_kb());
   return out;

@@ -2,10 +2,16 @@
 #define FEDGE_MODELS_SIZE_MODEL_H_
 
 // The size model and penalty of design 4.1, on plain numbers:
-//   W = sum_layers sum_c N_c b_c / 8000 kB
-//   A = sum over quantized activation tensors of (elements per sample) b_a / 8000 kB
-//   penalty = s(t) [lambda_w relu(W - W*)^2 + lambda_a relu(A - A*)^2]
-// with s(t) ramping linearly from 0.01 to 1 over the first half of the phase.
+//   W = sum_layers sum_c N_c b_c / 8000 kB (+ the classifier's float bias,
+//       reference accounting)
+//   A = sum over counted activation tensors of (elements per sample) b_a / 8000 kB
+//       (the input image is not counted under the reference accounting)
+//   penalty = s(t) [lambda_w e(W, W*)^2 + lambda_a e(A, A*)^2]
+// with s(t) ramping linearly from 0.01 to 1 over the first half of the phase
+// and the excess e either relative, relu(W/W* - 1) (the default: the same
+// pull whatever the network's size), or absolute in kB, relu(W - W*) (the
+// seed's form: negligible for a 10 kB activation budget, enormous for an
+// ImageNet network).
 // Thread-compatible.
 
 #include <cstdint>
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "models/quant/quant_arch.h"
 
 namespace fedge {
@@ -48,13 +55,24 @@ SizeReport UniformSize(const QuantArch& arch, int weight_bits, int activation_bi
 // s(t) for step t of a phase of `phase_steps` steps.
 double PenaltyRamp(int64_t step, int64_t phase_steps);
 
+enum class PenaltyForm : uint8_t { kRelative = 0, kAbsolute = 1 };
+
+// The form's usual lambda: 1 for the relative excess, 1e-4 for kB.
+double DefaultLambda(PenaltyForm form);
+const char* PenaltyFormName(PenaltyForm form);
+// "relative" or "absolute".
+absl::StatusOr<PenaltyForm> ParsePenaltyForm(absl::string_view name);
+
 struct Budget {
   double weight_kb = 0;      // W*; 0 disables the term
   double activation_kb = 0;  // A*; 0 disables the term
-  double lambda_w = 1e-4;
-  double lambda_a = 1e-4;
+  double lambda_w = 1.0;
+  double lambda_a = 1.0;
+  PenaltyForm form = PenaltyForm::kRelative;
 };
 
+// relu(kb / budget - 1) or relu(kb - budget); 0 without a budget.
+double BudgetExcess(double kb, double budget_kb, PenaltyForm form);
 double SizePenalty(double weight_kb, double activation_kb, const Budget& budget,
                    double ramp);
 

@@ -25,7 +25,8 @@ TEST(QuantArchTest, FmnistCnnShapes) {
 
 // A network small enough to count by hand: fmnist-mlp, 784-256-10.
 TEST(SizeModelTest, PerLayerSizesByHand) {
-  const QuantArch mlp = *MakeQuantArch("fmnist-mlp");
+  QuantArch mlp = *MakeQuantArch("fmnist-mlp");
+  mlp.accounting = SizeAccounting::kProject;
   std::vector<LayerBits> bits = {{{3}, 8}, {{2}, 4}};
   const SizeReport r = *ComputeSize(mlp, bits);
   // fc1: 784*256 weights at 3 bits = 602112 bits = 75.264 kB;
@@ -37,6 +38,29 @@ TEST(SizeModelTest, PerLayerSizesByHand) {
   EXPECT_NEAR(r.layers[1].activation_kb, 0.128, 1e-9);
   EXPECT_NEAR(r.weight_kb, 75.904, 1e-9);
   EXPECT_NEAR(r.mean_weight_bits, (602112.0 + 5120) / 203264, 1e-9);
+}
+
+// The reference implementation's accounting: the image is not counted, the
+// classifier's 10 float biases are.
+TEST(SizeModelTest, ReferenceAccountingByHand) {
+  const QuantArch mlp = *MakeQuantArch("fmnist-mlp");
+  ASSERT_EQ(mlp.accounting, SizeAccounting::kReference);
+  EXPECT_EQ(mlp.bias_count(), 10);
+  EXPECT_EQ(mlp.counted_activation_elements(), 256);
+  EXPECT_FALSE(mlp.counts_input(0));
+  const SizeReport r = *ComputeSize(mlp, {{{3}, 8}, {{2}, 4}});
+  EXPECT_NEAR(r.layers[0].activation_kb, 0.0, 1e-12);
+  EXPECT_NEAR(r.layers[1].weight_kb, (5120.0 + 10 * 32) / 8000, 1e-9);
+  EXPECT_NEAR(r.weight_kb, (602112.0 + 5120 + 320) / 8000, 1e-9);
+  EXPECT_NEAR(r.activation_kb, 0.128, 1e-9);
+  EXPECT_NEAR(r.mean_weight_bits, (602112.0 + 5120 + 320) / (203264 + 10), 1e-9);
+  EXPECT_NEAR(r.mean_activation_bits, 4.0, 1e-12);
+  // Budgets count the same things: 2 bits over 203,274 weights and biases,
+  // over 256 activations.
+  EXPECT_NEAR(mlp.WeightBudgetKb(2), 2.0 * 203274 / 8000, 1e-9);
+  EXPECT_NEAR(mlp.ActivationBudgetKb(2), 2.0 * 256 / 8000, 1e-9);
+  EXPECT_EQ(*ParseSizeAccounting("project"), SizeAccounting::kProject);
+  EXPECT_FALSE(ParseSizeAccounting("paper").ok());
 }
 
 TEST(SizeModelTest, PerChannelBitsOfConvolutions) {
@@ -56,10 +80,26 @@ TEST(SizeModelTest, PenaltyAndRamp) {
   EXPECT_DOUBLE_EQ(PenaltyRamp(250, 1000), 0.01 + 0.99 * 0.5);
   EXPECT_DOUBLE_EQ(PenaltyRamp(500, 1000), 1.0);
   EXPECT_DOUBLE_EQ(PenaltyRamp(900, 1000), 1.0);
-  Budget budget{100, 10, 1e-4, 1e-4};
+  Budget budget{100, 10, 1e-4, 1e-4, PenaltyForm::kAbsolute};
   EXPECT_DOUBLE_EQ(SizePenalty(90, 5, budget, 1.0), 0.0);
   EXPECT_DOUBLE_EQ(SizePenalty(120, 5, budget, 1.0), 1e-4 * 400);
   EXPECT_DOUBLE_EQ(SizePenalty(120, 13, budget, 0.5), 0.5 * (1e-4 * 400 + 1e-4 * 9));
+}
+
+// The relative excess pulls a network 20% over its budget the same way
+// whether the budget is 10 kB or 10 MB; the absolute one does not.
+TEST(SizeModelTest, RelativePenaltyIsScaleFree) {
+  Budget small{10, 1, DefaultLambda(PenaltyForm::kRelative),
+               DefaultLambda(PenaltyForm::kRelative), PenaltyForm::kRelative};
+  Budget large{10000, 1000, small.lambda_w, small.lambda_a, PenaltyForm::kRelative};
+  EXPECT_DOUBLE_EQ(SizePenalty(12, 1.1, small, 1.0), 0.04 + 0.01);
+  EXPECT_NEAR(SizePenalty(12000, 1100, large, 1.0), SizePenalty(12, 1.1, small, 1.0), 1e-12);
+  EXPECT_DOUBLE_EQ(SizePenalty(9, 0.5, small, 1.0), 0.0);
+  small.form = large.form = PenaltyForm::kAbsolute;
+  small.lambda_w = small.lambda_a = large.lambda_w = large.lambda_a = 1e-4;
+  EXPECT_GT(SizePenalty(12000, 1100, large, 1.0), 1e5 * SizePenalty(12, 1.1, small, 1.0));
+  EXPECT_EQ(*ParsePenaltyForm("absolute"), PenaltyForm::kAbsolute);
+  EXPECT_FALSE(ParsePenaltyForm("quadratic").ok());
 }
 
 }  // namespace
