@@ -95,7 +95,8 @@ std::string RenderSvgPlot(const std::vector<PlotSeries>& series, const PlotOptio
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
       if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
       absl::StrAppendFormat(&points, "%.1f,%.1f ", px(s.x[i]), py(s.y[i]));
-      if (const double ey = ErrorAt(s.y_err, i); ey > 0) {
+      // Bars shorter than a pixel (a spread of rounding noise) are not drawn.
+      if (const double ey = ErrorAt(s.y_err, i); py(s.y[i] - ey) - py(s.y[i] + ey) >= 1) {
         const double top_y = py(s.y[i] + ey), low_y = py(s.y[i] - ey), cx = px(s.x[i]);
         absl::StrAppendFormat(&svg,
                               "<path class=\"error-bar\" d=\"M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f "
@@ -103,7 +104,7 @@ std::string RenderSvgPlot(const std::vector<PlotSeries>& series, const PlotOptio
                               cx, top_y, low_y, cx - 4, top_y, cx + 4, cx - 4, low_y, cx + 4,
                               color);
       }
-      if (const double ex = ErrorAt(s.x_err, i); ex > 0) {
+      if (const double ex = ErrorAt(s.x_err, i); px(s.x[i] + ex) - px(s.x[i] - ex) >= 1) {
         const double left_x = px(s.x[i] - ex), right_x = px(s.x[i] + ex), cy = py(s.y[i]);
         absl::StrAppendFormat(&svg,
                               "<path class=\"error-bar\" d=\"M%.1f %.1fH%.1fM%.1f %.1fV%.1fM%.1f "
