@@ -90,8 +90,6 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   run.hyper.batch_size = f.batch;
   run.hyper.learning_rate = static_cast<float>(f.lr);
   run.hyper.quantizer_every = f.quantizer_every;
-  // Bit budgets are the mixed-precision family's; a binary network is at 1
-  // bit already.
   absl::StatusOr<PenaltyForm> penalty = ParsePenaltyForm(f.penalty);
   if (!penalty.ok()) return Bad(absl::StrCat("--penalty=", f.penalty, ": expected relative or absolute"));
   absl::StatusOr<SizeAccounting> accounting = ParseSizeAccounting(f.size_accounting);
@@ -103,6 +101,8 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   run.hyper.penalty_form = static_cast<uint8_t>(*penalty);
   run.hyper.size_accounting = static_cast<uint8_t>(*accounting);
   run.hyper.lambda_w = run.hyper.lambda_a = static_cast<float>(DefaultLambda(*penalty));
+  // Bit budgets are the mixed-precision family's; a binary network is at 1
+  // bit already.
   if (c.model.family == ModelFamily::kMixedPrecision) {
     run.hyper.weight_budget_kb = static_cast<float>(c.model.quant.WeightBudgetKb(f.budget_bits));
     run.hyper.activation_budget_kb =

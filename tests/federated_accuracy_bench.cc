@@ -41,6 +41,7 @@
 #include "absl/strings/str_split.h"
 #include "common/io/file_util.h"
 #include "common/io/svg_plot.h"
+#include "common/stats/summary.h"
 #include "common/status/status_macros.h"
 #include "common/transport/testing/in_memory_transport.h"
 #include "coordinator/server_optimizer.h"
@@ -302,22 +303,11 @@ absl::StatusOr<double> RunCentral(const ModelSpec& spec, const Dataset& train, c
   return EvaluateQuant(central, test);
 }
 
-struct Stat {
-  double mean = 0, sd = 0;  // sample standard deviation (0 for one seed)
-};
-
 template <typename F>
-Stat Over(const std::vector<FedResult>& runs, F field) {
-  Stat s;
-  if (runs.empty()) return s;
-  for (const FedResult& r : runs) s.mean += field(r);
-  s.mean /= runs.size();
-  if (runs.size() > 1) {
-    double ss = 0;
-    for (const FedResult& r : runs) ss += (field(r) - s.mean) * (field(r) - s.mean);
-    s.sd = std::sqrt(ss / (runs.size() - 1));
-  }
-  return s;
+MeanSd Over(const std::vector<FedResult>& runs, F field) {
+  std::vector<double> values;
+  for (const FedResult& r : runs) values.push_back(field(r));
+  return Summarize(values);
 }
 
 absl::Status Run() {
@@ -386,12 +376,7 @@ absl::Status Run() {
   }
   const std::vector<FedResult>& main_runs = runs[0];
   const int total_rounds = main_runs[0].rounds;
-  Stat central_acc{-1, 0};
-  if (!central.empty()) {
-    std::vector<FedResult> as_runs(central.size());
-    for (size_t k = 0; k < central.size(); ++k) as_runs[k].accuracy = central[k];
-    central_acc = Over(as_runs, [](const FedResult& r) { return r.accuracy; });
-  }
+  const MeanSd central_acc = central.empty() ? MeanSd{-1, 0} : Summarize(central);
   auto accuracy = [](const FedResult& r) { return r.accuracy; };
 
   std::printf("\n%s, Fashion-MNIST, %d agents (%.0f%% train only the head), Dirichlet %.2f, "
@@ -415,7 +400,7 @@ absl::Status Run() {
   auto ratio = [](double reference, double bytes) { return reference / std::max(1.0, bytes); };
   for (size_t c = 0; c < configs.size(); ++c) {
     const std::vector<FedResult>& rs = runs[c];
-    const Stat acc = Over(rs, accuracy);
+    const MeanSd acc = Over(rs, accuracy);
     const double up = Over(rs, [](const FedResult& r) { return double(r.uplink_bytes); }).mean;
     const double up32 = Over(rs, [](const FedResult& r) { return double(r.fp32_uplink_bytes); }).mean;
     const double down = Over(rs, [](const FedResult& r) { return double(r.downlink_bytes); }).mean;
@@ -439,14 +424,14 @@ absl::Status Run() {
   const double down_ratio = ratio(sum(main_runs, &FedResult::fp32_downlink_bytes),
                                   sum(main_runs, &FedResult::downlink_bytes));
   for (size_t c = 0; c < configs.size(); ++c) {
-    const Stat restat = Over(runs[c], [](const FedResult& r) { return r.restat_accuracy; });
+    const MeanSd restat = Over(runs[c], [](const FedResult& r) { return r.restat_accuracy; });
     if (restat.mean >= 0 && binary) {
       std::printf("federated, %s: %.2f%% with the norms' statistics measured again on 500 "
                   "training samples under the final weights\n",
                   configs[c].label.c_str(), 100 * restat.mean);
     }
   }
-  const Stat main_acc = Over(main_runs, accuracy);
+  const MeanSd main_acc = Over(main_runs, accuracy);
   std::printf("\nuplink: %.1fx fewer bytes than fp32 updates (target >= 16x)\n", up_ratio);
   std::printf("downlink per round: %.1fx fewer bytes than fp32 shards (target >= 4x with half the "
               "agents training only the head)\n", down_ratio);
@@ -464,8 +449,8 @@ absl::Status Run() {
     std::printf("federated vs %s: %+.2f pp (target within 2 pp)\n", central_name.c_str(),
                 100 * (main_acc.mean - central_acc.mean));
   }
-  const Stat wbits = Over(main_runs, [](const FedResult& r) { return r.weight_bits; });
-  const Stat abits = Over(main_runs, [](const FedResult& r) { return r.act_bits; });
+  const MeanSd wbits = Over(main_runs, [](const FedResult& r) { return r.weight_bits; });
+  const MeanSd abits = Over(main_runs, [](const FedResult& r) { return r.act_bits; });
   if (!binary) {
     std::printf(">= 90%% at <= 2 average bits: %.2f +- %.2f%% at %.2f weight / %.2f activation "
                 "bits\n",
@@ -488,12 +473,9 @@ absl::Status Run() {
   for (size_t c = 0; c < configs.size(); ++c) {
     PlotSeries p{"federated " + configs[c].label};
     for (size_t i = 0; i < runs[c][0].accuracy_per_round.size(); ++i) {
-      std::vector<FedResult> at_round(runs[c].size());
-      for (size_t k = 0; k < runs[c].size(); ++k) {
-        const auto& per_round = runs[c][k].accuracy_per_round;
-        at_round[k].accuracy = i < per_round.size() ? per_round[i] : 0;
-      }
-      const Stat st = Over(at_round, accuracy);
+      const MeanSd st = Over(runs[c], [i](const FedResult& r) {
+        return i < r.accuracy_per_round.size() ? r.accuracy_per_round[i] : 0.0;
+      });
       p.x.push_back(i + 1);
       p.y.push_back(100 * st.mean);
       p.y_err.push_back(100 * st.sd);

@@ -190,8 +190,7 @@ absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* 
     // The quantized weights' share of the size model: the classifier's bias,
     // which the reference accounting counts with the weights, is stored
     // among the float32 tensors.
-    r.size_model_weight_bytes =
-        net.Size().weight_kb * 1000 - static_cast<double>(net.arch().bias_count()) * kBiasBits / 8;
+    r.size_model_weight_bytes = (net.Size().weight_kb - net.arch().bias_kb()) * 1000;
     return absl::OkStatus();
   }));
   const std::string file = SealFile(absl::string_view(kMagic, sizeof(kMagic)), body);

@@ -58,6 +58,7 @@ struct QuantArch {
   }
   int64_t counted_activation_elements() const;
   int64_t bias_count() const;  // counted biases: the classifier's, or none
+  double bias_kb() const { return static_cast<double>(bias_count()) * kBiasBits / 8000.0; }
   // Budgets in kB at an average bit-width over what the accounting counts.
   double WeightBudgetKb(double bits) const;
   double ActivationBudgetKb(double bits) const;

@@ -228,7 +228,7 @@ at::Tensor QuantNet::WeightKb() const {
     total = total + BitWidths(l->w_step, l->w_range, options_.weight_config).sum() *
                         (per_slice / 8000.0);
   }
-  return total + static_cast<double>(arch_.bias_count()) * kBiasBits / 8000.0;
+  return total + arch_.bias_kb();
 }
 
 at::Tensor QuantNet::ActivationKb() const {

@@ -26,7 +26,7 @@ absl::StatusOr<SizeReport> ComputeSize(const QuantArch& arch,
     double layer_bits = 0;
     for (int b : bits[i].weight_bits) layer_bits += static_cast<double>(per_slice) * b;
     const double quantized_bits = layer_bits;
-    if (i + 1 == arch.layers.size()) layer_bits += static_cast<double>(arch.bias_count()) * kBiasBits;
+    if (i + 1 == arch.layers.size()) layer_bits += arch.bias_kb() * 8000;
     const double input_bits =
         arch.counts_input(i)
             ? static_cast<double>(layer.input_elements()) * bits[i].activation_bits

@@ -27,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/io/file_util.h"
+#include "common/stats/summary.h"
 #include "common/status/status_macros.h"
 #include "common/io/svg_plot.h"
 #include "models/quant/phase_trainer.h"
@@ -70,25 +71,8 @@ struct Point {
   std::vector<RunResult> runs;
 };
 
-struct Stat {
-  double mean = 0, sd = 0;  // sample standard deviation (0 for one run)
-};
-
-Stat Summarize(const std::vector<double>& v) {
-  Stat s;
-  if (v.empty()) return s;
-  for (double x : v) s.mean += x;
-  s.mean /= v.size();
-  if (v.size() > 1) {
-    double ss = 0;
-    for (double x : v) ss += (x - s.mean) * (x - s.mean);
-    s.sd = std::sqrt(ss / (v.size() - 1));
-  }
-  return s;
-}
-
 template <typename F>
-Stat Over(const Point& p, F field) {
+MeanSd Over(const Point& p, F field) {
   std::vector<double> v;
   for (const RunResult& r : p.runs) v.push_back(field(r));
   return Summarize(v);
@@ -213,10 +197,10 @@ absl::Status Run() {
   const Point* u4 = nullptr;
   for (size_t i = 0; i < points.size(); ++i) {
     const Point& p = points[i];
-    const Stat acc = Over(p, [](const RunResult& r) { return 100 * r.accuracy; });
-    const Stat kb = Over(p, [](const RunResult& r) { return r.size.total_kb(); });
-    const Stat wb = Over(p, [](const RunResult& r) { return r.size.mean_weight_bits; });
-    const Stat ab = Over(p, [](const RunResult& r) { return r.size.mean_activation_bits; });
+    const MeanSd acc = Over(p, [](const RunResult& r) { return 100 * r.accuracy; });
+    const MeanSd kb = Over(p, [](const RunResult& r) { return r.size.total_kb(); });
+    const MeanSd wb = Over(p, [](const RunResult& r) { return r.size.mean_weight_bits; });
+    const MeanSd ab = Over(p, [](const RunResult& r) { return r.size.mean_activation_bits; });
     int within = 0;
     for (const RunResult& r : p.runs) within += r.within_budget;
     std::printf("%-14s %6.2f+-%-5.2f %6.2f+-%-5.2f %8.2f+-%-7.2f %9.1f%% %8.2f+-%-5.2f%% %3d/%-3d\n",
