@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/schedule/learning_rate.h"
 #include "coordinator/ops/http_server.h"
 #include "common/status/status_macros.h"
 #include "coordinator/shard_planner.h"
@@ -89,6 +90,9 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   run.hyper.local_steps = f.local_steps;
   run.hyper.batch_size = f.batch;
   run.hyper.learning_rate = static_cast<float>(f.lr);
+  absl::StatusOr<LrSchedule> lr_schedule = ParseLrSchedule(f.lr_schedule);
+  if (!lr_schedule.ok()) return Bad(absl::StrCat("--lr_schedule: ", lr_schedule.status().message()));
+  run.lr_schedule = *lr_schedule;
   run.hyper.quantizer_every = f.quantizer_every;
   absl::StatusOr<PenaltyForm> penalty = ParsePenaltyForm(f.penalty);
   if (!penalty.ok()) return Bad(absl::StrCat("--penalty=", f.penalty, ": expected relative or absolute"));

@@ -39,6 +39,7 @@ struct CoordinatorFlags {
   int local_steps = 60;
   int batch = 64;
   double lr = 1e-3;
+  std::string lr_schedule = "constant";
   int quantizer_every = 1;
   double budget_bits = 2.0;
   std::string penalty = "relative";

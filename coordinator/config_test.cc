@@ -44,6 +44,7 @@ TEST(CoordinatorConfigTest, DefaultsMakeAWholeConfig) {
   EXPECT_EQ(c->service.run.hyper.size_accounting, 0);
   EXPECT_EQ(c->service.run.hyper.lambda_w, 1.0f);
   EXPECT_EQ(c->service.run.hyper.quantizer_every, 1u);
+  EXPECT_EQ(c->service.run.lr_schedule, LrSchedule::kConstant);
 }
 
 TEST(CoordinatorConfigTest, BinaryNetworksAndTheirInputShape) {
@@ -156,6 +157,12 @@ TEST(CoordinatorConfigTest, BadValuesNameTheirFlag) {
   f = Valid();
   f.penalty = "square";
   EXPECT_THAT(ErrorOf(f), HasSubstr("--penalty=square"));
+  f = Valid();
+  f.lr_schedule = "step";
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--lr_schedule"));
+  f.lr_schedule = "cosine";
+  ASSERT_TRUE(ParseCoordinatorConfig(f).ok());
+  EXPECT_EQ(ParseCoordinatorConfig(f)->service.run.lr_schedule, LrSchedule::kCosine);
   f = Valid();
   f.size_accounting = "paper";
   EXPECT_THAT(ErrorOf(f), HasSubstr("--size_accounting=paper"));

@@ -48,6 +48,8 @@ ABSL_FLAG(bool, async, false, "fold late results into the next round (staleness-
 ABSL_FLAG(int, local_steps, 60, "training steps per task");
 ABSL_FLAG(int, batch, 64, "batch size");
 ABSL_FLAG(double, lr, 1e-3, "learning rate");
+ABSL_FLAG(std::string, lr_schedule, "constant",
+          "constant, or cosine: each round's learning rate decays from --lr toward 0 over the run");
 ABSL_FLAG(int, quantizer_every, 1, "learn precision: quantizer update interval in steps");
 ABSL_FLAG(std::string, penalty, "relative",
           "size penalty's excess over a budget: relative (W/W* - 1, any model scale) or "
@@ -112,6 +114,7 @@ CoordinatorFlags ReadFlags() {
   f.local_steps = absl::GetFlag(FLAGS_local_steps);
   f.batch = absl::GetFlag(FLAGS_batch);
   f.lr = absl::GetFlag(FLAGS_lr);
+  f.lr_schedule = absl::GetFlag(FLAGS_lr_schedule);
   f.quantizer_every = absl::GetFlag(FLAGS_quantizer_every);
   f.budget_bits = absl::GetFlag(FLAGS_budget_bits);
   f.penalty = absl::GetFlag(FLAGS_penalty);

@@ -80,6 +80,9 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
     t.task.phase = summary_.phase;
     t.task.deadline_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(config_.deadline));
     t.task.hyper = config_.hyper;
+    t.task.hyper.learning_rate = static_cast<float>(
+        config_.hyper.learning_rate *
+        LrFactor(config_.lr_schedule, static_cast<int64_t>(completed_), total_rounds()));
     t.task.hyper.penalty_scale = t.task.phase == Phase::kLearnPrecision
                                      ? static_cast<float>(RampOf(completed_))
                                      : 0.0f;

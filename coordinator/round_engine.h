@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/schedule/learning_rate.h"
 #include "common/wire/messages.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/model_state.h"
@@ -45,6 +46,9 @@ struct RunConfig {
   double quorum = 1.0;  // fraction of sampled tasks to wait for
   bool async = false;
   Hyper hyper;
+  // Each round's task learning rate is hyper.learning_rate times the
+  // schedule's factor at that round of the whole run.
+  LrSchedule lr_schedule = LrSchedule::kConstant;
   Codec uplink = Codec::kSignEf;
   int uplink_bits = 0;
   AggregatorOptions aggregation;

@@ -59,6 +59,36 @@ TEST(RoundEngineTest, ScheduleMapsRoundsToPhasesWithRamp) {
   EXPECT_DOUBLE_EQ(engine.RampOf(3), 1.0);              // ramp done at half the phase
 }
 
+TEST(RoundEngineTest, CosineScheduleScalesEachRoundsLearningRate) {
+  RunConfig config;
+  config.schedule = {{Phase::kPretrain, 4}};
+  config.hyper.learning_rate = 2e-3f;
+  config.lr_schedule = LrSchedule::kCosine;
+  config.quorum = 1.0;
+  RoundEngine engine(config, [](const AgentRecord&) { return ShardPlan{0, 0}; });
+  const ModelState model = TwoShards();
+  const std::vector<AgentRecord> agents = Agents(2);
+  absl::Time now = absl::FromUnixSeconds(10);
+  std::vector<float> rates;
+  while (!engine.done()) {
+    std::vector<OutgoingTask> tasks = engine.MaybeStartRound(Pointers(agents), model, now);
+    ASSERT_EQ(tasks.size(), 2u);
+    EXPECT_EQ(tasks[0].task.hyper.learning_rate, tasks[1].task.hyper.learning_rate);
+    rates.push_back(tasks[0].task.hyper.learning_rate);
+    for (const OutgoingTask& t : tasks) {
+      ASSERT_TRUE(engine.OnResult(t.device_id, Result(t.task, 1, 10), model).ok());
+    }
+    now += absl::Seconds(1);
+    ASSERT_TRUE(engine.MaybeFinish(now).has_value());
+  }
+  ASSERT_EQ(rates.size(), 4u);
+  // 2e-3 * 0.5 (1 + cos(pi r / 4)), r = 0..3, in float.
+  EXPECT_FLOAT_EQ(rates[0], 2e-3f);
+  EXPECT_FLOAT_EQ(rates[1], 2e-3f * 0.8535534f);
+  EXPECT_FLOAT_EQ(rates[2], 1e-3f);
+  EXPECT_FLOAT_EQ(rates[3], 2e-3f * 0.1464466f);
+}
+
 TEST(RoundEngineTest, SamplesFractionPlansShardsAndAggregatesOnQuorum) {
   RunConfig config;
   config.fraction = 0.5;

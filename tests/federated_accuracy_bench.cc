@@ -41,6 +41,7 @@
 #include "absl/strings/str_split.h"
 #include "common/io/file_util.h"
 #include "common/io/svg_plot.h"
+#include "common/schedule/learning_rate.h"
 #include "common/stats/summary.h"
 #include "common/status/status_macros.h"
 #include "common/transport/testing/in_memory_transport.h"
@@ -68,6 +69,9 @@ ABSL_FLAG(std::string, schedule, "",
 ABSL_FLAG(int, local_steps, 60, "steps per task");
 ABSL_FLAG(int, batch, 64, "batch size");
 ABSL_FLAG(double, lr, 1e-3, "learning rate");
+ABSL_FLAG(std::string, lr_schedule, "constant",
+          "binary networks: constant, or cosine (each round's rate decays over the run, the "
+          "central reference's over its steps)");
 ABSL_FLAG(double, budget_bits, 2.0, "mixed precision: average bits of the size budget");
 ABSL_FLAG(double, head_only, 0.0,
           "share of the agents that train only the last layer (the rest frozen)");
@@ -181,6 +185,7 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
   options.run.hyper.batch_size = absl::GetFlag(FLAGS_batch);
   options.run.hyper.learning_rate = static_cast<float>(absl::GetFlag(FLAGS_lr));
   options.run.seed = seed;
+  ASSIGN_OR_RETURN(options.run.lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
   if (spec.family == ModelFamily::kMixedPrecision) {
     ASSIGN_OR_RETURN(const PenaltyForm form, ParsePenaltyForm(absl::GetFlag(FLAGS_penalty)));
     options.run.hyper.weight_budget_kb =
@@ -286,6 +291,8 @@ absl::StatusOr<double> RunCentral(const ModelSpec& spec, const Dataset& train, c
     train_options.batch_size = batch;
     train_options.seed = seed;
     train_options.max_steps = samples / batch;
+    ASSIGN_OR_RETURN(train_options.lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
+    train_options.learning_rate = options.learning_rate;
     train_options.epochs = static_cast<int>(samples / std::max<int64_t>(1, train.size())) + 1;
     RETURN_IF_ERROR(Train(central, train, train_options).status());
     return Evaluate(central, test, 500);
@@ -324,6 +331,10 @@ absl::Status Run() {
   const int seeds = absl::GetFlag(FLAGS_seeds) > 0 ? absl::GetFlag(FLAGS_seeds) : binary ? 1 : 3;
   if (seeds > 20 || absl::GetFlag(FLAGS_quantizer_every) < 1) {
     return absl::InvalidArgumentError("--seeds at most 20, --quantizer_every at least 1");
+  }
+  ASSIGN_OR_RETURN(const LrSchedule lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
+  if (!binary && lr_schedule != LrSchedule::kConstant) {
+    return absl::InvalidArgumentError("--lr_schedule: the mixed-precision runs keep a constant rate");
   }
   PartitionSpec spec;
   spec.alpha = absl::GetFlag(FLAGS_alpha);
@@ -380,9 +391,11 @@ absl::Status Run() {
   auto accuracy = [](const FedResult& r) { return r.accuracy; };
 
   std::printf("\n%s, Fashion-MNIST, %d agents (%.0f%% train only the head), Dirichlet %.2f, "
-              "%d rounds x %d steps x %d, %s server optimizer; %d seed(s): mean +- sd\n",
+              "%d rounds x %d steps x %d, lr %g (%s), %s server optimizer; %d seed(s): mean +- "
+              "sd\n",
               model.name.c_str(), spec.agents, 100 * absl::GetFlag(FLAGS_head_only), spec.alpha,
               total_rounds, absl::GetFlag(FLAGS_local_steps), absl::GetFlag(FLAGS_batch),
+              absl::GetFlag(FLAGS_lr), LrScheduleName(lr_schedule),
               absl::GetFlag(FLAGS_server_optimizer).c_str(), seeds);
   if (!binary) {
     std::printf("%s accounting, %s penalty, quantizers updated every %d step(s)\n",

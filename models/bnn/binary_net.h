@@ -58,9 +58,9 @@ class MemorySavingNet : public TrainableNet {
   // saved for backward, no optimizer state touched.
   void FreezeBefore(int layer);
   int layer_count() const { return static_cast<int>(layers_.size()); }
-  // Learning rate of the next steps; a fresh optimizer (moments and step
-  // count zeroed), as at the start of every local task.
-  void set_learning_rate(double lr) { options_.learning_rate = lr; }
+  void set_learning_rate(double lr) override { options_.learning_rate = lr; }
+  // A fresh optimizer (moments and step count zeroed), as at the start of
+  // every local task.
   void ResetOptimizer();
   // Sets every norm's running statistics to those of `batch` (a forward
   // pass in training mode that replaces rather than averages): an initial

@@ -243,5 +243,53 @@ TEST_F(BinaryNetTest, TrainRejectsBadOptions) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
 }
 
+// Records the learning rate of every step; a linear classifier underneath.
+class RecordingNet : public TrainableNet {
+ public:
+  RecordingNet() : w_(at::zeros({16, 2}).set_requires_grad(true)) {}
+  std::string name() const override { return "recording"; }
+  at::Tensor Forward(const at::Tensor& x, bool) override { return x.flatten(1).matmul(w_); }
+  void Step() override {
+    lrs.push_back(lr_);
+    w_.mutable_grad().zero_();
+  }
+  void set_learning_rate(double lr) override { lr_ = lr; }
+  int64_t StateBytes(StateKind) const override { return 0; }
+  int64_t ParameterCount() const override { return w_.numel(); }
+  std::vector<double> lrs;
+
+ private:
+  at::Tensor w_;
+  double lr_ = -1;
+};
+
+TEST_F(BinaryNetTest, CosineScheduleSetsEveryStepsLearningRate) {
+  Dataset data;
+  data.images = at::randn({10, 1, 4, 4});
+  data.labels = at::zeros({10}, at::kLong);
+  TrainOptions options;
+  options.batch_size = 2;
+  options.epochs = 2;
+  options.max_steps = 8;  // of 10: the schedule spans the steps that run
+  options.lr_schedule = LrSchedule::kCosine;
+  options.learning_rate = 0.1;
+  RecordingNet net;
+  ASSERT_TRUE(Train(net, data, options).ok());
+  ASSERT_EQ(net.lrs.size(), 8u);
+  for (int t = 0; t < 8; ++t) {
+    EXPECT_NEAR(net.lrs[t], 0.1 * LrFactor(LrSchedule::kCosine, t, 8), 1e-12) << t;
+  }
+  EXPECT_NEAR(net.lrs[4], 0.05, 1e-12);
+
+  RecordingNet constant;
+  options.lr_schedule = LrSchedule::kConstant;
+  ASSERT_TRUE(Train(constant, data, options).ok());
+  EXPECT_EQ(constant.lrs, std::vector<double>(8, -1.0));  // the net's own rate, untouched
+
+  options.lr_schedule = LrSchedule::kCosine;
+  options.learning_rate = 0;
+  EXPECT_EQ(Train(net, data, options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace fedge

@@ -77,6 +77,12 @@ StandardNet::StandardNet(const ArchSpec& arch, const StandardOptions& options)
 
 StandardNet::~StandardNet() = default;
 
+void StandardNet::set_learning_rate(double lr) {
+  for (torch::optim::OptimizerParamGroup& group : impl_->adam->param_groups()) {
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+  }
+}
+
 at::Tensor StandardNet::Forward(const at::Tensor& x, bool training) {
   at::Tensor h = x;
   for (Impl::Layer& layer : impl_->layers) {

@@ -31,6 +31,7 @@ class StandardNet : public TrainableNet {
   std::string name() const override { return "standard"; }
   at::Tensor Forward(const at::Tensor& x, bool training) override;
   void Step() override;
+  void set_learning_rate(double lr) override;
   int64_t StateBytes(StateKind kind) const override;
   int64_t ParameterCount() const override;
 

@@ -35,6 +35,9 @@ class TrainableNet {
   // One optimizer step from the gradients of the last backward, then clears
   // them. Errors throw c10::Error (the trainer guards the call).
   virtual void Step() = 0;
+  // Learning rate of the next steps (a schedule changes it between steps;
+  // the optimizer's moments are kept).
+  virtual void set_learning_rate(double lr) = 0;
   // Bytes of persistent training state, measured from the tensors held.
   virtual int64_t StateBytes(StateKind kind) const = 0;
   // Number of trainable scalars.

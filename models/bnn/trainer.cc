@@ -22,8 +22,15 @@ absl::StatusOr<TrainReport> Train(TrainableNet& net, const Dataset& data,
         ") must be positive"));
   }
   if (data.size() == 0) return absl::InvalidArgumentError("no training data");
+  if (options.lr_schedule != LrSchedule::kConstant && !(options.learning_rate > 0)) {
+    return absl::InvalidArgumentError("a learning-rate schedule needs a positive learning rate");
+  }
   TrainReport report;
   const int64_t n = data.size();
+  const int64_t per_epoch = (n + options.batch_size - 1) / options.batch_size;
+  const int64_t total_steps =
+      options.max_steps >= 0 ? std::min<int64_t>(options.max_steps, per_epoch * options.epochs)
+                             : per_epoch * options.epochs;
   const bool counting = CountingCpuAllocator::Installed();
   const auto start = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(CallTorch(absl::StrCat("training ", net.name()), [&] {
@@ -51,6 +58,10 @@ absl::StatusOr<TrainReport> Train(TrainableNet& net, const Dataset& data,
         const at::Tensor loss =
             at::nll_loss(at::log_softmax(logits, 1), y);
         loss.backward();
+        if (options.lr_schedule != LrSchedule::kConstant) {
+          net.set_learning_rate(options.learning_rate *
+                                LrFactor(options.lr_schedule, report.steps, total_steps));
+        }
         net.Step();
         if (counting) {
           report.step_peak_bytes =

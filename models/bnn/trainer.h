@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/schedule/learning_rate.h"
 #include "models/data/dataset.h"
 #include "models/bnn/trainable_net.h"
 
@@ -25,6 +26,10 @@ struct TrainOptions {
   int batch_size = 100;
   int64_t max_steps = -1;  // stop early after this many steps (-1: no limit)
   uint64_t seed = 1;
+  // Cosine: the learning rate of step t is learning_rate * LrFactor(t, T)
+  // over the T steps this call will run (learning_rate must be positive).
+  LrSchedule lr_schedule = LrSchedule::kConstant;
+  double learning_rate = 0;
 };
 
 struct EpochProgress {

@@ -104,6 +104,11 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
       next_batch(&x, &y);
       net.Calibrate(x, config.pretrain_bits);
     }
+    if (config.phase == Phase::kFinetune) {
+      const QuantNet::Projection projection = net.ProjectToBudget(config.budget);
+      report.projected_weight_bits = projection.weight_cuts;
+      report.projected_activation_bits = projection.activation_cuts;
+    }
     net.SetQuantizersTrainable(learn);
     torch::optim::Adam weights(net.WeightParameters(),
                                torch::optim::AdamOptions(config.learning_rate));

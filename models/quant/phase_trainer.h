@@ -13,7 +13,11 @@
 //                    factor); penalty on, ramped over the first half; the
 //                    best state meeting both budgets is kept and restored at
 //                    the end
-//   finetune         bit-widths frozen, penalty off
+//   finetune         bit-widths frozen, penalty off; a model that comes in
+//                    over its budget (the learn phase ended above it, or
+//                    federated averaging of steps moved it there) is first
+//                    projected onto it (QuantNet::ProjectToBudget), so the
+//                    finetune steps adapt the weights to the codes it keeps
 //
 // Not thread-safe.
 
@@ -61,6 +65,9 @@ struct PhaseReport {
   SizeReport size;
   bool met_budget = false;    // learn precision: a state met both budgets
   bool restored_best = false;
+  // Finetune: bits taken by the projection onto the budget at the start.
+  int projected_weight_bits = 0;
+  int projected_activation_bits = 0;
   double seconds = 0;
 };
 

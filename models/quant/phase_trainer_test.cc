@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -175,6 +176,56 @@ TEST_F(PhaseTrainerTest, FinetuneFreezesBitWidths) {
   EXPECT_FALSE(Same(weights, net.WeightParameters()));
   const auto after = net.Bits();
   for (size_t i = 0; i < bits.size(); ++i) EXPECT_EQ(bits[i].weight_bits, after[i].weight_bits);
+}
+
+TEST_F(PhaseTrainerTest, FinetuneProjectsAModelOverItsBudgetOntoIt) {
+  QuantArch arch = *MakeQuantArch("fmnist-cnn");
+  QuantNet net(arch, QuantNetOptions());
+  PhaseConfig pre;
+  pre.steps = 5;
+  pre.calibrate = true;
+  pre.pretrain_bits = 6;
+  ASSERT_TRUE(RunPhase(net, *train_, pre).ok());
+  const SizeReport before = net.Size();
+  PhaseConfig fine;
+  fine.phase = Phase::kFinetune;
+  fine.steps = 5;
+  // 2-bit weights (every signed slice at its floor) and 1.5-bit activations.
+  fine.budget.weight_kb = arch.WeightBudgetKb(2);
+  fine.budget.activation_kb = arch.ActivationBudgetKb(1.5);
+  absl::StatusOr<PhaseReport> report = RunPhase(net, *train_, fine);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const SizeReport after = net.Size();
+  // Every slice at the signed floor of 2 bits; the classifier's float bias
+  // keeps W a hair (0.04%) above a budget of 2 bits over weights and bias.
+  EXPECT_NEAR(after.weight_kb, UniformSize(arch, 2, 8).weight_kb, 1e-9);
+  EXPECT_LE(after.weight_kb, fine.budget.weight_kb * 1.001);
+  EXPECT_LE(after.activation_kb, fine.budget.activation_kb * (1 + 1e-9));
+  EXPECT_LE(after.mean_activation_bits, 1.5 + 1e-9);
+  EXPECT_GT(report->projected_weight_bits, 0);
+  EXPECT_GT(report->projected_activation_bits, 0);
+  // One bit at a time from the widest: the activations end one bit apart at most.
+  int lo = 8, hi = 0;
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    if (!arch.counts_input(i)) continue;
+    lo = std::min(lo, net.Bits()[i].activation_bits);
+    hi = std::max(hi, net.Bits()[i].activation_bits);
+  }
+  EXPECT_LE(hi - lo, 1);
+  EXPECT_LT(after.total_kb(), before.total_kb() / 2.5);
+  // At the floor or within budget already: nothing taken, nothing moved.
+  const std::vector<at::Tensor> quantizers = Copy(net.QuantizerParameters());
+  report = RunPhase(net, *train_, fine);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->projected_weight_bits + report->projected_activation_bits, 0);
+  EXPECT_TRUE(Same(quantizers, net.QuantizerParameters()));
+  // Below the signed weights' 2-bit floor: the projection stops there.
+  fine.budget.weight_kb = arch.WeightBudgetKb(1.5);
+  const QuantNet::Projection projection = net.ProjectToBudget(fine.budget);
+  EXPECT_FALSE(projection.met);
+  EXPECT_EQ(projection.weight_cuts, 0);
+  EXPECT_EQ(projection.activation_cuts, 0);
+  EXPECT_NEAR(net.Size().weight_kb, UniformSize(arch, 2, 8).weight_kb, 1e-9);
 }
 
 TEST_F(PhaseTrainerTest, RejectsBadConfig) {

@@ -255,6 +255,95 @@ std::vector<LayerBits> QuantNet::Bits() const {
 
 SizeReport QuantNet::Size() const { return *ComputeSize(arch_, Bits()); }
 
+namespace {
+
+// The step that gives `bits` bits over `range`: range / (2^(b-1) - 1) signed,
+// range / (2^b - 1) unsigned.
+double StepFor(double range, int bits, bool is_signed) {
+  const int levels = is_signed ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
+  return range / std::max(1, levels);
+}
+
+}  // namespace
+
+QuantNet::Projection QuantNet::ProjectToBudget(const Budget& budget) {
+  at::NoGradGuard no_grad;
+  Projection out;
+  std::vector<LayerBits> bits = Bits();
+  // One candidate per weight slice or activation quantizer.
+  struct Candidate {
+    int layer;
+    int slice;  // -1: the layer's input quantizer
+    int64_t elements;
+  };
+  auto floor_of = [](const QuantizerConfig& c) { return std::max(c.min_bits, c.is_signed ? 2 : 1); };
+  auto cut = [&](bool weights, double budget_kb) {
+    if (budget_kb <= 0) return;
+    std::vector<Candidate> candidates;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const Layer& l = *layers_[i];
+      if (weights) {
+        const int64_t per_slice = l.spec.weight_count() / l.spec.slices();
+        for (int s = 0; s < l.spec.slices(); ++s) candidates.push_back({static_cast<int>(i), s, per_slice});
+      } else if (arch_.counts_input(i)) {
+        candidates.push_back({static_cast<int>(i), -1, l.spec.input_elements()});
+      }
+    }
+    auto bits_of = [&](const Candidate& c) -> int& {
+      return c.slice < 0 ? bits[c.layer].activation_bits : bits[c.layer].weight_bits[c.slice];
+    };
+    std::vector<bool> stuck(candidates.size(), false);
+    for (;;) {
+      const SizeReport size = *ComputeSize(arch_, bits);
+      if ((weights ? size.weight_kb : size.activation_kb) <= budget_kb) return;
+      int best = -1;
+      for (size_t k = 0; k < candidates.size(); ++k) {
+        const Candidate& c = candidates[k];
+        const Layer& l = *layers_[c.layer];
+        const QuantizerConfig& config = c.slice < 0 ? *l.act_config : options_.weight_config;
+        if (stuck[k] || bits_of(c) <= floor_of(config)) continue;
+        if (best < 0 || bits_of(c) > bits_of(candidates[best]) ||
+            (bits_of(c) == bits_of(candidates[best]) && c.elements > candidates[best].elements)) {
+          best = static_cast<int>(k);
+        }
+      }
+      if (best < 0) return;  // every quantizer at its floor
+      const Candidate& c = candidates[best];
+      Layer& l = *layers_[c.layer];
+      const bool act = c.slice < 0;
+      const QuantizerConfig& config = act ? *l.act_config : options_.weight_config;
+      at::Tensor& d = act ? l.a_step : l.w_step;
+      at::Tensor& range = act ? l.a_range : l.w_range;
+      const int64_t index = act ? 0 : c.slice;
+      const int target = bits_of(c) - 1;
+      double step = StepFor(range[index].item<double>(), target, config.is_signed);
+      const at::Tensor old_step = d[index].clone(), old_range = range[index].clone();
+      if (step > config.d_max) {
+        // The step cannot grow that far: the largest step, and the range
+        // narrowed to what `target` bits cover with it.
+        step = config.d_max;
+        range[index].fill_(config.d_max / StepFor(1.0, target, config.is_signed));
+      }
+      d[index].fill_(step);
+      const int now = IntegerBitWidths(d, range, config)[index];
+      if (now >= bits_of(c)) {  // rounding kept the bit: leave it as it was
+        d[index].copy_(old_step);
+        range[index].copy_(old_range);
+        stuck[best] = true;
+        continue;
+      }
+      bits_of(c) = now;
+      ++(weights ? out.weight_cuts : out.activation_cuts);
+    }
+  };
+  cut(/*weights=*/true, budget.weight_kb);
+  cut(/*weights=*/false, budget.activation_kb);
+  const SizeReport size = Size();
+  out.met = (budget.weight_kb <= 0 || size.weight_kb <= budget.weight_kb * (1 + 1e-9)) &&
+            (budget.activation_kb <= 0 || size.activation_kb <= budget.activation_kb * (1 + 1e-9));
+  return out;
+}
+
 std::vector<at::Tensor> QuantNet::Snapshot() const {
   std::vector<at::Tensor> out;
   for (const auto& l : layers_) {

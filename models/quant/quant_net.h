@@ -86,6 +86,21 @@ class QuantNet {
   std::vector<LayerBits> Bits() const;
   SizeReport Size() const;
 
+  // Brings W and A within `budget` (a term with budget 0 is left alone) by
+  // taking one bit at a time from the quantizer that has the most (ties: the
+  // one covering the most elements): its range stays, its step becomes
+  // range / levels(b - 1) (where that step would pass d_max, the step is d_max
+  // and the range narrows to levels(b - 1) steps). A slice at its quantizer's floor (2 bits for a
+  // signed weight slice, 1 for an unsigned activation) gives nothing more.
+  // Run where bit-widths freeze (the start of finetune), so the weights then
+  // adapt to the coarser codes.
+  struct Projection {
+    int weight_cuts = 0;      // bits taken from weight slices
+    int activation_cuts = 0;  // bits taken from activation quantizers
+    bool met = false;         // both terms within their budgets afterwards
+  };
+  Projection ProjectToBudget(const Budget& budget);
+
   // Copies of every tensor of the model (parameters, quantizers, running
   // statistics), for keeping the best checkpoint, and their restoration.
   std::vector<at::Tensor> Snapshot() const;
