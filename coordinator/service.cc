@@ -57,7 +57,7 @@ void CoordinatorService::Send(const std::string& peer, uint64_t session, Body bo
   m.device_id = DeviceOfRoute(peer);
   m.session_id = session;
   m.body = std::move(body);
-  absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(m);
+  absl::StatusOr<EncodedMessage> frames = EncodeMessageShared(m);
   if (!frames.ok()) {
     ++counters_.dropped_replies["encode_failed"];
     if (options_.log) {
@@ -68,9 +68,11 @@ void CoordinatorService::Send(const std::string& peer, uint64_t session, Body bo
   }
   Packet packet;
   packet.peer = peer;
-  packet.frames = std::move(*frames);
+  packet.frames = std::move(frames->frames);
+  packet.shared_frames = std::move(frames->shared_frames);
   int64_t bytes = 0;
   for (const std::string& f : packet.frames) bytes += static_cast<int64_t>(f.size());
+  for (const auto& f : packet.shared_frames) bytes += static_cast<int64_t>(f->size());
   const bool is_task = std::holds_alternative<Task>(m.body);
   absl::Status sent = transport_->Send(std::move(packet));
   if (sent.ok()) {
@@ -94,7 +96,7 @@ void CoordinatorService::SendTask(const std::string& device, Task task) {
   for (size_t i = 0; i < round_shards_.size(); ++i) {
     const bool frozen = round_shards_[i].layer < task.trainable_from && round_frozen_[i];
     task.shards.push_back(frozen ? *round_frozen_[i] : round_shards_[i]);
-    downlink_bytes_ += static_cast<int64_t>(task.shards.back().payload.size());
+    downlink_bytes_ += static_cast<int64_t>(task.shards.back().bytes().size());
     fp32_downlink_bytes_ += 4 * task.shards.back().numel();
   }
   Send(agent->route, agent->session_id, std::move(task));
@@ -270,6 +272,13 @@ void CoordinatorService::StartRound(absl::Time now) {
         frozen.reset();
       }
     }
+    // Every task of the round sends these buffers, none copies them.
+    auto share = [](WireTensor& w) {
+      w.shared_payload = std::make_shared<const std::string>(std::move(w.payload));
+      w.payload.clear();
+    };
+    share(t);
+    if (frozen) share(*frozen);
     round_shards_.push_back(std::move(t));
     round_frozen_.push_back(std::move(frozen));
   }

@@ -37,6 +37,7 @@ using ::testing::Not;
 class ScriptedTransport : public Transport {
  public:
   absl::Status Send(Packet packet) override {
+    FlattenSharedFrames(&packet);
     if (full_.count(packet.peer) != 0) {
       return absl::ResourceExhaustedError("the peer's queue is full");
     }

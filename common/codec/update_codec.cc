@@ -135,7 +135,7 @@ SliceCoding CodingOf(const WireTensor& t, size_t s) {
 template <typename Fn>
 absl::Status ForEachCodeChunk(const WireTensor& t, Fn fn) {
   const int64_t n = t.numel();
-  const auto* bytes = reinterpret_cast<const uint8_t*>(t.payload.data());
+  const auto* bytes = reinterpret_cast<const uint8_t*>(t.bytes().data());
   const int64_t per_slice = n / static_cast<int64_t>(t.slices.size());
   uint8_t codes[kDecodeChunk];
   size_t offset = 0;
@@ -159,7 +159,7 @@ absl::Status ForEachCodeChunk(const WireTensor& t, Fn fn) {
 absl::Status CheckDecodable(const WireTensor& t, float max_abs) {
   RETURN_IF_ERROR(WithReason(ValidateTensor(t), RejectReason::kMalformedUpdate));
   const int64_t n = t.numel();
-  const auto* bytes = reinterpret_cast<const uint8_t*>(t.payload.data());
+  const auto* bytes = reinterpret_cast<const uint8_t*>(t.bytes().data());
   const bool bounded = max_abs < std::numeric_limits<float>::infinity();
   auto too_large = [&](int64_t i, float v) {
     return WithReason(absl::InvalidArgumentError(absl::StrCat(
@@ -250,7 +250,7 @@ inline void Emit(float* out, int64_t i, float weight, float v) {
 template <Mode mode>
 absl::Status DecodeChecked(const WireTensor& t, float weight, float* out) {
   const int64_t n = t.numel();
-  const auto* bytes = reinterpret_cast<const uint8_t*>(t.payload.data());
+  const auto* bytes = reinterpret_cast<const uint8_t*>(t.bytes().data());
   switch (t.codec) {
     case Codec::kFp32:
       for (int64_t i = 0; i < n; ++i) {
@@ -352,10 +352,10 @@ absl::StatusOr<size_t> PayloadBytes(const WireTensor& t) {
 
 absl::Status ValidateTensor(const WireTensor& t) {
   ASSIGN_OR_RETURN(const size_t want, PayloadBytes(t));
-  if (t.payload.size() != want) {
+  if (t.bytes().size() != want) {
     return absl::InvalidArgumentError(absl::StrCat(
         CodecName(t.codec), " tensor '", t.name, "' of ", t.numel(),
-        " elements needs ", want, " payload bytes, got ", t.payload.size()));
+        " elements needs ", want, " payload bytes, got ", t.bytes().size()));
   }
   return absl::OkStatus();
 }
@@ -369,6 +369,7 @@ absl::Status EncodeUpdate(absl::Span<const float> values, const UpdateSpec& spec
   t->bits = 0;
   t->slices.clear();
   t->payload.clear();
+  t->shared_payload.reset();
   switch (spec.codec) {
     case Codec::kFp32:
       t->payload.resize(4 * n);
@@ -451,6 +452,7 @@ absl::Status EncodeMixed(absl::Span<const float> values,
   t->bits = 0;
   t->slices.assign(slices.begin(), slices.end());
   t->payload.clear();
+  t->shared_payload.reset();
   const int64_t n = static_cast<int64_t>(values.size());
   RETURN_IF_ERROR(CheckSlices(*t, n));
   const int64_t per_slice = n / static_cast<int64_t>(slices.size());

@@ -9,6 +9,7 @@
 //
 // A transport is owned and used by one thread (as ZeroMQ sockets must be).
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,7 +29,19 @@ struct Packet {
   // CURVE key is enrolled under), empty when the link is not authenticated.
   std::string authenticated_id;
   std::vector<std::string> frames;
+  // Sent after `frames` without a copy: the transport holds a reference
+  // until the bytes are out (the coordinator sends one round's model shards
+  // to thousands of agents from one buffer each). Received packets carry
+  // every frame in `frames`.
+  std::vector<std::shared_ptr<const std::string>> shared_frames;
 };
+
+// Moves `shared_frames` into `frames` by copy, for transports that keep or
+// change frames themselves.
+inline void FlattenSharedFrames(Packet* packet) {
+  for (const auto& f : packet->shared_frames) packet->frames.push_back(*f);
+  packet->shared_frames.clear();
+}
 
 // The device id a routing id names: what precedes the first '/'.
 inline std::string DeviceOfRoute(const std::string& route) {

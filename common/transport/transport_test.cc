@@ -179,6 +179,55 @@ TEST(ZmqTransportTest, CurveRefusesUnknownKeyAndPlaintext) {
   EXPECT_GE(setup.server->denied(), 1);
 }
 
+TEST(ZmqTransportTest, SharedFramesArriveAfterTheOthersAndAreReleased) {
+  CurveSetup setup;
+  auto client = setup.Client("board-7", &setup.good_keys);
+  std::optional<Packet> hello = setup.Reach(*client);
+  ASSERT_TRUE(hello.has_value());
+  auto big = std::make_shared<const std::string>(300000, 'm');
+  Packet p = Frames({"envelope", "copied"}, hello->peer);
+  p.shared_frames = {big, big};
+  ASSERT_TRUE(setup.server->Send(std::move(p)).ok());
+  std::optional<Packet> got = Next(*client);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->frames.size(), 4u);
+  EXPECT_EQ(got->frames[1], "copied");
+  EXPECT_EQ(got->frames[2], *big);
+  EXPECT_EQ(got->frames[3], *big);
+  // Once sent, the transport holds no reference.
+  for (int i = 0; i < 100 && big.use_count() > 1; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(big.use_count(), 1);
+  // To a peer that is gone: refused, and the references dropped.
+  Packet lost = Frames({"envelope"}, "ghost/0");
+  lost.shared_frames = {big};
+  EXPECT_FALSE(setup.server->Send(std::move(lost)).ok());
+  EXPECT_EQ(big.use_count(), 1);
+}
+
+TEST(ZmqTransportTest, ClientsShareOneContext) {
+  CurveSetup setup;
+  ASSERT_FALSE(ZmqContext::Create(0, 10).ok());
+  absl::StatusOr<std::shared_ptr<ZmqContext>> context = ZmqContext::Create(1, 16);
+  ASSERT_TRUE(context.ok()) << context.status();
+  std::vector<std::unique_ptr<ZmqClientTransport>> clients;
+  for (int i = 0; i < 3; ++i) {
+    ZmqClientOptions options;
+    options.endpoint = setup.server->bound_endpoint();
+    options.identity = "board-7";
+    options.curve = CurveClientConfig{setup.good_keys, setup.server_keys.public_key};
+    options.context = *context;
+    clients.push_back(std::move(*ZmqClientTransport::Create(options)));
+  }
+  context->reset();  // the transports keep it alive
+  for (auto& client : clients) {
+    std::optional<Packet> got = setup.Reach(*client);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->authenticated_id, "board-7");
+    ASSERT_TRUE(setup.server->Send(Frames({"ok"}, got->peer)).ok());
+    EXPECT_EQ(Next(*client)->frames[0], "ok");
+  }
+}
+
 TEST(ZmqTransportTest, ClientReconnectsAfterServerRestart) {
   ZmqServerOptions options;
   options.endpoint = "tcp://127.0.0.1:*";

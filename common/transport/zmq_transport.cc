@@ -91,17 +91,31 @@ absl::Status PollParts(zmq::socket_t& socket, absl::Duration timeout,
 // queued: kResourceExhausted), an unknown peer with EHOSTUNREACH
 // (kUnavailable). Once the first frame is queued, ZeroMQ queues the rest of
 // the message whole.
+// Shared frames go as ZeroMQ zero-copy messages that hold a reference to
+// their buffer until the I/O thread is done with them.
+void ReleaseSharedFrame(void*, void* hint) {
+  delete static_cast<std::shared_ptr<const std::string>*>(hint);
+}
+
 absl::Status SendFrames(zmq::socket_t& socket, const std::string* routing,
-                        std::vector<std::string>& frames) {
+                        const std::vector<std::string>& frames,
+                        const std::vector<std::shared_ptr<const std::string>>& shared = {}) {
   return CallZmq("sending", [&]() -> absl::Status {
     std::vector<absl::string_view> parts;
     if (routing != nullptr) parts.push_back(*routing);
     parts.insert(parts.end(), frames.begin(), frames.end());
-    for (size_t i = 0; i < parts.size(); ++i) {
-      const auto more = i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
-      if (!socket.send(zmq::buffer(parts[i].data(), parts[i].size()),
-                       more | zmq::send_flags::dontwait) &&
-          i == 0) {
+    const size_t total = parts.size() + shared.size();
+    for (size_t i = 0; i < total; ++i) {
+      const auto more = i + 1 < total ? zmq::send_flags::sndmore : zmq::send_flags::none;
+      zmq::message_t part;
+      if (i < parts.size()) {
+        part.rebuild(parts[i].data(), parts[i].size());
+      } else {
+        const std::shared_ptr<const std::string>& frame = shared[i - parts.size()];
+        part.rebuild(const_cast<char*>(frame->data()), frame->size(), ReleaseSharedFrame,
+                     new std::shared_ptr<const std::string>(frame));
+      }
+      if (!socket.send(part, more | zmq::send_flags::dontwait) && i == 0) {
         return absl::ResourceExhaustedError("the peer's queue is full (it is not reading)");
       }
     }
@@ -286,7 +300,7 @@ std::string ZmqServerTransport::bound_endpoint() const {
 int64_t ZmqServerTransport::denied() const { return impl_->denied; }
 
 absl::Status ZmqServerTransport::Send(Packet packet) {
-  absl::Status sent = SendFrames(impl_->socket, &packet.peer, packet.frames);
+  absl::Status sent = SendFrames(impl_->socket, &packet.peer, packet.frames, packet.shared_frames);
   if (absl::IsUnavailable(sent)) {
     return absl::UnavailableError(absl::StrCat("peer is not connected: ", sent.message()));
   }
@@ -315,8 +329,31 @@ absl::StatusOr<std::optional<Packet>> ZmqServerTransport::Receive(absl::Duration
 
 // --- client ---------------------------------------------------------------
 
+struct ZmqContext::State {
+  zmq::context_t context;
+};
+
+absl::StatusOr<std::shared_ptr<ZmqContext>> ZmqContext::Create(int io_threads, int max_sockets) {
+  if (io_threads < 1 || max_sockets < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("a shared ZeroMQ context needs at least one I/O thread (",
+                                                   io_threads, ") and two sockets (", max_sockets, ")"));
+  }
+  std::shared_ptr<ZmqContext> out(new ZmqContext());
+  if (zmq_ctx_set(out->state_->context.handle(), ZMQ_IO_THREADS, io_threads) != 0 ||
+      zmq_ctx_set(out->state_->context.handle(), ZMQ_MAX_SOCKETS, max_sockets) != 0) {
+    return ZmqErrnoToStatus(zmq_errno(), "configuring a ZeroMQ context");
+  }
+  return out;
+}
+
+ZmqContext::ZmqContext() : state_(std::make_unique<State>()) {}
+ZmqContext::~ZmqContext() = default;
+
 struct ZmqClientTransport::Impl {
-  zmq::context_t context{1};
+  // The shared context outlives the sockets (members are destroyed in
+  // reverse order).
+  std::shared_ptr<ZmqContext> shared;
+  std::unique_ptr<zmq::context_t> own;
   zmq::socket_t socket;
   zmq::socket_t monitor;  // socket events: handshakes with the coordinator
   int64_t connections = 0;
@@ -354,7 +391,10 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
   }
   auto impl = std::make_unique<Impl>();
   RETURN_IF_ERROR(CallZmq(absl::StrCat("connecting to ", options.endpoint), [&]() -> absl::Status {
-    impl->socket = zmq::socket_t(impl->context, zmq::socket_type::dealer);
+    impl->shared = options.context;
+    if (impl->shared == nullptr) impl->own = std::make_unique<zmq::context_t>(1);
+    zmq::context_t& context = impl->shared != nullptr ? impl->shared->state_->context : *impl->own;
+    impl->socket = zmq::socket_t(context, zmq::socket_type::dealer);
     impl->socket.set(zmq::sockopt::linger,
                      static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(options.linger))));
     impl->socket.set(zmq::sockopt::routing_id, options.identity + "/" + RouteNonce());
@@ -381,7 +421,7 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
       return ZmqErrnoToStatus(zmq_errno(), "monitoring the agent's socket");
     }
-    impl->monitor = zmq::socket_t(impl->context, zmq::socket_type::pair);
+    impl->monitor = zmq::socket_t(context, zmq::socket_type::pair);
     impl->monitor.set(zmq::sockopt::linger, 0);
     impl->monitor.connect(monitor);
     impl->socket.connect(options.endpoint);
@@ -391,6 +431,7 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
 }
 
 absl::Status ZmqClientTransport::Send(Packet packet) {
+  FlattenSharedFrames(&packet);
   // With ZMQ_IMMEDIATE a send while disconnected would block: don't wait.
   return CallZmq("sending to the coordinator", [&]() -> absl::Status {
     for (size_t i = 0; i < packet.frames.size(); ++i) {

@@ -65,6 +65,25 @@ struct ZmqServerOptions {
   absl::Duration link_timeout = absl::Seconds(60);
 };
 
+// A ZeroMQ context that many client transports share: a load generator's
+// thousands of agents in one process run on `io_threads` I/O threads
+// instead of a context (two threads) each. Room for `max_sockets` sockets
+// (each client transport takes three: its DEALER and the two ends of its
+// socket monitor).
+class ZmqContext {
+ public:
+  static absl::StatusOr<std::shared_ptr<ZmqContext>> Create(int io_threads, int max_sockets);
+  ~ZmqContext();
+  ZmqContext(const ZmqContext&) = delete;
+  ZmqContext& operator=(const ZmqContext&) = delete;
+
+ private:
+  friend class ZmqClientTransport;
+  struct State;
+  ZmqContext();
+  std::unique_ptr<State> state_;
+};
+
 struct CurveClientConfig {
   CurveKeyPair keys;
   std::string server_public_key;
@@ -81,6 +100,8 @@ struct ZmqClientOptions {
   absl::Duration linger = absl::ZeroDuration();
   // As ZmqServerOptions::link_timeout, for the frames the agent receives.
   absl::Duration link_timeout = absl::Seconds(60);
+  // Shared with other transports; null: a context of its own.
+  std::shared_ptr<ZmqContext> context;
 };
 
 class ZmqServerTransport : public Transport {

@@ -7,6 +7,7 @@
 // Proto or ZeroMQ.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <variant>
 #include <vector>
@@ -52,7 +53,12 @@ struct WireTensor {
   uint8_t bits = 0;  // kQ: K
   std::vector<SliceInfo> slices;
   std::string payload;
+  // When set, the encoded bytes instead of `payload` (which is then empty):
+  // one buffer that many messages carry without a copy (the coordinator's
+  // model shards for one round's tasks). Decoded tensors never have it.
+  std::shared_ptr<const std::string> shared_payload;
 
+  const std::string& bytes() const { return shared_payload ? *shared_payload : payload; }
   int64_t numel() const;
 };
 

@@ -148,9 +148,12 @@ const std::vector<WireTensor>* TensorsOf(const Body& body) {
 
 // --- encoding -------------------------------------------------------------
 
+// Copied payloads take frames 1..k in tensor order, shared ones the frames
+// after them, also in order.
 void WriteTensors(const std::vector<WireTensor>& tensors,
-                  capnp::List<wire::TensorRef>::Builder list,
-                  std::vector<std::string>* frames) {
+                  capnp::List<wire::TensorRef>::Builder list, EncodedMessage* out) {
+  size_t copied = 0;
+  for (const WireTensor& t : tensors) copied += t.shared_payload ? 0 : 1;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const WireTensor& t = tensors[i];
     auto ref = list[i];
@@ -166,9 +169,14 @@ void WriteTensors(const std::vector<WireTensor>& tensors,
       slices[s].setStep(t.slices[s].step);
       slices[s].setRange(t.slices[s].range);
     }
-    ref.setFrame(static_cast<uint32_t>(frames->size()));
-    ref.setByteLength(t.payload.size());
-    frames->push_back(t.payload);
+    ref.setByteLength(t.bytes().size());
+    if (t.shared_payload) {
+      ref.setFrame(static_cast<uint32_t>(1 + copied + out->shared_frames.size()));
+      out->shared_frames.push_back(t.shared_payload);
+    } else {
+      ref.setFrame(static_cast<uint32_t>(out->frames.size()));
+      out->frames.push_back(t.payload);
+    }
   }
 }
 
@@ -188,7 +196,7 @@ void WriteHyper(const Hyper& h, wire::Hyper::Builder b) {
 
 struct BodyWriter {
   mutable wire::Envelope::Body::Builder body;
-  std::vector<std::string>* frames;
+  EncodedMessage* frames;
 
   void operator()(const Register& r) const {
     auto b = body.initRegister();
@@ -399,7 +407,7 @@ absl::Status ValidateMessage(const Message& message, size_t payload_frames,
   }
   size_t total = 0;
   if (tensors != nullptr) {
-    for (const WireTensor& t : *tensors) total += t.payload.size();
+    for (const WireTensor& t : *tensors) total += t.bytes().size();
   }
   if (total > limits.max_total_payload_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -409,22 +417,29 @@ absl::Status ValidateMessage(const Message& message, size_t payload_frames,
 }
 
 absl::StatusOr<std::vector<std::string>> EncodeMessage(const Message& message) {
+  ASSIGN_OR_RETURN(EncodedMessage encoded, EncodeMessageShared(message));
+  for (const auto& f : encoded.shared_frames) encoded.frames.push_back(*f);
+  return std::move(encoded.frames);
+}
+
+absl::StatusOr<EncodedMessage> EncodeMessageShared(const Message& message) {
   const std::vector<WireTensor>* tensors = TensorsOf(message.body);
   RETURN_IF_ERROR(ValidateMessage(message, tensors == nullptr ? 0 : tensors->size()));
-  std::vector<std::string> frames(1);
+  EncodedMessage out;
+  out.frames.resize(1);
   RETURN_IF_ERROR(CallCapnp("encoding message", [&] {
     capnp::MallocMessageBuilder builder;
     auto envelope = builder.initRoot<wire::Envelope>();
     envelope.setVersion(message.version);
     envelope.setDeviceId(message.device_id);
     envelope.setSessionId(message.session_id);
-    std::visit(BodyWriter{envelope.getBody(), &frames}, message.body);
+    std::visit(BodyWriter{envelope.getBody(), &out}, message.body);
     const kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
     const auto bytes = words.asBytes();
-    frames[0].assign(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+    out.frames[0].assign(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
     return absl::OkStatus();
   }));
-  return frames;
+  return out;
 }
 
 absl::StatusOr<Message> DecodeMessage(absl::Span<const std::string> frames,

@@ -18,6 +18,7 @@
 // Thread-safe (no shared state).
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,18 @@ struct WireLimits {
 absl::Status ValidateMessage(const Message& message, size_t payload_frames,
                              const WireLimits& limits = WireLimits());
 
+// Every frame copied: the envelope, then each tensor's payload.
 absl::StatusOr<std::vector<std::string>> EncodeMessage(const Message& message);
+
+// The same message with the payloads of tensors that have a shared_payload
+// left shared: `frames` holds the envelope and the copied payloads, and the
+// shared ones follow them on the wire, in `shared_frames` (the envelope
+// names each by its index in frames + shared_frames).
+struct EncodedMessage {
+  std::vector<std::string> frames;
+  std::vector<std::shared_ptr<const std::string>> shared_frames;
+};
+absl::StatusOr<EncodedMessage> EncodeMessageShared(const Message& message);
 
 absl::StatusOr<Message> DecodeMessage(absl::Span<const std::string> frames,
                                       const WireLimits& limits = WireLimits());

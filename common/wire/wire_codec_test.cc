@@ -140,6 +140,39 @@ TaskResult SampleResult() {
   return result;
 }
 
+TEST(WireCodecTest, SharedPayloadsTravelUncopiedAfterTheCopiedOnes) {
+  Task task;
+  task.round_id = 3;
+  task.task_id = 9;
+  task.shards = {SmallTensor(0, Codec::kFp16), SmallTensor(1, Codec::kFp32),
+                 SmallTensor(2, Codec::kSignEf)};
+  const std::vector<WireTensor> plain = task.shards;
+  // Shards 0 and 2 shared, 1 copied.
+  for (int i : {0, 2}) {
+    task.shards[i].shared_payload = std::make_shared<const std::string>(task.shards[i].payload);
+    task.shards[i].payload.clear();
+  }
+  const Message m = Sample(task);
+  absl::StatusOr<EncodedMessage> encoded = EncodeMessageShared(m);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  ASSERT_EQ(encoded->frames.size(), 2u);  // envelope, shard 1
+  ASSERT_EQ(encoded->shared_frames.size(), 2u);
+  EXPECT_EQ(encoded->shared_frames[0].get(), task.shards[0].shared_payload.get());  // no copy
+  EXPECT_EQ(encoded->frames[1], plain[1].payload);
+  std::vector<std::string> wire = encoded->frames;
+  for (const auto& f : encoded->shared_frames) wire.push_back(*f);
+  absl::StatusOr<Message> back = DecodeMessage(wire);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameTensors(std::get<Task>(back->body).shards, plain);
+  // The all-copied encoding carries the same message.
+  absl::StatusOr<std::vector<std::string>> copied = EncodeMessage(m);
+  ASSERT_TRUE(copied.ok());
+  ExpectSameTensors(std::get<Task>(DecodeMessage(*copied)->body).shards, plain);
+  // A shared payload of the wrong size is refused like a copied one.
+  task.shards[2].shared_payload = std::make_shared<const std::string>("short");
+  EXPECT_FALSE(EncodeMessageShared(Sample(task)).ok());
+}
+
 TEST(WireCodecTest, RejectsTruncatedEnvelope) {
   std::vector<std::string> frames = Frames(Sample(Register{1 << 20, 1, 10, "v"}));
   frames[0].resize(frames[0].size() - 8);

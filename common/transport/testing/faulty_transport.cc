@@ -33,6 +33,7 @@ absl::Status FaultyTransport::FlushDue() {
 }
 
 absl::Status FaultyTransport::Send(Packet packet) {
+  FlattenSharedFrames(&packet);
   if (absl::Status s = FlushDue(); !s.ok()) return s;
   if (disconnected_ || Chance(options_.drop)) {
     ++counts_.dropped;

@@ -12,6 +12,7 @@ class InMemoryNetwork::Endpoint : public Transport {
       : net_(net), identity_(std::move(identity)) {}
 
   absl::Status Send(Packet packet) override {
+    FlattenSharedFrames(&packet);
     if (identity_.empty()) {  // server -> client
       const std::string to = packet.peer;
       packet.peer.clear();

@@ -58,6 +58,7 @@ absl::Status RateLimitedTransport::FlushUp(absl::Time now) {
 }
 
 absl::Status RateLimitedTransport::Send(Packet packet) {
+  FlattenSharedFrames(&packet);
   const absl::Time now = clock_();
   const int64_t bytes = Bytes(packet);
   counts_.up_bytes += bytes;
