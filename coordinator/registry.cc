@@ -27,6 +27,7 @@ absl::StatusOr<Welcome> Registry::OnRegister(const std::string& device_id,
     return absl::PermissionDeniedError(absl::StrCat(
         "key enrolled as '", authenticated_id, "' tried to register as '", device_id, "'"));
   }
+  const bool known = agents_.count(device_id) != 0;
   AgentRecord& record = agents_[device_id];
   record.device_id = device_id;
   record.registration = registration;
@@ -36,6 +37,7 @@ absl::StatusOr<Welcome> Registry::OnRegister(const std::string& device_id,
   record.route = route.empty() ? device_id : route;
   record.registered_at = now;
   record.last_seen = now;
+  if (!record.live || !known) ++live_;
   record.live = true;
   record.busy_task = 0;
   Welcome welcome;
@@ -56,6 +58,7 @@ absl::Status Registry::OnHeard(const std::string& device_id, uint64_t session_id
                                             "' is not current: register again"));
   }
   it->second.last_seen = now;
+  if (!it->second.live) ++live_;
   it->second.live = true;
   return absl::OkStatus();
 }
@@ -69,9 +72,12 @@ absl::Status Registry::OnHeartbeat(const std::string& device_id, uint64_t sessio
 
 std::vector<std::string> Registry::Expire(absl::Time now) {
   std::vector<std::string> dead;
+  if (now < next_sweep_) return dead;
+  next_sweep_ = now + options_.timeout / 8;
   for (auto& [id, record] : agents_) {
     if (record.live && now - record.last_seen > options_.timeout) {
       record.live = false;
+      --live_;
       dead.push_back(id);
     }
   }
@@ -91,10 +97,5 @@ std::vector<const AgentRecord*> Registry::LiveAgents() const {
   return live;
 }
 
-size_t Registry::live() const {
-  size_t n = 0;
-  for (const auto& [id, record] : agents_) n += record.live ? 1 : 0;
-  return n;
-}
 
 }  // namespace fedge

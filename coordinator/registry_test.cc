@@ -63,6 +63,22 @@ TEST(RegistryTest, ExpiresOnlyTheSilent) {
   EXPECT_EQ(dead[0], "b");
   EXPECT_EQ(registry.LiveAgents().size(), 1u);
   EXPECT_EQ(registry.LiveAgents()[0]->device_id, "a");
+  EXPECT_EQ(registry.live(), 1u);
+  // Heard again: live again, counted once.
+  ASSERT_TRUE(registry.OnRegister("b", "", Register{1, 1, 1, ""}, t0 + absl::Seconds(4)).ok());
+  ASSERT_TRUE(registry.OnRegister("b", "", Register{1, 1, 1, ""}, t0 + absl::Seconds(4)).ok());
+  EXPECT_EQ(registry.live(), 2u);
+  // "a" falls silent at t0 + 2 s: dead after 3 s, seen by the first sweep
+  // at most timeout / 8 later.
+  EXPECT_TRUE(registry.Expire(t0 + absl::Seconds(4.2)).empty());  // within the sweep interval
+  EXPECT_TRUE(registry.Expire(t0 + absl::Seconds(4.9)).empty());  // swept: still alive
+  const absl::Time late = t0 + absl::Seconds(5.01);
+  std::vector<std::string> later = registry.Expire(late);
+  for (double s = 0.1; later.empty() && s <= 3.0 / 8 + 0.01; s += 0.1) {
+    later = registry.Expire(late + absl::Seconds(s));
+  }
+  EXPECT_EQ(later, std::vector<std::string>{"a"});
+  EXPECT_EQ(registry.live(), 1u);
 }
 
 TEST(RegistryTest, DeviceMayOnlyRegisterAsItself) {

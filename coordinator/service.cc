@@ -230,6 +230,11 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
 }
 
 void CoordinatorService::StartRound(absl::Time now) {
+  // Cheap first: listing and planning every live agent on every packet
+  // while a large fleet registers would cost more than the packets.
+  if (engine_.done() || registry_.live() < static_cast<size_t>(std::max(1, options_.run.min_agents))) {
+    return;
+  }
   std::vector<OutgoingTask> tasks = engine_.MaybeStartRound(registry_.LiveAgents(), model_, now);
   if (tasks.empty()) return;
   round_start_ = now;
