@@ -72,7 +72,7 @@ void CoordinatorService::Send(const std::string& peer, uint64_t session, Body bo
   packet.shared_frames = std::move(frames->shared_frames);
   int64_t bytes = 0;
   for (const std::string& f : packet.frames) bytes += static_cast<int64_t>(f.size());
-  for (const auto& f : packet.shared_frames) bytes += static_cast<int64_t>(f->size());
+  for (const SharedFrame& f : packet.shared_frames) bytes += static_cast<int64_t>(f.size);
   const bool is_task = std::holds_alternative<Task>(m.body);
   absl::Status sent = transport_->Send(std::move(packet));
   if (sent.ok()) {

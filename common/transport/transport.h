@@ -19,6 +19,13 @@
 
 namespace fedge {
 
+// `size` bytes at `offset` of a buffer that many packets share.
+struct SharedFrame {
+  std::shared_ptr<const std::string> buffer;
+  size_t offset = 0;
+  size_t size = 0;
+};
+
 struct Packet {
   // On the coordinator side: the peer (routing id) it came from or goes to.
   // Unused on the agent side. A peer's routing id is its device id,
@@ -33,13 +40,15 @@ struct Packet {
   // until the bytes are out (the coordinator sends one round's model shards
   // to thousands of agents from one buffer each). Received packets carry
   // every frame in `frames`.
-  std::vector<std::shared_ptr<const std::string>> shared_frames;
+  std::vector<SharedFrame> shared_frames;
 };
 
 // Moves `shared_frames` into `frames` by copy, for transports that keep or
 // change frames themselves.
 inline void FlattenSharedFrames(Packet* packet) {
-  for (const auto& f : packet->shared_frames) packet->frames.push_back(*f);
+  for (const SharedFrame& f : packet->shared_frames) {
+    packet->frames.push_back(f.buffer->substr(f.offset, f.size));
+  }
   packet->shared_frames.clear();
 }
 

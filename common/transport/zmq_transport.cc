@@ -99,7 +99,7 @@ void ReleaseSharedFrame(void*, void* hint) {
 
 absl::Status SendFrames(zmq::socket_t& socket, const std::string* routing,
                         const std::vector<std::string>& frames,
-                        const std::vector<std::shared_ptr<const std::string>>& shared = {}) {
+                        const std::vector<SharedFrame>& shared = {}) {
   return CallZmq("sending", [&]() -> absl::Status {
     std::vector<absl::string_view> parts;
     if (routing != nullptr) parts.push_back(*routing);
@@ -111,9 +111,9 @@ absl::Status SendFrames(zmq::socket_t& socket, const std::string* routing,
       if (i < parts.size()) {
         part.rebuild(parts[i].data(), parts[i].size());
       } else {
-        const std::shared_ptr<const std::string>& frame = shared[i - parts.size()];
-        part.rebuild(const_cast<char*>(frame->data()), frame->size(), ReleaseSharedFrame,
-                     new std::shared_ptr<const std::string>(frame));
+        const SharedFrame& frame = shared[i - parts.size()];
+        part.rebuild(const_cast<char*>(frame.buffer->data() + frame.offset), frame.size,
+                     ReleaseSharedFrame, new std::shared_ptr<const std::string>(frame.buffer));
       }
       if (!socket.send(part, more | zmq::send_flags::dontwait) && i == 0) {
         return absl::ResourceExhaustedError("the peer's queue is full (it is not reading)");

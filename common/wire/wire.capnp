@@ -1,7 +1,7 @@
 @0xecfb0e127ea77302;
 # The coordinator <-> agent protocol. Every ZeroMQ message is one Envelope
 # frame followed by zero or more raw payload frames holding bulk tensors;
-# a TensorRef names its payload frame by index (1 = first frame after the
+# a TensorRef names its payload frames by index (1 = first frame after the
 # envelope) and states its exact byte length, which the reader checks.
 
 using Cxx = import "/capnp/c++.capnp";
@@ -40,6 +40,11 @@ struct TensorRef {
   slices @5 :List(Slice);        # one per output channel or one per tensor
   frame @6 :UInt32;
   byteLength @7 :UInt64;
+  # The bytes span this many payload frames, from `frame` on, in order
+  # (0 or 1: one frame). Bulk tensors travel in frames of at most 64 KiB,
+  # so a CURVE link encrypts and holds one such frame at a time, not a whole
+  # tensor per connection.
+  frameCount @8 :UInt32;
 }
 
 struct Register {

@@ -148,12 +148,17 @@ const std::vector<WireTensor>* TensorsOf(const Body& body) {
 
 // --- encoding -------------------------------------------------------------
 
-// Copied payloads take frames 1..k in tensor order, shared ones the frames
-// after them, also in order.
+size_t Chunks(size_t bytes) {
+  return std::max<size_t>(1, (bytes + kMaxPayloadFrameBytes - 1) / kMaxPayloadFrameBytes);
+}
+
+// Each tensor's bytes in chunks of kMaxPayloadFrameBytes; copied payloads
+// take frames 1..k in tensor order, shared ones the frames after them, also
+// in order.
 void WriteTensors(const std::vector<WireTensor>& tensors,
                   capnp::List<wire::TensorRef>::Builder list, EncodedMessage* out) {
   size_t copied = 0;
-  for (const WireTensor& t : tensors) copied += t.shared_payload ? 0 : 1;
+  for (const WireTensor& t : tensors) copied += t.shared_payload ? 0 : Chunks(t.payload.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
     const WireTensor& t = tensors[i];
     auto ref = list[i];
@@ -169,13 +174,20 @@ void WriteTensors(const std::vector<WireTensor>& tensors,
       slices[s].setStep(t.slices[s].step);
       slices[s].setRange(t.slices[s].range);
     }
-    ref.setByteLength(t.bytes().size());
-    if (t.shared_payload) {
-      ref.setFrame(static_cast<uint32_t>(1 + copied + out->shared_frames.size()));
-      out->shared_frames.push_back(t.shared_payload);
-    } else {
-      ref.setFrame(static_cast<uint32_t>(out->frames.size()));
-      out->frames.push_back(t.payload);
+    const std::string& bytes = t.bytes();
+    const size_t chunks = Chunks(bytes.size());
+    ref.setByteLength(bytes.size());
+    ref.setFrameCount(static_cast<uint32_t>(chunks));
+    ref.setFrame(static_cast<uint32_t>(t.shared_payload ? 1 + copied + out->shared_frames.size()
+                                                        : out->frames.size()));
+    for (size_t c = 0; c < chunks; ++c) {
+      const size_t offset = c * kMaxPayloadFrameBytes;
+      const size_t size = std::min(kMaxPayloadFrameBytes, bytes.size() - offset);
+      if (t.shared_payload) {
+        out->shared_frames.push_back({t.shared_payload, offset, size});
+      } else {
+        out->frames.push_back(bytes.substr(offset, size));
+      }
     }
   }
 }
@@ -284,20 +296,25 @@ absl::StatusOr<std::vector<WireTensor>> ReadTensors(
       return Invalid(absl::StrCat("tensor ", i, ": too many slices"));
     }
     for (auto s : ref.getSlices()) t.slices.push_back({s.getBits(), s.getStep(), s.getRange()});
-    const uint32_t frame = ref.getFrame();
-    if (frame == 0 || frame >= frames.size()) {
-      return Invalid(absl::StrCat("tensor ", i, " names payload frame ", frame, " of ",
-                                  frames.size(), " frames"));
+    const uint64_t frame = ref.getFrame();
+    const uint64_t count = std::max<uint32_t>(1, ref.getFrameCount());
+    if (frame == 0 || frame + count > frames.size()) {
+      return Invalid(absl::StrCat("tensor ", i, " names payload frames ", frame, "..",
+                                  frame + count - 1, " of ", frames.size(), " frames"));
     }
-    if (!used->insert(frame).second) {
-      return Invalid(absl::StrCat("tensor ", i, " reuses payload frame ", frame));
+    uint64_t total = 0;
+    for (uint64_t f = frame; f < frame + count; ++f) {
+      if (!used->insert(static_cast<uint32_t>(f)).second) {
+        return Invalid(absl::StrCat("tensor ", i, " reuses payload frame ", f));
+      }
+      total += frames[f].size();
     }
-    if (ref.getByteLength() != frames[frame].size()) {
+    if (ref.getByteLength() != total) {
       return Invalid(absl::StrCat("tensor ", i, " claims ", ref.getByteLength(),
-                                  " bytes but frame ", frame, " holds ",
-                                  frames[frame].size()));
+                                  " bytes but its frames hold ", total));
     }
-    t.payload = frames[frame];
+    t.payload.reserve(total);
+    for (uint64_t f = frame; f < frame + count; ++f) t.payload += frames[f];
   }
   return out;
 }
@@ -418,7 +435,9 @@ absl::Status ValidateMessage(const Message& message, size_t payload_frames,
 
 absl::StatusOr<std::vector<std::string>> EncodeMessage(const Message& message) {
   ASSIGN_OR_RETURN(EncodedMessage encoded, EncodeMessageShared(message));
-  for (const auto& f : encoded.shared_frames) encoded.frames.push_back(*f);
+  for (const SharedFrame& f : encoded.shared_frames) {
+    encoded.frames.push_back(f.buffer->substr(f.offset, f.size));
+  }
   return std::move(encoded.frames);
 }
 
@@ -454,8 +473,9 @@ absl::StatusOr<Message> DecodeMessage(absl::Span<const std::string> frames,
     return Invalid(absl::StrCat("envelope of ", head.size(),
                                 " bytes is not a whole number of 8-byte words"));
   }
-  if (frames.size() - 1 > limits.max_tensors) {
-    return Invalid(absl::StrCat(frames.size() - 1, " payload frames, limit ", limits.max_tensors));
+  if (frames.size() - 1 > limits.max_payload_frames) {
+    return Invalid(absl::StrCat(frames.size() - 1, " payload frames, limit ",
+                                limits.max_payload_frames));
   }
   // Cap'n Proto reads words in place: copy the frame to aligned memory.
   kj::Array<capnp::word> words = kj::heapArray<capnp::word>(head.size() / sizeof(capnp::word));
@@ -486,7 +506,9 @@ absl::StatusOr<Message> DecodeMessage(absl::Span<const std::string> frames,
     }
     return absl::OkStatus();
   }));
-  RETURN_IF_ERROR(ValidateMessage(message, frames.size() - 1, limits));
+  // Every payload frame was named once, by a tensor's run of frames.
+  const std::vector<WireTensor>* tensors = TensorsOf(message.body);
+  RETURN_IF_ERROR(ValidateMessage(message, tensors == nullptr ? 0 : tensors->size(), limits));
   return message;
 }
 

@@ -24,20 +24,26 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/transport/transport.h"
 #include "common/wire/messages.h"
 
 namespace fedge {
 
+// A tensor's bytes travel in payload frames of at most this size.
+inline constexpr size_t kMaxPayloadFrameBytes = size_t{64} << 10;
+
 struct WireLimits {
   size_t max_envelope_bytes = size_t{1} << 20;
   size_t max_tensors = 4096;
+  size_t max_payload_frames = size_t{1} << 15;
   size_t max_total_payload_bytes = size_t{1} << 30;
   size_t max_text_bytes = 4096;
 };
 
 // Checks a message's fields as DecodeMessage would (encoders call it too, so
-// a bad message is caught at its source).
-absl::Status ValidateMessage(const Message& message, size_t payload_frames,
+// a bad message is caught at its source); `tensors_with_payload` must equal
+// the message's tensor count.
+absl::Status ValidateMessage(const Message& message, size_t tensors_with_payload,
                              const WireLimits& limits = WireLimits());
 
 // Every frame copied: the envelope, then each tensor's payload.
@@ -49,7 +55,7 @@ absl::StatusOr<std::vector<std::string>> EncodeMessage(const Message& message);
 // names each by its index in frames + shared_frames).
 struct EncodedMessage {
   std::vector<std::string> frames;
-  std::vector<std::shared_ptr<const std::string>> shared_frames;
+  std::vector<SharedFrame> shared_frames;
 };
 absl::StatusOr<EncodedMessage> EncodeMessageShared(const Message& message);
 

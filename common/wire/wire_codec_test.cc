@@ -157,10 +157,10 @@ TEST(WireCodecTest, SharedPayloadsTravelUncopiedAfterTheCopiedOnes) {
   ASSERT_TRUE(encoded.ok()) << encoded.status();
   ASSERT_EQ(encoded->frames.size(), 2u);  // envelope, shard 1
   ASSERT_EQ(encoded->shared_frames.size(), 2u);
-  EXPECT_EQ(encoded->shared_frames[0].get(), task.shards[0].shared_payload.get());  // no copy
+  EXPECT_EQ(encoded->shared_frames[0].buffer.get(), task.shards[0].shared_payload.get());  // no copy
   EXPECT_EQ(encoded->frames[1], plain[1].payload);
   std::vector<std::string> wire = encoded->frames;
-  for (const auto& f : encoded->shared_frames) wire.push_back(*f);
+  for (const SharedFrame& f : encoded->shared_frames) wire.push_back(f.buffer->substr(f.offset, f.size));
   absl::StatusOr<Message> back = DecodeMessage(wire);
   ASSERT_TRUE(back.ok()) << back.status();
   ExpectSameTensors(std::get<Task>(back->body).shards, plain);
@@ -171,6 +171,52 @@ TEST(WireCodecTest, SharedPayloadsTravelUncopiedAfterTheCopiedOnes) {
   // A shared payload of the wrong size is refused like a copied one.
   task.shards[2].shared_payload = std::make_shared<const std::string>("short");
   EXPECT_FALSE(EncodeMessageShared(Sample(task)).ok());
+}
+
+TEST(WireCodecTest, BulkTensorsTravelInBoundedFrames) {
+  WireTensor big;
+  big.name = "fc1.weight";
+  big.shape = {100000};  // 400,000 bytes of fp32: 7 frames of at most 64 KiB
+  std::vector<float> values(100000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.001f * static_cast<float>(i % 977);
+  ASSERT_TRUE(EncodeUpdate(values, {Codec::kFp32, 0, 1}, 0, nullptr, &big).ok());
+  TaskResult result;
+  result.task_id = 5;
+  result.samples = 10;
+  result.updates = {SmallTensor(0, Codec::kFp32), big};
+  absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(Sample(result));
+  ASSERT_TRUE(frames.ok()) << frames.status();
+  ASSERT_EQ(frames->size(), 1u + 1u + 7u);
+  for (size_t f = 1; f < frames->size(); ++f) EXPECT_LE((*frames)[f].size(), kMaxPayloadFrameBytes);
+  absl::StatusOr<Message> back = DecodeMessage(*frames);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameTensors(std::get<TaskResult>(back->body).updates, result.updates);
+  // Shared, the same chunks point into the one buffer.
+  Task task;
+  task.shards = {big};
+  task.shards[0].shared_payload = std::make_shared<const std::string>(big.payload);
+  task.shards[0].payload.clear();
+  absl::StatusOr<EncodedMessage> shared = EncodeMessageShared(Sample(task));
+  ASSERT_TRUE(shared.ok());
+  ASSERT_EQ(shared->shared_frames.size(), 7u);
+  EXPECT_EQ(shared->shared_frames[1].offset, kMaxPayloadFrameBytes);
+  EXPECT_EQ(shared->shared_frames[6].offset + shared->shared_frames[6].size, big.payload.size());
+  // A frame missing, one too many, or two tensors claiming one frame: refused.
+  std::vector<std::string> short_frames(frames->begin(), frames->end() - 1);
+  EXPECT_THAT(std::string(DecodeMessage(short_frames).status().message()),
+              HasSubstr("names payload frames"));
+  std::vector<std::string> extra = *frames;
+  extra.push_back("x");
+  EXPECT_FALSE(DecodeMessage(extra).ok());
+  std::vector<std::string> moved = *frames;
+  std::swap(moved[2], moved[3]);  // the same bytes in another order: the values differ
+  absl::StatusOr<Message> swapped = DecodeMessage(moved);
+  ASSERT_TRUE(swapped.ok());
+  EXPECT_NE(std::get<TaskResult>(swapped->body).updates[1].payload, big.payload);
+  WireLimits tight;
+  tight.max_payload_frames = 4;
+  EXPECT_THAT(std::string(DecodeMessage(*frames, tight).status().message()),
+              HasSubstr("payload frames, limit 4"));
 }
 
 TEST(WireCodecTest, RejectsTruncatedEnvelope) {
@@ -210,7 +256,7 @@ TEST(WireCodecTest, RejectsLyingLengthsAndFrames) {
 
   std::vector<std::string> missing = {frames[0]};
   EXPECT_THAT(std::string(DecodeMessage(missing).status().message()),
-              HasSubstr("payload frame 1"));
+              HasSubstr("payload frames 1..1 of 1 frames"));
 }
 
 TEST(WireCodecTest, RejectsShapeThatDisagreesWithPayload) {
