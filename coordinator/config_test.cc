@@ -37,7 +37,7 @@ TEST(CoordinatorConfigTest, DefaultsMakeAWholeConfig) {
   // The reference accounting: weights and the classifier's bias; the
   // activations without the image.
   EXPECT_FLOAT_EQ(c->service.run.hyper.weight_budget_kb,
-                  2.0f * (c->model.quant.weight_count() + 10) / 8000);
+                  (2.0f * c->model.quant.weight_count() + 32 * 10) / 8000);
   EXPECT_FLOAT_EQ(c->service.run.hyper.activation_budget_kb,
                   2.0f * (c->model.quant.activation_elements() - 784) / 8000);
   EXPECT_EQ(c->service.run.hyper.penalty_form, 0);

@@ -232,6 +232,7 @@ absl::Status Run() {
     SyntheticTaskOptions task;
     task.value = 1e-3f;
     task.samples = 100;
+    task.keep_task_payloads = false;
     agents[i].executor = std::make_unique<SyntheticExecutor>(task);
     AgentLoopOptions loop;
     loop.session.device_id = options.identity;

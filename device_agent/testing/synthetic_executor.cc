@@ -10,6 +10,9 @@ namespace fedge {
 
 void SyntheticExecutor::Start(const Task& task, absl::Time now) {
   last_task_ = task;
+  if (!options_.keep_task_payloads) {
+    for (WireTensor& shard : last_task_->shards) std::string().swap(shard.payload);
+  }
   TaskResult r;
   r.round_id = task.round_id;
   r.task_id = task.task_id;

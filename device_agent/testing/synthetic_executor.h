@@ -30,6 +30,9 @@ struct SyntheticTaskOptions {
   // Shards with at least this many elements go up as sign-ef.
   int64_t sign_ef_from = kSmallTensorElements;
   uint64_t peak_memory_bytes = 0;
+  // last_task() keeps the shards' bytes too (a load generator with
+  // thousands of agents keeps only the headers).
+  bool keep_task_payloads = true;
 };
 
 class SyntheticExecutor : public TaskExecutor {

@@ -15,9 +15,10 @@
 namespace fedge {
 namespace {
 
+// Within rounding: the uniform model meets a budget of its own bits.
 bool MeetsBudget(const SizeReport& size, const Budget& budget) {
-  return (budget.weight_kb <= 0 || size.weight_kb <= budget.weight_kb) &&
-         (budget.activation_kb <= 0 || size.activation_kb <= budget.activation_kb);
+  return (budget.weight_kb <= 0 || size.weight_kb <= budget.weight_kb * (1 + 1e-9)) &&
+         (budget.activation_kb <= 0 || size.activation_kb <= budget.activation_kb * (1 + 1e-9));
 }
 
 // e(kb, budget) of the size model, differentiable in kb.
@@ -104,7 +105,7 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
       next_batch(&x, &y);
       net.Calibrate(x, config.pretrain_bits);
     }
-    if (config.phase == Phase::kFinetune) {
+    if (config.phase == Phase::kFinetune || (learn && config.project_first)) {
       const QuantNet::Projection projection = net.ProjectToBudget(config.budget);
       report.projected_weight_bits = projection.weight_cuts;
       report.projected_activation_bits = projection.activation_cuts;

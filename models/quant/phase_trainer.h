@@ -50,6 +50,10 @@ struct PhaseConfig {
   int64_t phase_steps = 0;  // 0: this call's steps
   double ramp = -1;         // >= 0: a fixed s(t) (the coordinator's, per round)
   bool calibrate = false;   // pretrain: initialise quantizers first
+  // Learn precision: start within the budget (the projection finetune always
+  // runs first), so the phase redistributes bits from there instead of
+  // descending from the pretrain precision.
+  bool project_first = false;
   int pretrain_bits = 8;
   uint64_t seed = 1;
   // Checked before every step: when it turns true the phase stops with

@@ -30,7 +30,7 @@ int64_t QuantArch::bias_count() const {
 }
 
 double QuantArch::WeightBudgetKb(double bits) const {
-  return bits * static_cast<double>(weight_count() + bias_count()) / 8000.0;
+  return bits * static_cast<double>(weight_count()) / 8000.0 + bias_kb();
 }
 
 double QuantArch::ActivationBudgetKb(double bits) const {

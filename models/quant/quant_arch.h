@@ -59,7 +59,9 @@ struct QuantArch {
   int64_t counted_activation_elements() const;
   int64_t bias_count() const;  // counted biases: the classifier's, or none
   double bias_kb() const { return static_cast<double>(bias_count()) * kBiasBits / 8000.0; }
-  // Budgets in kB at an average bit-width over what the accounting counts.
+  // Budgets in kB at an average bit-width: weights at `bits` plus the
+  // counted float32 bias as it is (so the uniform `bits` model meets its own
+  // budget exactly); activations at `bits` over those counted.
   double WeightBudgetKb(double bits) const;
   double ActivationBudgetKb(double bits) const;
 };

@@ -295,16 +295,32 @@ QuantNet::Projection QuantNet::ProjectToBudget(const Budget& budget) {
     std::vector<bool> stuck(candidates.size(), false);
     for (;;) {
       const SizeReport size = *ComputeSize(arch_, bits);
-      if ((weights ? size.weight_kb : size.activation_kb) <= budget_kb) return;
+      const double excess_bits = ((weights ? size.weight_kb : size.activation_kb) - budget_kb) * 8000;
+      if (excess_bits <= 1e-9 * budget_kb * 8000) return;
+      // The noise a cut adds relative to its range: n (d'^2 - d^2) / xmax^2
+      // (uniform rounding noise is d^2 / 12 per element; relative, so layers
+      // of different scales compare). Where one cut covers the excess, the
+      // one that adds the least; otherwise the least per bit saved.
       int best = -1;
+      bool best_covers = false;
+      double best_cost = 0;
       for (size_t k = 0; k < candidates.size(); ++k) {
         const Candidate& c = candidates[k];
         const Layer& l = *layers_[c.layer];
-        const QuantizerConfig& config = c.slice < 0 ? *l.act_config : options_.weight_config;
+        const bool act = c.slice < 0;
+        const QuantizerConfig& config = act ? *l.act_config : options_.weight_config;
         if (stuck[k] || bits_of(c) <= floor_of(config)) continue;
-        if (best < 0 || bits_of(c) > bits_of(candidates[best]) ||
-            (bits_of(c) == bits_of(candidates[best]) && c.elements > candidates[best].elements)) {
+        const int64_t index = act ? 0 : c.slice;
+        const double range = (act ? l.a_range : l.w_range)[index].item<double>();
+        const double old_step = (act ? l.a_step : l.w_step)[index].item<double>() / range;
+        const double new_step = StepFor(1.0, bits_of(c) - 1, config.is_signed);
+        const double noise = c.elements * std::max(0.0, new_step * new_step - old_step * old_step);
+        const bool covers = c.elements >= excess_bits;
+        const double cost = covers ? noise : noise / c.elements;
+        if (best < 0 || (covers && !best_covers) || (covers == best_covers && cost < best_cost)) {
           best = static_cast<int>(k);
+          best_covers = covers;
+          best_cost = cost;
         }
       }
       if (best < 0) return;  // every quantizer at its floor

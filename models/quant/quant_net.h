@@ -87,12 +87,16 @@ class QuantNet {
   SizeReport Size() const;
 
   // Brings W and A within `budget` (a term with budget 0 is left alone) by
-  // taking one bit at a time from the quantizer that has the most (ties: the
-  // one covering the most elements): its range stays, its step becomes
-  // range / levels(b - 1) (where that step would pass d_max, the step is d_max
-  // and the range narrows to levels(b - 1) steps). A slice at its quantizer's floor (2 bits for a
-  // signed weight slice, 1 for an unsigned activation) gives nothing more.
-  // Run where bit-widths freeze (the start of finetune), so the weights then
+  // taking one bit at a time from a weight slice or activation quantizer:
+  // its range stays, its step becomes range / levels(b - 1) (capped at
+  // d_max, the range then narrowed to levels(b - 1) steps). Each cut is
+  // chosen by the rounding noise it adds relative to its range,
+  // n (d'^2 - d^2) / xmax^2 over its n elements: where one cut alone covers what is left of the excess, the
+  // one adding the least noise; otherwise the least noise per bit saved (so
+  // wide quantizers give first, and a small tensor is cut before a large one
+  // overshoots). A slice at its quantizer's floor (2 bits for a signed
+  // weight slice, 1 for an unsigned activation) gives nothing more. Run
+  // where bit-widths freeze (the start of finetune), so the weights then
   // adapt to the coarser codes.
   struct Projection {
     int weight_cuts = 0;      // bits taken from weight slices

@@ -55,9 +55,10 @@ TEST(SizeModelTest, ReferenceAccountingByHand) {
   EXPECT_NEAR(r.activation_kb, 0.128, 1e-9);
   EXPECT_NEAR(r.mean_weight_bits, (602112.0 + 5120 + 320) / (203264 + 10), 1e-9);
   EXPECT_NEAR(r.mean_activation_bits, 4.0, 1e-12);
-  // Budgets count the same things: 2 bits over 203,274 weights and biases,
-  // over 256 activations.
-  EXPECT_NEAR(mlp.WeightBudgetKb(2), 2.0 * 203274 / 8000, 1e-9);
+  // Budgets count the same things: 2 bits over 203,264 weights plus the
+  // float bias, 2 bits over 256 activations; uniform 2 bits meets both.
+  EXPECT_NEAR(mlp.WeightBudgetKb(2), (2.0 * 203264 + 32 * 10) / 8000, 1e-9);
+  EXPECT_NEAR(UniformSize(mlp, 2, 2).weight_kb, mlp.WeightBudgetKb(2), 1e-9);
   EXPECT_NEAR(mlp.ActivationBudgetKb(2), 2.0 * 256 / 8000, 1e-9);
   EXPECT_EQ(*ParseSizeAccounting("project"), SizeAccounting::kProject);
   EXPECT_FALSE(ParseSizeAccounting("paper").ok());

@@ -49,6 +49,8 @@ ABSL_FLAG(double, lambda, 0, "the penalty's lambda for weights and activations (
 ABSL_FLAG(std::string, accounting, "reference", "size accounting: reference or project");
 ABSL_FLAG(std::string, budgets, "1.5,2,3,4", "average bits of the learned runs' budgets");
 ABSL_FLAG(std::string, uniform, "2,3,4,8", "bit-widths of the uniform runs");
+ABSL_FLAG(bool, project_first, false,
+          "learned runs: project onto the budget before the learn phase (always before finetune)");
 ABSL_FLAG(int, seeds, 3, "seeds per point (mean and standard deviation over them)");
 ABSL_FLAG(int, threads, 2, "intra-op threads");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON, CSV and SVG go");
@@ -148,13 +150,20 @@ absl::Status Run() {
         config.quantizer_learning_rate = absl::GetFlag(FLAGS_quantizer_lr);
         config.quantizer_every = absl::GetFlag(FLAGS_quantizer_every);
         config.quantizer_log_scale = absl::GetFlag(FLAGS_quantizer_log_scale);
+        config.project_first = absl::GetFlag(FLAGS_project_first);
         config.calibrate = false;
         config.budget = {arch.WeightBudgetKb(point.target_bits),
                          arch.ActivationBudgetKb(point.target_bits), lambda, lambda, form};
-        RETURN_IF_ERROR(RunPhase(net, train, config).status());
+        ASSIGN_OR_RETURN(const PhaseReport learned, RunPhase(net, train, config));
         config.phase = Phase::kFinetune;
         config.steps = fine;
-        RETURN_IF_ERROR(RunPhase(net, train, config).status());
+        ASSIGN_OR_RETURN(const PhaseReport tuned, RunPhase(net, train, config));
+        std::fprintf(stderr,
+                     "  learned: W %.2f bits, A %.2f bits%s; the projection took %d weight and %d "
+                     "activation bits\n",
+                     learned.size.mean_weight_bits, learned.size.mean_activation_bits,
+                     learned.restored_best ? " (best state within budget)" : "",
+                     tuned.projected_weight_bits, tuned.projected_activation_bits);
       }
       ASSIGN_OR_RETURN(r.accuracy, EvaluateQuant(net, test));
       r.size = net.Size();
