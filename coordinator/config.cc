@@ -134,9 +134,9 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   } else {
     return Bad(absl::StrCat("--rule=", f.rule, ": expected fedavg, median or trimmed"));
   }
-  if (!(f.max_update_norm >= 0) || !(f.max_update_scale > 0) || f.link_timeout_s < 2 ||
+  if (!(f.max_update_norm >= 0) || !(f.max_update_scale > 0) || (f.link_timeout_s < 2 && f.link_timeout_s != 0) ||
       f.send_queue < 1) {
-    return Bad("--max_update_norm must be >= 0, --max_update_scale > 0, --link_timeout_s >= 2 "
+    return Bad("--max_update_norm must be >= 0, --max_update_scale > 0, --link_timeout_s >= 2 (or 0) "
                "and --send_queue >= 1");
   }
   run.aggregation.max_update_norm = f.max_update_norm;

@@ -174,6 +174,11 @@ TEST(CoordinatorConfigTest, BadValuesNameTheirFlag) {
   f.server_lr = -1;
   EXPECT_THAT(ErrorOf(f), HasSubstr("--server_lr"));
   f = Valid();
+  f.link_timeout_s = 1;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--link_timeout_s"));
+  f.link_timeout_s = 0;  // TCP keepalive
+  EXPECT_TRUE(ParseCoordinatorConfig(f).ok());
+  f = Valid();
   f.max_update_scale = 0;
   EXPECT_THAT(ErrorOf(f), HasSubstr("--max_update_scale"));
   f = Valid();

@@ -71,7 +71,8 @@ ABSL_FLAG(double, max_update_scale, 100,
           "(at least 1): one agent cannot swamp an aggregate or overflow it");
 ABSL_FLAG(int, link_timeout_s, 60,
           "drop a connection that delivers no whole frame for this long; must exceed the "
-          "time the slowest link takes for the largest tensor");
+          "time the slowest link takes for a 64 KiB frame (0: TCP keepalive instead, for "
+          "fleets of thousands of agents)");
 ABSL_FLAG(int, send_queue, 1000, "messages queued per agent before replies to it are dropped");
 ABSL_FLAG(std::string, server_optimizer, "fedavg",
           "fedavg, fedavgm (server momentum) or fedadam");

@@ -13,10 +13,13 @@
 //
 //   bazel run -c opt //tests:load_generator -- --agents=10000
 //
-// Raises its open-file limit (as root, the hard one too) for the sockets.
+// Agents run in as many processes as their sockets need under the open-file
+// limit (raised to the hard limit first), each stepping its share on its own
+// threads; they report through counters in shared memory.
 
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,7 +47,8 @@
 #include "device_agent/testing/synthetic_executor.h"
 
 ABSL_FLAG(int, agents, 1000, "agents, each with its own CURVE key and connection");
-ABSL_FLAG(int, threads, 2, "threads stepping the agents (each owns a share of them)");
+ABSL_FLAG(int, threads, 1, "threads per agent process stepping its agents");
+ABSL_FLAG(int, processes, 0, "agent processes (0: as many as the open-file limit needs)");
 ABSL_FLAG(int, io_threads, 1, "ZeroMQ I/O threads of the agents' shared context");
 ABSL_FLAG(std::string, coordinator, "coordinator/coordinator", "the coordinator binary");
 ABSL_FLAG(std::string, arch, "fmnist-cnn", "the model the coordinator serves");
@@ -129,17 +133,98 @@ struct LoadAgent {
   bool acknowledged = false;
 };
 
-absl::Status RaiseFileLimit(rlim_t want) {
+// Raises the soft open-file limit as far as allowed (the hard limit too,
+// where the process may) and returns it.
+rlim_t RaiseFileLimit(rlim_t want) {
   rlimit limit;
   getrlimit(RLIMIT_NOFILE, &limit);
-  if (limit.rlim_cur >= want) return absl::OkStatus();
-  limit.rlim_cur = want;
-  if (limit.rlim_max < want) limit.rlim_max = want;
-  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot raise the open-file limit to ", want, " (run as root, or lower --agents)"));
+  rlimit raised = limit;
+  raised.rlim_cur = raised.rlim_max = std::max(want, limit.rlim_max);
+  if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  (void)setrlimit(RLIMIT_NOFILE, &limit);
+  getrlimit(RLIMIT_NOFILE, &limit);
+  return limit.rlim_cur;
+}
+
+// What the agent processes report, in memory they share with the parent.
+struct SharedCounters {
+  std::atomic<int> welcomed{0}, acknowledged{0}, failed_processes{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> bytes_in{0}, bytes_out{0}, messages{0};
+};
+
+// One agent process: agents first, first + step, ... of `keys`, stepped by
+// `threads` threads until the parent says stop.
+int RunAgents(const std::vector<CurveKeyPair>& keys, const std::string& server_key,
+              const std::string& endpoint, int first, int step, int threads,
+              SharedCounters* shared) {
+  std::vector<int> mine;
+  for (int i = first; i < static_cast<int>(keys.size()); i += step) mine.push_back(i);
+  const int n = static_cast<int>(mine.size());
+  absl::StatusOr<std::shared_ptr<ZmqContext>> context =
+      ZmqContext::Create(absl::GetFlag(FLAGS_io_threads), 2 * n + 64);
+  if (!context.ok()) {
+    std::fprintf(stderr, "load_generator: %s\n", context.status().ToString().c_str());
+    return 1;
   }
-  return absl::OkStatus();
+  std::vector<LoadAgent> agents(n);
+  for (int k = 0; k < n; ++k) {
+    const int i = mine[k];
+    ZmqClientOptions options;
+    options.endpoint = endpoint;
+    options.identity = absl::StrCat("load-", i);
+    options.curve = CurveClientConfig{keys[i], server_key};
+    options.context = *context;
+    options.link_timeout = absl::ZeroDuration();  // TCP keepalive: thousands per I/O thread
+    options.monitor_connections = false;
+    absl::StatusOr<std::unique_ptr<ZmqClientTransport>> link = ZmqClientTransport::Create(options);
+    if (!link.ok()) {
+      std::fprintf(stderr, "load_generator: agent %d: %s\n", i, link.status().ToString().c_str());
+      return 1;
+    }
+    agents[k].link = std::make_unique<CountingTransport>(std::move(*link));
+    SyntheticTaskOptions task;
+    task.value = 1e-3f;
+    task.samples = 100;
+    task.keep_task_payloads = false;
+    agents[k].executor = std::make_unique<SyntheticExecutor>(task);
+    AgentLoopOptions loop;
+    loop.session.device_id = options.identity;
+    loop.session.registration = Register{int64_t{256} << 20, 1, 100, "load-generator"};
+    loop.session.max_register_retry = absl::Seconds(60);
+    loop.session.coordinator_timeout = absl::Seconds(600);
+    loop.session.result_retry = absl::Seconds(120);
+    agents[k].loop = std::make_unique<AgentLoop>(agents[k].link.get(), agents[k].executor.get(), loop);
+  }
+  auto worker = [&](int t) {
+    while (!shared->stop.load()) {
+      const absl::Time now = absl::Now();
+      for (int k = t; k < n; k += threads) {
+        LoadAgent& a = agents[k];
+        a.loop->Step(now, absl::ZeroDuration());
+        if (!a.welcomed && a.loop->session().state() == AgentSession::State::kReady) {
+          a.welcomed = true;
+          shared->welcomed.fetch_add(1);
+        }
+        if (!a.acknowledged && a.loop->tasks_run() > 0 && !a.loop->busy() &&
+            !a.loop->session().unacknowledged().has_value()) {
+          a.acknowledged = true;
+          shared->acknowledged.fetch_add(1);
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(worker, t);
+  for (std::thread& t : pool) t.join();
+  for (const LoadAgent& a : agents) {
+    shared->bytes_in += a.link->bytes_in;
+    shared->bytes_out += a.link->bytes_out;
+    shared->messages += a.link->messages_in + a.link->messages_out;
+  }
+  return 0;
 }
 
 absl::Status Run() {
@@ -148,9 +233,23 @@ absl::Status Run() {
   if (n < 1 || n > 200000 || threads < 1 || threads > 64) {
     return absl::InvalidArgumentError("--agents in [1, 200000], --threads in [1, 64]");
   }
-  // Per agent: a TCP socket and a few mailbox descriptors here, one socket
-  // in the coordinator (which inherits the limit).
-  RETURN_IF_ERROR(RaiseFileLimit(static_cast<rlim_t>(8) * n + 4096));
+  // Per agent: a TCP socket and its socket's mailbox here (the connection
+  // monitor is off), one socket in the coordinator (which inherits the limit).
+  const rlim_t files = RaiseFileLimit(static_cast<rlim_t>(3) * n + 4096);
+  if (files < static_cast<rlim_t>(n) + 1024) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the coordinator needs a descriptor per agent: open-file limit ", files, " for ", n,
+        " agents"));
+  }
+  const int per_process = static_cast<int>((files - 1024) / 3);
+  const int processes = absl::GetFlag(FLAGS_processes) > 0
+                            ? absl::GetFlag(FLAGS_processes)
+                            : (n + per_process - 1) / per_process;
+  if (processes < 1 || processes > 64 || (n + processes - 1) / processes > per_process) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--processes: ", processes, " processes cannot hold ", n, " agents at ", per_process,
+        " each (open-file limit ", files, ")"));
+  }
 
   // Keys: the coordinator's and one per agent, enrolled in the allowlist.
   const std::string dir = absl::GetFlag(FLAGS_work_dir);
@@ -181,7 +280,8 @@ absl::Status Run() {
       absl::StrCat("--heartbeat_ms=", absl::GetFlag(FLAGS_heartbeat_ms)),
       "--agent_timeout_s=600",
       "--eval_samples=500",
-      "--exit_when_done=false",  // acknowledgements still go out; stopped at the end
+      "--exit_when_done=false",
+      "--link_timeout_s=0",  // TCP keepalive instead of libzmq's per-connection timers  // acknowledgements still go out; stopped at the end
       absl::StrCat("--send_queue=", 16),
   };
   std::vector<char*> argv;
@@ -215,85 +315,57 @@ absl::Status Run() {
   const double cpu_idle = CpuSeconds(coordinator);
   const int64_t rss_idle = StatusBytes(coordinator, "VmRSS:");
 
-  // The agents, on one shared ZeroMQ context.
-  ASSIGN_OR_RETURN(std::shared_ptr<ZmqContext> context,
-                   ZmqContext::Create(absl::GetFlag(FLAGS_io_threads), 3 * n + 64));
-  std::vector<LoadAgent> agents(n);
+  // The agents, in their processes.
+  auto* shared = static_cast<SharedCounters*>(mmap(nullptr, sizeof(SharedCounters),
+                                                   PROT_READ | PROT_WRITE,
+                                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  if (shared == MAP_FAILED) return absl::InternalError("cannot map the shared counters");
+  new (shared) SharedCounters();
   const auto connect_start = Clock::now();
-  for (int i = 0; i < n; ++i) {
-    ZmqClientOptions options;
-    options.endpoint = endpoint;
-    options.identity = absl::StrCat("load-", i);
-    options.curve = CurveClientConfig{keys[i], server_keys.public_key};
-    options.context = context;
-    options.link_timeout = absl::Seconds(600);
-    ASSIGN_OR_RETURN(std::unique_ptr<ZmqClientTransport> link, ZmqClientTransport::Create(options));
-    agents[i].link = std::make_unique<CountingTransport>(std::move(link));
-    SyntheticTaskOptions task;
-    task.value = 1e-3f;
-    task.samples = 100;
-    task.keep_task_payloads = false;
-    agents[i].executor = std::make_unique<SyntheticExecutor>(task);
-    AgentLoopOptions loop;
-    loop.session.device_id = options.identity;
-    loop.session.registration = Register{int64_t{256} << 20, 1, 100, "load-generator"};
-    loop.session.register_retry = absl::Seconds(5);
-    loop.session.max_register_retry = absl::Seconds(60);
-    loop.session.coordinator_timeout = absl::Seconds(600);
-    loop.session.result_retry = absl::Seconds(120);
-    agents[i].loop = std::make_unique<AgentLoop>(agents[i].link.get(), agents[i].executor.get(), loop);
+  std::vector<pid_t> children;
+  for (int p = 0; p < processes; ++p) {
+    const pid_t child = fork();
+    if (child == 0) {
+      _exit(RunAgents(keys, server_keys.public_key, endpoint, p, processes, threads, shared));
+    }
+    if (child < 0) {
+      shared->stop = true;
+      for (pid_t c : children) waitpid(c, nullptr, 0);
+      stop_coordinator();
+      return absl::InternalError("cannot start an agent process");
+    }
+    children.push_back(child);
   }
 
-  // Each thread steps its share; progress and the phase boundaries are
-  // counted across threads.
-  std::atomic<int> welcomed{0}, acknowledged{0};
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> all_welcomed_ns{0};
-  const auto deadline = Clock::now() + std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s));
-  auto worker = [&](int t) {
-    while (!stop.load()) {
-      const absl::Time now = absl::Now();
-      for (int i = t; i < n; i += threads) {
-        LoadAgent& a = agents[i];
-        a.loop->Step(now, absl::ZeroDuration());
-        if (!a.welcomed && a.loop->session().state() == AgentSession::State::kReady) {
-          a.welcomed = true;
-          if (welcomed.fetch_add(1) + 1 == n) {
-            all_welcomed_ns = (Clock::now() - connect_start).count();
-          }
-        }
-        if (!a.acknowledged && a.loop->tasks_run() > 0 && !a.loop->busy() &&
-            !a.loop->session().unacknowledged().has_value()) {
-          a.acknowledged = true;
-          acknowledged.fetch_add(1);
-        }
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(worker, t);
-
-  double cpu_registered = -1;
+  double cpu_registered = -1, registration_seconds = -1;
   int64_t rss_registered = -1;
   Clock::time_point round_start;
   auto last_print = Clock::now();
   bool timed_out = false;
+  const auto deadline = Clock::now() + std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s));
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (cpu_registered < 0 && welcomed.load() == n) {
+    if (cpu_registered < 0 && shared->welcomed.load() == n) {
       cpu_registered = CpuSeconds(coordinator);
       rss_registered = StatusBytes(coordinator, "VmRSS:");
       round_start = Clock::now();
+      registration_seconds = Since(connect_start);
     }
-    if (acknowledged.load() == n) break;
+    if (shared->acknowledged.load() == n) break;
     if (Since(last_print) > 2) {
       last_print = Clock::now();
       std::fprintf(stderr, "  %.0f s: %d/%d welcomed, %d/%d results acknowledged, coordinator RSS %.0f MB\n",
-                   Since(connect_start), welcomed.load(), n, acknowledged.load(), n,
+                   Since(connect_start), shared->welcomed.load(), n, shared->acknowledged.load(), n,
                    StatusBytes(coordinator, "VmRSS:") / 1e6);
     }
-    if (Clock::now() > deadline) {
+    int status = 0;
+    for (pid_t c : children) {
+      if (waitpid(c, &status, WNOHANG) == c) {
+        std::fprintf(stderr, "load_generator: an agent process exited early\n");
+        timed_out = true;
+      }
+    }
+    if (timed_out || Clock::now() > deadline) {
       timed_out = true;
       break;
     }
@@ -301,25 +373,20 @@ absl::Status Run() {
   const double round_seconds = Since(round_start);
   const double cpu_round = CpuSeconds(coordinator);
   const int64_t rss_peak = StatusBytes(coordinator, "VmHWM:");
-  stop = true;
-  for (std::thread& t : pool) t.join();
+  shared->stop = true;
+  for (pid_t c : children) waitpid(c, nullptr, 0);
   stop_coordinator();
   if (timed_out) {
-    return absl::DeadlineExceededError(absl::StrCat(welcomed.load(), " of ", n, " welcomed, ",
-                                                    acknowledged.load(), " acknowledged in ",
-                                                    absl::GetFlag(FLAGS_timeout_s), " s"));
+    return absl::DeadlineExceededError(absl::StrCat(shared->welcomed.load(), " of ", n, " welcomed, ",
+                                                    shared->acknowledged.load(), " acknowledged"));
   }
-  int64_t bytes_in = 0, bytes_out = 0, messages = 0;
-  for (const LoadAgent& a : agents) {
-    bytes_in += a.link->bytes_in;
-    bytes_out += a.link->bytes_out;
-    messages += a.link->messages_in + a.link->messages_out;
-  }
-  const double registration_seconds = all_welcomed_ns.load() / 1e9;
+  const int64_t bytes_in = shared->bytes_in, bytes_out = shared->bytes_out,
+                messages = shared->messages;
 
   std::printf("\n%d agents over ZeroMQ with CURVE on loopback (own keys), %s, %s downlink, "
-              "sign-ef uplink; %d agent threads\n\n",
-              n, absl::GetFlag(FLAGS_arch).c_str(), absl::GetFlag(FLAGS_downlink).c_str(), threads);
+              "sign-ef uplink; %d agent process(es) x %d thread(s)\n\n",
+              n, absl::GetFlag(FLAGS_arch).c_str(), absl::GetFlag(FLAGS_downlink).c_str(), processes,
+              threads);
   std::printf("%-58s %14s\n", "figure", "value");
   std::printf("%-58s %14.2f\n", "registration: all agents welcomed (s)", registration_seconds);
   std::printf("%-58s %14.2f\n", "round: last Welcome to last result acknowledged (s)", round_seconds);

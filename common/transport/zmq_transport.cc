@@ -55,6 +55,28 @@ std::string RouteNonce() {
   return text;
 }
 
+int LinkTimeoutMs(absl::Duration timeout);
+
+// ZeroMQ heartbeats when `timeout` is positive; otherwise the kernel's TCP
+// keepalive (probes after 30 s idle, every 10 s, 3 unanswered: a dead peer's
+// connection is dropped after about a minute). libzmq keeps every
+// connection's heartbeat timers in one ordered map per I/O thread and
+// cancels them by a linear search on every frame received, so with
+// thousands of connections the I/O thread does little else and stops
+// accepting: large fleets run without them.
+absl::Status SetLinkLiveness(zmq::socket_t& socket, absl::Duration timeout) {
+  if (timeout > absl::ZeroDuration()) {
+    socket.set(zmq::sockopt::heartbeat_ivl, 2000);
+    socket.set(zmq::sockopt::heartbeat_timeout, LinkTimeoutMs(timeout));
+  } else {
+    socket.set(zmq::sockopt::tcp_keepalive, 1);
+    socket.set(zmq::sockopt::tcp_keepalive_idle, 30);
+    socket.set(zmq::sockopt::tcp_keepalive_intvl, 10);
+    socket.set(zmq::sockopt::tcp_keepalive_cnt, 3);
+  }
+  return absl::OkStatus();
+}
+
 int LinkTimeoutMs(absl::Duration timeout) {
   return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(timeout), 2000, 3600000));
 }
@@ -261,6 +283,9 @@ absl::StatusOr<std::unique_ptr<ZmqServerTransport>> ZmqServerTransport::Create(
       // The ZAP handler must exist before the first client connects.
       impl->zap_socket = zmq::socket_t(impl->context, zmq::socket_type::rep);
       impl->zap_socket.set(zmq::sockopt::linger, 0);
+      // Thousands of agents handshaking at once queue that many requests.
+      impl->zap_socket.set(zmq::sockopt::rcvhwm, 0);
+      impl->zap_socket.set(zmq::sockopt::sndhwm, 0);
       impl->zap_socket.bind(kZapEndpoint);
     }
     impl->socket = zmq::socket_t(impl->context, zmq::socket_type::router);
@@ -271,8 +296,11 @@ absl::StatusOr<std::unique_ptr<ZmqServerTransport>> ZmqServerTransport::Create(
     impl->socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
     impl->socket.set(zmq::sockopt::sndhwm, options.send_queue_messages);
     impl->socket.set(zmq::sockopt::rcvhwm, 100000);
-    impl->socket.set(zmq::sockopt::heartbeat_ivl, 2000);
-    impl->socket.set(zmq::sockopt::heartbeat_timeout, LinkTimeoutMs(options.link_timeout));
+    // Connections waiting for accept (the kernel caps it at somaxconn): at
+    // the default of 100, a fleet connecting at once overflows the queue and
+    // its SYNs back off for tens of seconds.
+    impl->socket.set(zmq::sockopt::backlog, 4096);
+    RETURN_IF_ERROR(SetLinkLiveness(impl->socket, options.link_timeout));
     if (options.curve.has_value()) {
       impl->socket.set(zmq::sockopt::curve_server, 1);
       impl->socket.set(zmq::sockopt::curve_secretkey, options.curve->keys.secret_key);
@@ -360,6 +388,7 @@ struct ZmqClientTransport::Impl {
 
   // Counts the handshakes the monitor reported since the last call.
   void DrainEvents() {
+    if (!monitor) return;
     while (true) {
       zmq::message_t event;
       if (!monitor.recv(event, zmq::recv_flags::dontwait)) return;
@@ -378,7 +407,7 @@ struct ZmqClientTransport::Impl {
 ZmqClientTransport::ZmqClientTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ZmqClientTransport::~ZmqClientTransport() {
-  impl_->monitor.close();
+  if (impl_->monitor) impl_->monitor.close();
   impl_->socket.close();
 }
 
@@ -401,8 +430,7 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
     impl->socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
     impl->socket.set(zmq::sockopt::reconnect_ivl, 200);
     impl->socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
-    impl->socket.set(zmq::sockopt::heartbeat_ivl, 2000);
-    impl->socket.set(zmq::sockopt::heartbeat_timeout, LinkTimeoutMs(options.link_timeout));
+    RETURN_IF_ERROR(SetLinkLiveness(impl->socket, options.link_timeout));
     // Don't queue messages for a peer that is not there: a stale Register
     // delivered after a reconnect would only confuse the coordinator.
     impl->socket.set(zmq::sockopt::immediate, 1);
@@ -415,15 +443,19 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
       impl->socket.set(zmq::sockopt::curve_secretkey, options.curve->keys.secret_key);
     }
     // Before connecting, so the first handshake is seen.
-    const std::string monitor = absl::StrCat("inproc://fedge-agent-monitor-",
-                                             reinterpret_cast<uintptr_t>(impl.get()));
-    if (zmq_socket_monitor(impl->socket.handle(), monitor.c_str(),
-                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
-      return ZmqErrnoToStatus(zmq_errno(), "monitoring the agent's socket");
+    if (options.monitor_connections) {
+      const std::string monitor = absl::StrCat("inproc://fedge-agent-monitor-",
+                                               reinterpret_cast<uintptr_t>(impl.get()));
+      if (zmq_socket_monitor(impl->socket.handle(), monitor.c_str(),
+                             ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+        return ZmqErrnoToStatus(zmq_errno(), "monitoring the agent's socket");
+      }
+      impl->monitor = zmq::socket_t(context, zmq::socket_type::pair);
+      impl->monitor.set(zmq::sockopt::linger, 0);
+      impl->monitor.connect(monitor);
+    } else {
+      impl->connections = 1;
     }
-    impl->monitor = zmq::socket_t(context, zmq::socket_type::pair);
-    impl->monitor.set(zmq::sockopt::linger, 0);
-    impl->monitor.connect(monitor);
     impl->socket.connect(options.endpoint);
     return absl::OkStatus();
   }));

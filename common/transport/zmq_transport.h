@@ -62,6 +62,9 @@ struct ZmqServerOptions {
   // ZeroMQ's own heartbeat: a connection that delivers no whole frame for
   // this long (after a PING) is dropped. A frame must fit in it: a task's
   // largest tensor (~800 kB for fmnist-cnn) takes ~25 s at 256 kbit/s.
+  // Zero: TCP keepalive instead (dead peers dropped after about a minute),
+  // for fleets of thousands, where libzmq's heartbeat timers cost the I/O
+  // thread time in proportion to the connections on every frame.
   absl::Duration link_timeout = absl::Seconds(60);
 };
 
@@ -102,6 +105,10 @@ struct ZmqClientOptions {
   absl::Duration link_timeout = absl::Seconds(60);
   // Shared with other transports; null: a context of its own.
   std::shared_ptr<ZmqContext> context;
+  // Watch handshakes so connections() counts re-established links (two more
+  // sockets and their descriptors). Off, connections() stays 1: for a load
+  // generator's thousands of agents, where descriptors are what runs out.
+  bool monitor_connections = true;
 };
 
 class ZmqServerTransport : public Transport {
