@@ -47,7 +47,8 @@ ABSL_FLAG(bool, quantizer_log_scale, true,
 ABSL_FLAG(std::string, penalty, "relative", "size penalty: relative or absolute (kB, the seed's)");
 ABSL_FLAG(double, lambda, 0, "the penalty's lambda for weights and activations (0: the form's default)");
 ABSL_FLAG(std::string, accounting, "reference", "size accounting: reference or project");
-ABSL_FLAG(std::string, budgets, "1.5,2,3,4", "average bits of the learned runs' budgets");
+ABSL_FLAG(std::string, budgets, "2,3,4",
+          "average bits of the learned runs' budgets (a signed weight slice has at least 2 bits)");
 ABSL_FLAG(std::string, uniform, "2,3,4,8", "bit-widths of the uniform runs");
 ABSL_FLAG(bool, project_first, false,
           "learned runs: project onto the budget before the learn phase (always before finetune)");
