@@ -61,6 +61,7 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
   round_started_ = now;
   deadline_ = now + config_.deadline;
   pending_.clear();
+  answered_ = 0;
   if (next_aggregator_) {
     aggregator_ = std::move(next_aggregator_);
     summary_ = next_summary_;
@@ -161,6 +162,7 @@ absl::Status RoundEngine::OnResult(const std::string& device, const TaskResult& 
           RejectReason::kDuplicate);
     }
     task.reported = true;
+    ++answered_;
     absl::Status folded = Fold(result, model, CappedSamples(result.samples, task.max_samples),
                                0, aggregator_.get(), &summary_);
     if (folded.ok()) {
@@ -199,6 +201,7 @@ void RoundEngine::OnFailed(const std::string& device, const TaskFailed& failed) 
     return;
   }
   it->second.reported = true;
+  ++answered_;
   ++summary_.failed;
 }
 
@@ -206,6 +209,7 @@ void RoundEngine::OnAgentLost(const std::string& device) {
   for (auto& [id, task] : pending_) {
     if (task.device == device && !task.reported) {
       task.reported = true;
+      ++answered_;
       ++summary_.failed;
     }
   }
@@ -227,8 +231,7 @@ std::optional<RoundEngine::Retry> RoundEngine::TakeRetry() {
 
 std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
   if (!in_round_) return std::nullopt;
-  int answered = 0;
-  for (const auto& [id, task] : pending_) answered += task.reported ? 1 : 0;
+  const int answered = answered_;  // kept as tasks answer: no walk over the round's tasks
   const int needed = std::max(1, static_cast<int>(std::ceil(config_.quorum * pending_.size())));
   const bool quorum = summary_.reported >= needed || answered == static_cast<int>(pending_.size());
   const bool expired = now >= deadline_;
@@ -245,6 +248,7 @@ std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
     retry_ = Retry{completed_ + 1, summary_.sampled, summary_.failed, summary_.rejected, backoff_};
     if (!expired) retry_->failed = answered;
     pending_.clear();
+  answered_ = 0;
     in_round_ = false;
     return std::nullopt;
   }
@@ -261,6 +265,7 @@ std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
     if (!task.reported) previous_round_tasks_[id] = task;
   }
   pending_.clear();
+  answered_ = 0;
   aggregator_.reset();
   in_round_ = false;
   ++completed_;

@@ -166,6 +166,7 @@ class RoundEngine {
   absl::Time round_started_;
   absl::Time deadline_;
   std::map<uint64_t, Pending> pending_;  // task id -> task
+  int answered_ = 0;                     // of pending_: reported, failed or lost
   std::map<uint64_t, Pending> previous_round_tasks_;  // async: late results
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<Aggregator> next_aggregator_;  // async: late results land here
