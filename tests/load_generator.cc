@@ -42,7 +42,6 @@
 #include "common/io/file_util.h"
 #include "common/status/status_macros.h"
 #include "common/transport/zmq_transport.h"
-#include "common/wire/wire_codec.h"
 #include "device_agent/agent_loop.h"
 #include "device_agent/testing/synthetic_executor.h"
 
@@ -149,7 +148,7 @@ rlim_t RaiseFileLimit(rlim_t want) {
 
 // What the agent processes report, in memory they share with the parent.
 struct SharedCounters {
-  std::atomic<int> welcomed{0}, acknowledged{0}, failed_processes{0};
+  std::atomic<int> welcomed{0}, acknowledged{0};
   std::atomic<bool> stop{false};
   std::atomic<int64_t> bytes_in{0}, bytes_out{0}, messages{0};
 };

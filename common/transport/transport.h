@@ -43,13 +43,16 @@ struct Packet {
   std::vector<SharedFrame> shared_frames;
 };
 
+// Appends copies of `shared` to `frames` and empties `shared`.
+inline void CopySharedFrames(std::vector<SharedFrame>* shared, std::vector<std::string>* frames) {
+  for (const SharedFrame& f : *shared) frames->push_back(f.buffer->substr(f.offset, f.size));
+  shared->clear();
+}
+
 // Moves `shared_frames` into `frames` by copy, for transports that keep or
 // change frames themselves.
 inline void FlattenSharedFrames(Packet* packet) {
-  for (const SharedFrame& f : packet->shared_frames) {
-    packet->frames.push_back(f.buffer->substr(f.offset, f.size));
-  }
-  packet->shared_frames.clear();
+  CopySharedFrames(&packet->shared_frames, &packet->frames);
 }
 
 // The device id a routing id names: what precedes the first '/'.

@@ -55,7 +55,9 @@ std::string RouteNonce() {
   return text;
 }
 
-int LinkTimeoutMs(absl::Duration timeout);
+int LinkTimeoutMs(absl::Duration timeout) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(timeout), 2000, 3600000));
+}
 
 // ZeroMQ heartbeats when `timeout` is positive; otherwise the kernel's TCP
 // keepalive (probes after 30 s idle, every 10 s, 3 unanswered: a dead peer's
@@ -64,7 +66,7 @@ int LinkTimeoutMs(absl::Duration timeout);
 // cancels them by a linear search on every frame received, so with
 // thousands of connections the I/O thread does little else and stops
 // accepting: large fleets run without them.
-absl::Status SetLinkLiveness(zmq::socket_t& socket, absl::Duration timeout) {
+void SetLinkLiveness(zmq::socket_t& socket, absl::Duration timeout) {
   if (timeout > absl::ZeroDuration()) {
     socket.set(zmq::sockopt::heartbeat_ivl, 2000);
     socket.set(zmq::sockopt::heartbeat_timeout, LinkTimeoutMs(timeout));
@@ -74,11 +76,6 @@ absl::Status SetLinkLiveness(zmq::socket_t& socket, absl::Duration timeout) {
     socket.set(zmq::sockopt::tcp_keepalive_intvl, 10);
     socket.set(zmq::sockopt::tcp_keepalive_cnt, 3);
   }
-  return absl::OkStatus();
-}
-
-int LinkTimeoutMs(absl::Duration timeout) {
-  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(timeout), 2000, 3600000));
 }
 
 int TimeoutMs(absl::Duration timeout) {
@@ -300,7 +297,7 @@ absl::StatusOr<std::unique_ptr<ZmqServerTransport>> ZmqServerTransport::Create(
     // the default of 100, a fleet connecting at once overflows the queue and
     // its SYNs back off for tens of seconds.
     impl->socket.set(zmq::sockopt::backlog, 4096);
-    RETURN_IF_ERROR(SetLinkLiveness(impl->socket, options.link_timeout));
+    SetLinkLiveness(impl->socket, options.link_timeout);
     if (options.curve.has_value()) {
       impl->socket.set(zmq::sockopt::curve_server, 1);
       impl->socket.set(zmq::sockopt::curve_secretkey, options.curve->keys.secret_key);
@@ -430,7 +427,7 @@ absl::StatusOr<std::unique_ptr<ZmqClientTransport>> ZmqClientTransport::Create(
     impl->socket.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
     impl->socket.set(zmq::sockopt::reconnect_ivl, 200);
     impl->socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
-    RETURN_IF_ERROR(SetLinkLiveness(impl->socket, options.link_timeout));
+    SetLinkLiveness(impl->socket, options.link_timeout);
     // Don't queue messages for a peer that is not there: a stale Register
     // delivered after a reconnect would only confuse the coordinator.
     impl->socket.set(zmq::sockopt::immediate, 1);

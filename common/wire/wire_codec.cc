@@ -435,9 +435,7 @@ absl::Status ValidateMessage(const Message& message, size_t payload_frames,
 
 absl::StatusOr<std::vector<std::string>> EncodeMessage(const Message& message) {
   ASSIGN_OR_RETURN(EncodedMessage encoded, EncodeMessageShared(message));
-  for (const SharedFrame& f : encoded.shared_frames) {
-    encoded.frames.push_back(f.buffer->substr(f.offset, f.size));
-  }
+  CopySharedFrames(&encoded.shared_frames, &encoded.frames);
   return std::move(encoded.frames);
 }
 

@@ -15,12 +15,6 @@
 namespace fedge {
 namespace {
 
-// Within rounding: the uniform model meets a budget of its own bits.
-bool MeetsBudget(const SizeReport& size, const Budget& budget) {
-  return (budget.weight_kb <= 0 || size.weight_kb <= budget.weight_kb * (1 + 1e-9)) &&
-         (budget.activation_kb <= 0 || size.activation_kb <= budget.activation_kb * (1 + 1e-9));
-}
-
 // e(kb, budget) of the size model, differentiable in kb.
 at::Tensor Excess(const at::Tensor& kb, double budget_kb, PenaltyForm form) {
   return at::relu(form == PenaltyForm::kRelative ? kb / budget_kb - 1.0 : kb - budget_kb);
@@ -161,7 +155,7 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
         seen += y.size(0);
       }
       if (learn && step > config.steps / 2 && running > best_accuracy &&
-          MeetsBudget(net.Size(), config.budget)) {
+          WithinBudget(net.Size(), config.budget)) {
         best_accuracy = running;
         best = net.Snapshot();
         report.met_budget = true;

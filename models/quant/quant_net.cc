@@ -270,61 +270,63 @@ QuantNet::Projection QuantNet::ProjectToBudget(const Budget& budget) {
   at::NoGradGuard no_grad;
   Projection out;
   std::vector<LayerBits> bits = Bits();
-  // One candidate per weight slice or activation quantizer.
+  const SizeReport start = *ComputeSize(arch_, bits);
+  // One candidate per weight slice or activation quantizer, with its step
+  // relative to its range.
   struct Candidate {
     int layer;
     int slice;  // -1: the layer's input quantizer
     int64_t elements;
+    double relative_step;
+    bool stuck;
   };
   auto floor_of = [](const QuantizerConfig& c) { return std::max(c.min_bits, c.is_signed ? 2 : 1); };
-  auto cut = [&](bool weights, double budget_kb) {
+  auto cut = [&](bool weights, double budget_kb, double size_kb) {
     if (budget_kb <= 0) return;
     std::vector<Candidate> candidates;
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& l = *layers_[i];
       if (weights) {
         const int64_t per_slice = l.spec.weight_count() / l.spec.slices();
-        for (int s = 0; s < l.spec.slices(); ++s) candidates.push_back({static_cast<int>(i), s, per_slice});
+        const at::Tensor relative = (l.w_step / l.w_range).to(at::kDouble).contiguous();
+        for (int s = 0; s < l.spec.slices(); ++s) {
+          candidates.push_back({static_cast<int>(i), s, per_slice, relative.data_ptr<double>()[s], false});
+        }
       } else if (arch_.counts_input(i)) {
-        candidates.push_back({static_cast<int>(i), -1, l.spec.input_elements()});
+        candidates.push_back({static_cast<int>(i), -1, l.spec.input_elements(),
+                              (l.a_step / l.a_range).item<double>(), false});
       }
     }
     auto bits_of = [&](const Candidate& c) -> int& {
       return c.slice < 0 ? bits[c.layer].activation_bits : bits[c.layer].weight_bits[c.slice];
     };
-    std::vector<bool> stuck(candidates.size(), false);
-    for (;;) {
-      const SizeReport size = *ComputeSize(arch_, bits);
-      const double excess_bits = ((weights ? size.weight_kb : size.activation_kb) - budget_kb) * 8000;
-      if (excess_bits <= 1e-9 * budget_kb * 8000) return;
+    // Sizes are linear in the bits: each cut takes its elements' bits off.
+    double excess_bits = (size_kb - budget_kb) * 8000;
+    while (excess_bits > 1e-9 * budget_kb * 8000) {
       // The noise a cut adds relative to its range: n (d'^2 - d^2) / xmax^2
       // (uniform rounding noise is d^2 / 12 per element; relative, so layers
       // of different scales compare). Where one cut covers the excess, the
       // one that adds the least; otherwise the least per bit saved.
-      int best = -1;
+      Candidate* best = nullptr;
       bool best_covers = false;
       double best_cost = 0;
-      for (size_t k = 0; k < candidates.size(); ++k) {
-        const Candidate& c = candidates[k];
+      for (Candidate& c : candidates) {
         const Layer& l = *layers_[c.layer];
-        const bool act = c.slice < 0;
-        const QuantizerConfig& config = act ? *l.act_config : options_.weight_config;
-        if (stuck[k] || bits_of(c) <= floor_of(config)) continue;
-        const int64_t index = act ? 0 : c.slice;
-        const double range = (act ? l.a_range : l.w_range)[index].item<double>();
-        const double old_step = (act ? l.a_step : l.w_step)[index].item<double>() / range;
+        const QuantizerConfig& config = c.slice < 0 ? *l.act_config : options_.weight_config;
+        if (c.stuck || bits_of(c) <= floor_of(config)) continue;
         const double new_step = StepFor(1.0, bits_of(c) - 1, config.is_signed);
-        const double noise = c.elements * std::max(0.0, new_step * new_step - old_step * old_step);
+        const double noise =
+            c.elements * std::max(0.0, new_step * new_step - c.relative_step * c.relative_step);
         const bool covers = c.elements >= excess_bits;
         const double cost = covers ? noise : noise / c.elements;
-        if (best < 0 || (covers && !best_covers) || (covers == best_covers && cost < best_cost)) {
-          best = static_cast<int>(k);
+        if (best == nullptr || (covers && !best_covers) || (covers == best_covers && cost < best_cost)) {
+          best = &c;
           best_covers = covers;
           best_cost = cost;
         }
       }
-      if (best < 0) return;  // every quantizer at its floor
-      const Candidate& c = candidates[best];
+      if (best == nullptr) return;  // every quantizer at its floor
+      Candidate& c = *best;
       Layer& l = *layers_[c.layer];
       const bool act = c.slice < 0;
       const QuantizerConfig& config = act ? *l.act_config : options_.weight_config;
@@ -345,18 +347,18 @@ QuantNet::Projection QuantNet::ProjectToBudget(const Budget& budget) {
       if (now >= bits_of(c)) {  // rounding kept the bit: leave it as it was
         d[index].copy_(old_step);
         range[index].copy_(old_range);
-        stuck[best] = true;
+        c.stuck = true;
         continue;
       }
+      excess_bits -= static_cast<double>(c.elements) * (bits_of(c) - now);
       bits_of(c) = now;
+      c.relative_step = step / range[index].item<double>();
       ++(weights ? out.weight_cuts : out.activation_cuts);
     }
   };
-  cut(/*weights=*/true, budget.weight_kb);
-  cut(/*weights=*/false, budget.activation_kb);
-  const SizeReport size = Size();
-  out.met = (budget.weight_kb <= 0 || size.weight_kb <= budget.weight_kb * (1 + 1e-9)) &&
-            (budget.activation_kb <= 0 || size.activation_kb <= budget.activation_kb * (1 + 1e-9));
+  cut(/*weights=*/true, budget.weight_kb, start.weight_kb);
+  cut(/*weights=*/false, budget.activation_kb, start.activation_kb);
+  out.met = WithinBudget(Size(), budget);
   return out;
 }
 

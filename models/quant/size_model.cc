@@ -63,6 +63,12 @@ double PenaltyRamp(int64_t step, int64_t phase_steps) {
   return 0.01 + 0.99 * std::min(1.0, static_cast<double>(step) / half);
 }
 
+bool WithinBudget(const SizeReport& size, const Budget& budget) {
+  constexpr double kRounding = 1 + 1e-9;
+  return (budget.weight_kb <= 0 || size.weight_kb <= budget.weight_kb * kRounding) &&
+         (budget.activation_kb <= 0 || size.activation_kb <= budget.activation_kb * kRounding);
+}
+
 double BudgetExcess(double kb, double budget_kb, PenaltyForm form) {
   if (budget_kb <= 0) return 0;
   const double over = form == PenaltyForm::kRelative ? kb / budget_kb - 1 : kb - budget_kb;

@@ -71,6 +71,10 @@ struct Budget {
   PenaltyForm form = PenaltyForm::kRelative;
 };
 
+// W <= W* and A <= A* (a term with budget 0 always holds), within rounding:
+// the uniform b-bit model meets a budget of b bits.
+bool WithinBudget(const SizeReport& size, const Budget& budget);
+
 // relu(kb / budget - 1) or relu(kb - budget); 0 without a budget.
 double BudgetExcess(double kb, double budget_kb, PenaltyForm form);
 double SizePenalty(double weight_kb, double activation_kb, const Budget& budget,
