@@ -17,6 +17,8 @@ Aggregator::Aggregator(std::vector<ShardShape> shards, const AggregatorOptions& 
       sums_(shards_.size()),
       kept_(shards_.size()),
       weights_(shards_.size(), 0.0),
+      partial_sums_(shards_.size()),
+      partial_weights_(shards_.size(), 0.0),
       sum_bound_(shards_.size(), 0.0),
       contributors_(shards_.size(), 0) {}
 
@@ -46,6 +48,26 @@ double Aggregator::Weight(uint64_t samples, int64_t staleness) const {
 
 absl::Status Aggregator::Check(int shard, const WireTensor& update, uint64_t samples,
                                int64_t staleness) {
+  if (samples == 0 || staleness < 0) {
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "samples ", samples, " and staleness ", staleness,
+                          " must be positive and non-negative")),
+                      RejectReason::kMalformedUpdate);
+  }
+  return CheckWeighted(shard, update, Weight(samples, staleness), /*norm_bound=*/true);
+}
+
+absl::Status Aggregator::CheckPartial(int shard, const WireTensor& update, double weight) {
+  if (!(weight > 0) || !std::isfinite(weight)) {
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "partial weight ", weight, " must be positive and finite")),
+                      RejectReason::kMalformedUpdate);
+  }
+  return CheckWeighted(shard, update, weight, options_.rule == AggregationRule::kFedAvg);
+}
+
+absl::Status Aggregator::CheckWeighted(int shard, const WireTensor& update, double weight,
+                                       bool norm_bound) {
   const RejectReason malformed = RejectReason::kMalformedUpdate;
   if (shard < 0 || shard >= static_cast<int>(shards_.size())) {
     return WithReason(absl::InvalidArgumentError(absl::StrCat(
@@ -58,22 +80,15 @@ absl::Status Aggregator::Check(int shard, const WireTensor& update, uint64_t sam
                           "update has ", update.numel(), " elements, shard has ", shape.elements)),
                       malformed);
   }
-  if (samples == 0 || staleness < 0) {
-    return WithReason(absl::InvalidArgumentError(absl::StrCat(
-                          "samples ", samples, " and staleness ", staleness,
-                          " must be positive and non-negative")),
-                      malformed);
-  }
   const float max_abs = MaxAbs(shard);
   RETURN_IF_ERROR(CheckUpdate(update, max_abs));
-  const double weight = Weight(samples, staleness);
   if (sum_bound_[shard] + weight * max_abs > kSumLimit) {
     return WithReason(absl::InvalidArgumentError(absl::StrCat(
                           "weight ", weight, " at magnitude bound ", max_abs,
                           " could overflow the aggregate")),
                       RejectReason::kTooLarge);
   }
-  if (options_.max_update_norm > 0) {
+  if (norm_bound && options_.max_update_norm > 0) {
     scratch_.resize(shape.elements);
     RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(scratch_)));
     // Four partial sums break the dependency chain.
@@ -122,12 +137,74 @@ absl::Status Aggregator::AddChecked(int shard, const WireTensor& update, uint64_
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> Aggregator::AddResult(const std::vector<WireTensor>& updates,
+                                               uint64_t samples, int64_t staleness,
+                                               const std::vector<double>* partial_weights) {
+  if (partial_weights != nullptr && partial_weights->size() != updates.size()) {
+    return Reject(-1, WithReason(absl::InvalidArgumentError(absl::StrCat(
+                                     partial_weights->size(), " partial weights for ",
+                                     updates.size(), " updates")),
+                                 RejectReason::kMalformedUpdate));
+  }
+  std::vector<int> shards;
+  shards.reserve(updates.size());
+  for (size_t u = 0; u < updates.size(); ++u) {
+    const WireTensor& update = updates[u];
+    int shard = -1;
+    for (size_t s = 0; s < shards_.size(); ++s) {
+      if (shards_[s].name == update.name) shard = static_cast<int>(s);
+    }
+    absl::Status checked;
+    if (shard < 0) {
+      checked = WithReason(
+          absl::InvalidArgumentError(absl::StrCat("unknown shard '", update.name, "'")),
+          RejectReason::kMalformedUpdate);
+    } else if (std::find(shards.begin(), shards.end(), shard) != shards.end()) {
+      checked = WithReason(
+          absl::InvalidArgumentError(absl::StrCat("shard '", update.name, "' sent twice")),
+          RejectReason::kMalformedUpdate);
+    } else if (partial_weights != nullptr) {
+      checked = CheckPartial(shard, update, (*partial_weights)[u]);
+    } else {
+      checked = Check(shard, update, samples, staleness);
+    }
+    if (!checked.ok()) {
+      return Reject(shard, Annotate(checked, absl::StrCat("shard '", update.name, "'")));
+    }
+    shards.push_back(shard);
+  }
+  int64_t bytes = 0;
+  for (size_t u = 0; u < shards.size(); ++u) {
+    bytes += static_cast<int64_t>(updates[u].bytes().size());
+    RETURN_IF_ERROR(partial_weights != nullptr
+                        ? AddPartialChecked(shards[u], updates[u], (*partial_weights)[u])
+                        : AddChecked(shards[u], updates[u], samples, staleness));
+  }
+  return bytes;
+}
+
+absl::Status Aggregator::AddPartialChecked(int shard, const WireTensor& update, double weight) {
+  if (shard < 0 || shard >= static_cast<int>(shards_.size()) ||
+      update.numel() != shards_[shard].elements) {
+    return Reject(shard, absl::InternalError("folding a partial that was not checked"));
+  }
+  const bool fedavg = options_.rule == AggregationRule::kFedAvg;
+  std::vector<float>& sum = fedavg ? sums_[shard] : partial_sums_[shard];
+  if (sum.empty()) sum.assign(shards_[shard].elements, 0.0f);
+  RETURN_IF_ERROR(AccumulateChecked(update, static_cast<float>(weight), absl::MakeSpan(sum)));
+  (fedavg ? weights_ : partial_weights_)[shard] += weight;
+  sum_bound_[shard] += weight * MaxAbs(shard);
+  ++contributors_[shard];
+  ++stats_.accepted;
+  return absl::OkStatus();
+}
+
 std::vector<ShardResult> Aggregator::Finish() {
   std::vector<ShardResult> results(shards_.size());
   for (size_t s = 0; s < shards_.size(); ++s) {
     ShardResult& r = results[s];
     r.contributors = contributors_[s];
-    r.total_weight = weights_[s];
+    r.total_weight = weights_[s] + partial_weights_[s];
     if (contributors_[s] == 0) continue;
     r.updated = true;
     const int64_t n = shards_[s].elements;
@@ -139,6 +216,13 @@ std::vector<ShardResult> Aggregator::Finish() {
     }
     const std::vector<std::vector<float>>& updates = kept_[s];
     const size_t k = updates.size();
+    if (k == 0) {  // relays' partials only
+      const double inverse = 1.0 / partial_weights_[s];
+      for (int64_t i = 0; i < n; ++i) {
+        r.delta[i] = static_cast<float>(partial_sums_[s][i] * inverse);
+      }
+      continue;
+    }
     const size_t trim = options_.rule == AggregationRule::kTrimmedMean
                             ? std::min((k - 1) / 2, static_cast<size_t>(options_.trim_fraction * k))
                             : 0;
@@ -152,6 +236,13 @@ std::vector<ShardResult> Aggregator::Finish() {
         double sum = 0;
         for (size_t j = trim; j < k - trim; ++j) sum += column[j];
         r.delta[i] = static_cast<float>(sum / (k - 2 * trim));
+      }
+    }
+    if (partial_weights_[s] > 0) {
+      // The statistic over the direct agents counts as their weight's worth.
+      const double direct = weights_[s], inverse = 1.0 / (weights_[s] + partial_weights_[s]);
+      for (int64_t i = 0; i < n; ++i) {
+        r.delta[i] = static_cast<float>((r.delta[i] * direct + partial_sums_[s][i]) * inverse);
       }
     }
   }

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/wire/messages.h"
 
 namespace fedge {
@@ -83,6 +84,28 @@ class Aggregator {
   // Folds an update that passed Check with the same arguments.
   absl::Status AddChecked(int shard, const WireTensor& update, uint64_t samples,
                           int64_t staleness = 0);
+
+  // A relay's partial for `shard` (design 4.6): `update` is its agents'
+  // updates combined (their sample-weighted mean under FedAvg, the rule's
+  // statistic over them under a robust rule) and `weight` the samples
+  // behind it. Checked like an agent's update, the norm bound only under
+  // FedAvg (a mean of updates within the bound is within it; under a robust
+  // rule the relay applies the bound to each agent). Under FedAvg a partial
+  // folds as its weight's worth of samples, so a tree aggregates exactly as
+  // if every agent had reported here; under a robust rule the partials and
+  // the rule's statistic over the agents reporting here directly are
+  // averaged by weight.
+  absl::Status CheckPartial(int shard, const WireTensor& update, double weight);
+  absl::Status AddPartialChecked(int shard, const WireTensor& update, double weight);
+  // One result's updates, all or nothing: each must name a known shard,
+  // once, and pass Check (an agent's, with `samples` and `staleness`) or
+  // CheckPartial (a relay's, with `partial_weights`, one per update); only
+  // then is any of it folded. Returns the payload bytes folded; a refusal
+  // names the shard and carries a RejectReason.
+  absl::StatusOr<int64_t> AddResult(const std::vector<WireTensor>& updates, uint64_t samples,
+                                    int64_t staleness,
+                                    const std::vector<double>* partial_weights = nullptr);
+
   // The magnitude bound of `shard`'s update values.
   float MaxAbs(int shard) const;
 
@@ -99,12 +122,17 @@ class Aggregator {
 
  private:
   double Weight(uint64_t samples, int64_t staleness) const;
+  absl::Status CheckWeighted(int shard, const WireTensor& update, double weight,
+                             bool norm_bound);
 
   std::vector<ShardShape> shards_;
   AggregatorOptions options_;
   std::vector<std::vector<float>> sums_;             // FedAvg running sums
   std::vector<std::vector<std::vector<float>>> kept_;  // robust rules
   std::vector<double> weights_;
+  // Robust rules: relays' partials, summed by weight beside the kept updates.
+  std::vector<std::vector<float>> partial_sums_;
+  std::vector<double> partial_weights_;
   std::vector<double> sum_bound_;  // the largest |sum| the folded updates allow
   std::vector<int> contributors_;
   std::vector<float> scratch_;

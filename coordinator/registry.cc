@@ -2,6 +2,8 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace fedge {
@@ -40,6 +42,11 @@ absl::StatusOr<Welcome> Registry::OnRegister(const std::string& device_id,
   if (!record.live || !known) ++live_;
   record.live = true;
   record.busy_task = 0;
+  record.relay = registration.relay.has_value();
+  record.relay_load = registration.relay.value_or(RelayLoad());
+  if (record.relay && std::find(relays_.begin(), relays_.end(), device_id) == relays_.end()) {
+    relays_.push_back(device_id);
+  }
   Welcome welcome;
   welcome.session_id = record.session_id;
   welcome.heartbeat_interval_ms =
@@ -66,8 +73,26 @@ absl::Status Registry::OnHeard(const std::string& device_id, uint64_t session_id
 absl::Status Registry::OnHeartbeat(const std::string& device_id, uint64_t session_id,
                                    const Heartbeat& heartbeat, absl::Time now) {
   absl::Status status = OnHeard(device_id, session_id, now);
-  if (status.ok()) agents_[device_id].busy_task = heartbeat.busy_task;
+  if (!status.ok()) return status;
+  AgentRecord& record = agents_[device_id];
+  record.busy_task = heartbeat.busy_task;
+  if (record.relay && heartbeat.relay) {
+    record.relay_load = *heartbeat.relay;
+    record.registration.samples = heartbeat.relay->samples;
+    if (heartbeat.relay->min_memory_bytes > 0) {
+      record.registration.memory_budget_bytes = heartbeat.relay->min_memory_bytes;
+    }
+  }
   return status;
+}
+
+size_t Registry::live_agents() const {
+  size_t count = live_;
+  for (const std::string& id : relays_) {
+    const AgentRecord& record = agents_.at(id);
+    if (record.live && record.relay) count = count - 1 + record.relay_load.agents;
+  }
+  return count;
 }
 
 std::vector<std::string> Registry::Expire(absl::Time now) {

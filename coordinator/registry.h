@@ -46,6 +46,11 @@ struct AgentRecord {
   absl::Time last_seen;
   bool live = true;
   uint64_t busy_task = 0;
+  // A relay aggregator (registered with a relay load): it stands for the
+  // agents behind it; its registration's samples and memory budget follow
+  // its heartbeats (their sum, the smallest of theirs).
+  bool relay = false;
+  RelayLoad relay_load;
 };
 
 class Registry {
@@ -80,6 +85,8 @@ class Registry {
   std::vector<const AgentRecord*> LiveAgents() const;
   size_t registered() const { return agents_.size(); }
   size_t live() const { return live_; }
+  // Live agents, counting those behind live relays rather than the relays.
+  size_t live_agents() const;
 
   // For checkpoints: the records.
   const std::map<std::string, AgentRecord>& agents() const { return agents_; }
@@ -92,6 +99,7 @@ class Registry {
   std::mt19937_64 sessions_;  // only with a session seed
   absl::Time next_sweep_ = absl::InfinitePast();
   size_t live_ = 0;
+  std::vector<std::string> relays_;  // ids registered as relays (few)
 };
 
 }  // namespace fedge

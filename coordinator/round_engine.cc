@@ -44,24 +44,42 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
     const std::vector<const AgentRecord*>& live, const ModelState& model, absl::Time now) {
   std::vector<OutgoingTask> out;
   if (in_round_ || done() || now < retry_at_) return out;
-  // The agents that can train something, with what.
-  std::vector<std::pair<const AgentRecord*, ShardPlan>> pool;
+  // The agents that can train something, with what; relays (each with the
+  // smallest budget among its agents) apart.
+  std::vector<std::pair<const AgentRecord*, ShardPlan>> pool, relays;
+  int relay_agents = 0;
   for (const AgentRecord* agent : live) {
+    if (agent->relay && agent->relay_load.agents == 0) continue;
     if (std::optional<ShardPlan> plan = planner_ ? planner_(*agent) : ShardPlan{}) {
-      pool.emplace_back(agent, *plan);
+      if (agent->relay) {
+        relays.emplace_back(agent, *plan);
+        relay_agents += static_cast<int>(agent->relay_load.agents);
+      } else {
+        pool.emplace_back(agent, *plan);
+      }
     }
   }
+  if (static_cast<int>(pool.size()) + relay_agents < std::max(1, config_.min_agents)) return out;
+  // Direct agents: the fraction, and enough to make up the minimum with the
+  // relays' share.
+  std::vector<int> relay_share;
+  int from_relays = 0;
+  for (const auto& [relay, plan] : relays) {
+    relay_share.push_back(std::max(
+        1, static_cast<int>(std::ceil(config_.fraction * relay->relay_load.agents))));
+    from_relays += relay_share.back();
+  }
   const int wanted = std::max<int>(
-      config_.min_agents, static_cast<int>(std::ceil(config_.fraction * pool.size())));
-  if (static_cast<int>(pool.size()) < std::max(1, config_.min_agents)) return out;
+      config_.min_agents - from_relays, static_cast<int>(std::ceil(config_.fraction * pool.size())));
   std::shuffle(pool.begin(), pool.end(), rng_);
-  pool.resize(std::min<size_t>(pool.size(), wanted));
+  pool.resize(std::min<size_t>(pool.size(), std::max(0, wanted)));
 
   in_round_ = true;
   round_started_ = now;
   deadline_ = now + config_.deadline;
   pending_.clear();
   answered_ = 0;
+  pending_agents_ = 0;
   if (next_aggregator_) {
     aggregator_ = std::move(next_aggregator_);
     summary_ = next_summary_;
@@ -71,8 +89,9 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
   }
   summary_.round = completed_ + 1;
   summary_.phase = PhaseOf(completed_);
-  summary_.sampled = static_cast<int>(pool.size());
-  for (const auto& [agent, plan] : pool) {
+  summary_.sampled = static_cast<int>(pool.size()) + from_relays;
+  summary_.relays = static_cast<int>(relays.size());
+  auto add = [&](const AgentRecord* agent, const ShardPlan& plan, int relay_agents_wanted) {
     OutgoingTask t;
     t.device_id = agent->device_id;
     t.task.round_id = completed_ + 1;
@@ -92,50 +111,47 @@ std::vector<OutgoingTask> RoundEngine::MaybeStartRound(
     t.task.trainable_from = plan.trainable_from;
     if (plan.batch_size > 0) t.task.hyper.batch_size = plan.batch_size;
     t.task.seed = rng_();
-    pending_[t.task.task_id] = {t.task, t.device_id, agent->registration.samples, false};
+    if (relay_agents_wanted > 0) {
+      const AggregatorOptions& a = config_.aggregation;
+      t.task.relay = RelaySpec{static_cast<uint32_t>(relay_agents_wanted),
+                               static_cast<uint8_t>(a.rule), static_cast<float>(a.trim_fraction),
+                               a.max_update_norm, a.max_update_scale};
+    }
+    Pending pending{t.task, t.device_id, agent->registration.samples, false,
+                    std::max(1, relay_agents_wanted)};
+    if (relay_agents_wanted > 0) pending.max_samples = 0;  // a relay counts its agents' samples
+    pending_agents_ += pending.agents;
+    pending_[t.task.task_id] = std::move(pending);
     out.push_back(std::move(t));
-  }
+  };
+  for (size_t i = 0; i < relays.size(); ++i) add(relays[i].first, relays[i].second, relay_share[i]);
+  for (const auto& [agent, plan] : pool) add(agent, plan, 0);
   return out;
 }
 
 absl::Status RoundEngine::Fold(const TaskResult& result, const ModelState& model,
                                uint64_t samples, int64_t staleness, Aggregator* aggregator,
                                RoundSummary* summary) {
-  // Validated whole first: every shard known and named once, every value
-  // finite and within the bounds. Only then is any of it folded.
-  std::vector<int> shards;
-  shards.reserve(result.updates.size());
-  for (const WireTensor& update : result.updates) {
-    int shard = -1;
-    for (size_t s = 0; s < model.shards.size(); ++s) {
-      if (model.shards[s].name == update.name) shard = static_cast<int>(s);
-    }
-    absl::Status checked;
-    if (shard < 0) {
-      checked = WithReason(absl::InvalidArgumentError(absl::StrCat("unknown shard '", update.name, "'")),
-                           RejectReason::kMalformedUpdate);
-    } else if (std::find(shards.begin(), shards.end(), shard) != shards.end()) {
-      checked = WithReason(absl::InvalidArgumentError(absl::StrCat("shard '", update.name, "' sent twice")),
-                           RejectReason::kMalformedUpdate);
-    } else {
-      checked = aggregator->Check(shard, update, samples, staleness);
-    }
-    if (!checked.ok()) {
-      return aggregator->Reject(shard, Annotate(checked, absl::StrCat("shard '", update.name, "'")));
-    }
-    shards.push_back(shard);
-  }
-  int64_t bytes = 0;
-  for (size_t i = 0; i < shards.size(); ++i) {
-    bytes += static_cast<int64_t>(result.updates[i].payload.size());
-    RETURN_IF_ERROR(aggregator->AddChecked(shards[i], result.updates[i], samples, staleness));
-  }
+  (void)model;
+  // Validated whole first (every shard known and named once, every value
+  // finite and within the bounds); only then is any of it folded.
+  ASSIGN_OR_RETURN(const int64_t bytes,
+                   aggregator->AddResult(result.updates, samples, staleness,
+                                         result.relay ? &result.relay->shard_weights : nullptr));
+  // A partial's loss and accuracy are its agents' means.
+  const int agents = result.relay ? static_cast<int>(result.relay->agents_reported) : 1;
   summary->uplink_bytes += bytes;
   summary->max_peak_memory = std::max(summary->max_peak_memory, result.peak_memory_bytes);
   summary->max_process_rss = std::max(summary->max_process_rss, result.process_peak_rss_bytes);
-  summary->mean_train_loss += result.loss;
-  summary->mean_train_accuracy += result.accuracy;
+  summary->mean_train_loss += result.loss * agents;
+  summary->mean_train_accuracy += result.accuracy * agents;
   return absl::OkStatus();
+}
+
+void RoundEngine::Answer(Pending* task, int failed) {
+  task->reported = true;
+  answered_ += task->agents;
+  summary_.failed += failed;
 }
 
 namespace {
@@ -161,21 +177,44 @@ absl::Status RoundEngine::OnResult(const std::string& device, const TaskResult& 
           absl::AlreadyExistsError(absl::StrCat("task ", result.task_id, " already answered")),
           RejectReason::kDuplicate);
     }
-    task.reported = true;
-    ++answered_;
-    absl::Status folded = Fold(result, model, CappedSamples(result.samples, task.max_samples),
-                               0, aggregator_.get(), &summary_);
-    if (folded.ok()) {
+    const bool relay_task = task.task.relay.has_value();
+    absl::Status folded;
+    if (relay_task != result.relay.has_value()) {
+      folded = WithReason(absl::InvalidArgumentError(
+                              relay_task ? "a relay's task answered without a partial"
+                                         : "an agent's task answered with a relay's partial"),
+                          RejectReason::kMalformedUpdate);
+    } else if (relay_task && result.relay->agents_reported == 0) {
+      folded = WithReason(absl::InvalidArgumentError("a relay's partial of no agents"),
+                          RejectReason::kMalformedUpdate);
+    } else {
+      folded = Fold(result, model, CappedSamples(result.samples, task.max_samples), 0,
+                    aggregator_.get(), &summary_);
+    }
+    if (folded.ok() && relay_task) {
+      const RelayPartial& p = *result.relay;
+      // The relay may have taken in agents that moved to it mid-round.
+      const int reported = static_cast<int>(p.agents_reported);
+      summary_.reported += reported;
+      summary_.sampled += std::max(0, reported - task.agents);
+      for (const auto& [reason, count] : p.rejections) {
+        summary_.relay_rejections[reason] += count;
+        summary_.rejected += static_cast<int>(count);
+      }
+      Answer(&task, std::max(0, task.agents - reported));
+    } else if (folded.ok()) {
       ++summary_.reported;
+      Answer(&task, 0);
     } else {
       // A rejected result is a failed task: it never counts toward the quorum.
-      ++summary_.failed;
-      ++summary_.rejected;
+      summary_.rejected += task.agents;
+      Answer(&task, task.agents);
     }
     return folded;
   }
   auto late = previous_round_tasks_.find(result.task_id);
-  if (late != previous_round_tasks_.end() && late->second.device == device && config_.async) {
+  if (late != previous_round_tasks_.end() && late->second.device == device && config_.async &&
+      late->second.task.relay.has_value() == result.relay.has_value()) {
     const uint64_t max_samples = late->second.max_samples;
     previous_round_tasks_.erase(late);
     if (!next_aggregator_ && !in_round_) {
@@ -186,7 +225,7 @@ absl::Status RoundEngine::OnResult(const std::string& device, const TaskResult& 
     RoundSummary& summary = next_aggregator_ ? next_summary_ : summary_;
     RETURN_IF_ERROR(Fold(result, model, CappedSamples(result.samples, max_samples),
                          /*staleness=*/1, &target, &summary));
-    ++summary.late_folded;
+    summary.late_folded += result.relay ? static_cast<int>(result.relay->agents_reported) : 1;
     return absl::OkStatus();
   }
   return WithReason(absl::FailedPreconditionError(absl::StrCat(
@@ -200,18 +239,12 @@ void RoundEngine::OnFailed(const std::string& device, const TaskFailed& failed) 
   if (!in_round_ || it == pending_.end() || it->second.device != device || it->second.reported) {
     return;
   }
-  it->second.reported = true;
-  ++answered_;
-  ++summary_.failed;
+  Answer(&it->second, it->second.agents);
 }
 
 void RoundEngine::OnAgentLost(const std::string& device) {
   for (auto& [id, task] : pending_) {
-    if (task.device == device && !task.reported) {
-      task.reported = true;
-      ++answered_;
-      ++summary_.failed;
-    }
+    if (task.device == device && !task.reported) Answer(&task, task.agents);
   }
 }
 
@@ -232,12 +265,13 @@ std::optional<RoundEngine::Retry> RoundEngine::TakeRetry() {
 std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
   if (!in_round_) return std::nullopt;
   const int answered = answered_;  // kept as tasks answer: no walk over the round's tasks
-  const int needed = std::max(1, static_cast<int>(std::ceil(config_.quorum * pending_.size())));
-  const bool quorum = summary_.reported >= needed || answered == static_cast<int>(pending_.size());
+  // Counted in agents, across relays.
+  const int needed = std::max(1, static_cast<int>(std::ceil(config_.quorum * pending_agents_)));
+  const bool quorum = summary_.reported >= needed || answered >= pending_agents_;
   const bool expired = now >= deadline_;
   if (!quorum && !expired) return std::nullopt;
   if (summary_.reported == 0 && summary_.late_folded == 0) {
-    if (!expired && answered < static_cast<int>(pending_.size())) return std::nullopt;
+    if (!expired && answered < pending_agents_) return std::nullopt;
     // Nobody delivered: run the round again with whoever is live, after a
     // back-off, so a fleet that keeps failing is not driven round after
     // round.
@@ -248,7 +282,8 @@ std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
     retry_ = Retry{completed_ + 1, summary_.sampled, summary_.failed, summary_.rejected, backoff_};
     if (!expired) retry_->failed = answered;
     pending_.clear();
-  answered_ = 0;
+    answered_ = 0;
+    pending_agents_ = 0;
     in_round_ = false;
     return std::nullopt;
   }
@@ -266,6 +301,7 @@ std::optional<RoundEngine::Finished> RoundEngine::MaybeFinish(absl::Time now) {
   }
   pending_.clear();
   answered_ = 0;
+  pending_agents_ = 0;
   aggregator_.reset();
   in_round_ = false;
   ++completed_;

@@ -2,7 +2,8 @@
 #define FEDGE_COORDINATOR_ROUND_ENGINE_H_
 
 // Decides what the coordinator does next (design 4.3): when to start a round,
-// whom to sample (a fraction of the live agents, at least a minimum), what
+// whom to sample (a fraction of the live agents, at least a minimum; a relay
+// gets one task standing for that fraction of its agents), what
 // each task carries (phase, penalty ramp, budgets, hyperparameters, the
 // agent's trainable suffix), when to aggregate (a quorum of the sampled tasks
 // reported, or the deadline passed with at least one result), and what to do
@@ -64,13 +65,18 @@ struct OutgoingTask {
   Task task;  // shards are the caller's to fill in
 };
 
+// Counted in agents throughout: a relay's task stands for the agents it
+// samples, its partial for the agents it folded.
 struct RoundSummary {
   uint64_t round = 0;
   Phase phase = Phase::kPretrain;
   int sampled = 0;
   int reported = 0;  // accepted results
   int failed = 0;    // failed, lost or rejected tasks
-  int rejected = 0;  // of `failed`: results turned away
+  int rejected = 0;  // of `failed`: results turned away (here or by a relay)
+  int relays = 0;    // relay tasks among the round's tasks
+  // Results the relays turned away, by reason label (reject_reason.h).
+  std::map<std::string, int64_t> relay_rejections;
   int late_folded = 0;
   int64_t uplink_bytes = 0;
   uint64_t max_peak_memory = 0;    // training allocations, largest over the results
@@ -99,6 +105,8 @@ class RoundEngine {
   int total_rounds() const;
   bool done() const { return completed_ >= total_rounds(); }
   uint64_t completed_rounds() const { return completed_; }
+  // The round in flight's summary so far.
+  const RoundSummary& current() const { return summary_; }
   bool in_round() const { return in_round_; }
   // Phase and ramp of round r (0-based).
   Phase PhaseOf(uint64_t round) const;
@@ -152,7 +160,11 @@ class RoundEngine {
     std::string device;
     uint64_t max_samples = 0;  // registered samples; 0: no cap
     bool reported = false;     // answered: accepted, failed or rejected
+    int agents = 1;            // a relay's task: the agents it samples
   };
+  // The task is answered: its agents count as answered, `failed` of them
+  // as failed.
+  void Answer(Pending* task, int failed);
 
   absl::Status Fold(const TaskResult& result, const ModelState& model, uint64_t samples,
                     int64_t staleness, Aggregator* aggregator, RoundSummary* summary);
@@ -166,7 +178,8 @@ class RoundEngine {
   absl::Time round_started_;
   absl::Time deadline_;
   std::map<uint64_t, Pending> pending_;  // task id -> task
-  int answered_ = 0;                     // of pending_: reported, failed or lost
+  int answered_ = 0;       // agents of pending_'s tasks answered: reported, failed or lost
+  int pending_agents_ = 0;  // agents pending_'s tasks stand for
   std::map<uint64_t, Pending> previous_round_tasks_;  // async: late results
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<Aggregator> next_aggregator_;  // async: late results land here

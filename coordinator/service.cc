@@ -154,6 +154,18 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
   }
   const std::string& device = m->device_id;  // checked: [A-Za-z0-9._:-]{1,64}
   if (const auto* reg = std::get_if<Register>(&m->body)) {
+    if (options_.relay_ids) {
+      const bool enrolled_relay = options_.relay_ids->count(device) != 0;
+      if (enrolled_relay != reg->relay.has_value()) {
+        Refuse(p.peer, RejectReason::kWrongRole,
+               enrolled_relay ? absl::StrCat("'", device, "' is enrolled as a relay: it cannot "
+                                             "register as an agent")
+                              : absl::StrCat("'", device, "' is not enrolled as a relay: it "
+                                             "cannot register as one"),
+               now);
+        return;
+      }
+    }
     absl::StatusOr<Welcome> w = registry_.OnRegister(device, p.authenticated_id, *reg, now, p.peer);
     if (!w.ok()) {
       Refuse(p.peer, RejectReason::kRegistration, std::string(w.status().message()), now);
@@ -168,8 +180,11 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
                   : absl::StrCat("trains layers ", p->trainable_from, "+",
                                  p->batch_size > 0 ? absl::StrCat(" at batch ", p->batch_size) : "");
       }
-      std::fprintf(stderr, "[coordinator] %s registered: %.0f MB budget, %llu samples; %s\n",
-                   device.c_str(), reg->memory_budget_bytes / 1048576.0,
+      std::fprintf(stderr, "[coordinator] %s registered%s: %.0f MB budget, %llu samples; %s\n",
+                   device.c_str(),
+                   reg->relay ? absl::StrCat(" as a relay of ", reg->relay->agents, " agents").c_str()
+                              : "",
+                   reg->memory_budget_bytes / 1048576.0,
                    static_cast<unsigned long long>(reg->samples), plan.c_str());
     }
     Send(p.peer, w->session_id, *w);
@@ -232,7 +247,8 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
 void CoordinatorService::StartRound(absl::Time now) {
   // Cheap first: listing and planning every live agent on every packet
   // while a large fleet registers would cost more than the packets.
-  if (engine_.done() || registry_.live() < static_cast<size_t>(std::max(1, options_.run.min_agents))) {
+  if (engine_.done() ||
+      registry_.live_agents() < static_cast<size_t>(std::max(1, options_.run.min_agents))) {
     return;
   }
   std::vector<OutgoingTask> tasks = engine_.MaybeStartRound(registry_.LiveAgents(), model_, now);
@@ -288,9 +304,11 @@ void CoordinatorService::StartRound(absl::Time now) {
     round_frozen_.push_back(std::move(frozen));
   }
   if (options_.log) {
-    std::fprintf(stderr, "[coordinator] round %llu/%d (%s): %zu agents\n",
+    const RoundSummary& round = engine_.current();
+    std::fprintf(stderr, "[coordinator] round %llu/%d (%s): %d agents%s\n",
                  static_cast<unsigned long long>(tasks[0].task.round_id), engine_.total_rounds(),
-                 PhaseName(tasks[0].task.phase), tasks.size());
+                 PhaseName(tasks[0].task.phase), round.sampled,
+                 round.relays > 0 ? absl::StrCat(" (", round.relays, " relays)").c_str() : "");
   }
   for (OutgoingTask& t : tasks) SendTask(t.device_id, std::move(t.task));
 }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,10 @@ struct ServiceOptions {
   Env* env = Env::Default();      // where checkpoints are written
   ShardPlanner planner;           // null: everyone trains everything
   ServerOptimizerOptions server_optimizer;
+  // Ids enrolled as relay aggregators (the allowlist's "relay" lines): only
+  // they may register as relays, and they only as relays. nullopt: links
+  // without keys (plaintext), where any device may register as either.
+  std::optional<std::set<std::string>> relay_ids;
   bool log = true;                // one line per notable event on stderr
 };
 

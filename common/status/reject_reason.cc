@@ -24,6 +24,7 @@ const char* ReasonLabel(RejectReason reason) {
     case RejectReason::kNormBound: return "norm_bound";
     case RejectReason::kMalformedUpdate: return "malformed_update";
     case RejectReason::kRateLimited: return "rate_limited";
+    case RejectReason::kWrongRole: return "wrong_role";
   }
   return "malformed_update";
 }

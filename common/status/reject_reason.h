@@ -32,6 +32,7 @@ enum class RejectReason {
   kNormBound,          // an update over the L2 bound
   kMalformedUpdate,    // shapes, codecs, shards that do not fit the model
   kRateLimited,        // a peer past its allowance of refused messages
+  kWrongRole,          // an agent's key registering as a relay, or the reverse
 };
 
 inline constexpr RejectReason kAllRejectReasons[] = {
@@ -41,7 +42,7 @@ inline constexpr RejectReason kAllRejectReasons[] = {
     RejectReason::kDuplicate,        RejectReason::kOutsideRound,
     RejectReason::kNonFinite,        RejectReason::kTooLarge,
     RejectReason::kNormBound,        RejectReason::kMalformedUpdate,
-    RejectReason::kRateLimited};
+    RejectReason::kRateLimited,      RejectReason::kWrongRole};
 
 // "non_finite", "norm_bound", ...
 const char* ReasonLabel(RejectReason reason);

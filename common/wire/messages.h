@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -62,6 +64,16 @@ struct WireTensor {
   int64_t numel() const;
 };
 
+// A relay aggregator's load: the agents connected to it.
+struct RelayLoad {
+  uint32_t agents = 0;
+  uint64_t samples = 0;
+  uint64_t min_memory_bytes = 0;  // the smallest memory budget among them
+  bool operator==(const RelayLoad& o) const {
+    return agents == o.agents && samples == o.samples && min_memory_bytes == o.min_memory_bytes;
+  }
+};
+
 struct Register {
   uint64_t memory_budget_bytes = 0;
   uint16_t cores = 1;
@@ -75,10 +87,35 @@ struct Register {
   // lost. A Register on the same connection (the agent gave up waiting)
   // loses nothing: what was sent is still on its way.
   bool new_connection = false;
+  // Set by a relay (enrolled on the root as one); unset for an agent.
+  std::optional<RelayLoad> relay;
 };
 
 struct Heartbeat {
   uint64_t busy_task = 0;  // 0 when idle
+  std::optional<RelayLoad> relay;  // a relay's current load
+};
+
+// Aggregation rules as the relay spec carries them (coordinator/aggregator.h).
+inline constexpr uint8_t kRuleFedAvg = 0, kRuleMedian = 1, kRuleTrimmedMean = 2;
+
+// With a task for a relay: how many of its agents to sample, and how to
+// validate and combine their results.
+struct RelaySpec {
+  uint32_t agents = 1;
+  uint8_t rule = kRuleFedAvg;
+  float trim_fraction = 0.1f;
+  double max_update_norm = 0;
+  double max_update_scale = 100;
+};
+
+// A relay's result: its agents' updates combined into one partial.
+struct RelayPartial {
+  uint32_t agents_sampled = 0;
+  uint32_t agents_reported = 0;
+  uint32_t agents_failed = 0;  // failed, lost, timed out or rejected
+  std::vector<std::pair<std::string, uint32_t>> rejections;  // reason label, count
+  std::vector<double> shard_weights;  // the weight behind each update, in order
 };
 
 struct Welcome {
@@ -112,6 +149,7 @@ struct Task {
   uint32_t trainable_from = 0;
   std::vector<WireTensor> shards;
   uint64_t seed = 0;
+  std::optional<RelaySpec> relay;  // set only in a task for a relay
 };
 
 struct TaskResult {
@@ -125,6 +163,7 @@ struct TaskResult {
   uint64_t process_peak_rss_bytes = 0;  // the whole process (0: unknown)
   float seconds = 0;
   std::vector<WireTensor> updates;
+  std::optional<RelayPartial> relay;  // set only in a relay's result
 };
 
 struct TaskFailed {

@@ -54,10 +54,47 @@ struct Register {
   agentVersion @3 :Text;
   hasTask @4 :UInt64;    # a task it holds (running, or its result unacknowledged); 0: none
   newConnection @5 :Bool;  # first Register on a new connection: what was queued on the old one is lost
+  # Set by a relay aggregator (enrolled on the root as a relay): the agents
+  # behind it. Its memoryBudgetBytes is then the smallest of theirs, its
+  # samples their sum.
+  relay @6 :RelayLoad;
+}
+
+struct RelayLoad {
+  agents @0 :UInt32;
+  samples @1 :UInt64;
+  minMemoryBytes @2 :UInt64;   # the smallest memory budget among the agents
 }
 
 struct Heartbeat {
   busyTask @0 :UInt64;   # 0 when idle
+  relay @1 :RelayLoad;   # a relay's current load; unset for agents
+}
+
+# The root's instructions to a relay with a round's task: how many of its
+# agents to sample, and how to validate and combine their results.
+struct RelaySpec {
+  agents @0 :UInt32;
+  rule @1 :UInt8;              # 0 fedavg, 1 median, 2 trimmed mean (over the relay's agents)
+  trimFraction @2 :Float32;
+  maxUpdateNorm @3 :Float64;   # per agent update and shard; 0: none
+  maxUpdateScale @4 :Float64;  # per value, times max(1, the shard's largest |value|)
+}
+
+struct ReasonCount {
+  reason @0 :Text;
+  count @1 :UInt32;
+}
+
+# A relay's answer for its task: its agents' updates combined into one
+# partial (per shard, the sample-weighted mean or the robust statistic, as
+# fp32), each shard with the total weight behind it.
+struct RelayPartial {
+  agentsSampled @0 :UInt32;
+  agentsReported @1 :UInt32;
+  agentsFailed @2 :UInt32;      # failed, lost, timed out or rejected
+  rejections @3 :List(ReasonCount);
+  shardWeights @4 :List(Float64);  # one per update, in order
 }
 
 struct Welcome {
@@ -91,6 +128,7 @@ struct Task {
   trainableFrom @8 :UInt32;    # first trainable layer; earlier ones frozen
   shards @9 :List(TensorRef);
   seed @10 :UInt64;
+  relay @11 :RelaySpec;        # set only in a task for a relay
 }
 
 struct TaskResult {
@@ -106,6 +144,7 @@ struct TaskResult {
   # The agent process's peak resident set while it ran the task (VmHWM):
   # libraries, data, model, training and everything else; 0 if unknown.
   processPeakRssBytes @9 :UInt64;
+  relay @10 :RelayPartial;     # set only in a relay's result
 }
 
 struct TaskFailed {

@@ -89,6 +89,44 @@ absl::Status CheckHyper(const Hyper& h) {
   return CheckRange("size accounting", h.size_accounting, 0, 1);
 }
 
+constexpr double kMaxRelayAgents = 1e7;
+
+absl::Status CheckRelayLoad(const RelayLoad& load) {
+  RETURN_IF_ERROR(CheckRange("relay agents", load.agents, 0, kMaxRelayAgents));
+  RETURN_IF_ERROR(CheckRange("relay samples", static_cast<double>(load.samples), 0, 1e15));
+  return CheckRange("relay memory", static_cast<double>(load.min_memory_bytes), 0, 1e15);
+}
+
+absl::Status CheckRelaySpec(const RelaySpec& spec) {
+  RETURN_IF_ERROR(CheckRange("relay spec agents", spec.agents, 1, kMaxRelayAgents));
+  RETURN_IF_ERROR(CheckRange("relay spec rule", spec.rule, 0, 2));
+  RETURN_IF_ERROR(CheckRange("relay spec trim fraction", spec.trim_fraction, 0, 0.49));
+  RETURN_IF_ERROR(CheckRange("relay spec norm bound", spec.max_update_norm, 0, 1e30));
+  return CheckRange("relay spec magnitude bound", spec.max_update_scale, 1, 1e30);
+}
+
+absl::Status CheckPartial(const RelayPartial& p, size_t updates, const WireLimits& limits) {
+  RETURN_IF_ERROR(CheckRange("relay agents sampled", p.agents_sampled, 0, kMaxRelayAgents));
+  if (static_cast<uint64_t>(p.agents_reported) + p.agents_failed > p.agents_sampled) {
+    return Invalid(absl::StrCat("relay partial: ", p.agents_reported, " reported and ",
+                                p.agents_failed, " failed of ", p.agents_sampled, " sampled"));
+  }
+  if (p.shard_weights.size() != updates) {
+    return Invalid(absl::StrCat("relay partial: ", p.shard_weights.size(), " shard weights for ",
+                                updates, " updates"));
+  }
+  for (double w : p.shard_weights) RETURN_IF_ERROR(CheckRange("relay shard weight", w, 1e-9, 1e15));
+  if (p.rejections.size() > 64) {
+    return Invalid(absl::StrCat("relay partial: ", p.rejections.size(), " rejection reasons"));
+  }
+  for (const auto& [reason, count] : p.rejections) {
+    RETURN_IF_ERROR(CheckText("relay rejection reason", reason, 64));
+    RETURN_IF_ERROR(CheckRange("relay rejection count", count, 0, p.agents_sampled));
+  }
+  (void)limits;
+  return absl::OkStatus();
+}
+
 struct BodyValidator {
   const WireLimits& limits;
 
@@ -96,15 +134,21 @@ struct BodyValidator {
     RETURN_IF_ERROR(CheckRange("memory budget", static_cast<double>(r.memory_budget_bytes),
                                1, 1e15));
     RETURN_IF_ERROR(CheckRange("cores", r.cores, 1, 1024));
-    RETURN_IF_ERROR(CheckRange("samples", static_cast<double>(r.samples), 0, 1e10));
+    RETURN_IF_ERROR(CheckRange("samples", static_cast<double>(r.samples), 0,
+                               r.relay ? 1e15 : 1e10));
+    if (r.relay) RETURN_IF_ERROR(CheckRelayLoad(*r.relay));
     return CheckText("agent version", r.agent_version, 64);
   }
-  absl::Status operator()(const Heartbeat&) const { return absl::OkStatus(); }
+  absl::Status operator()(const Heartbeat& h) const {
+    return h.relay ? CheckRelayLoad(*h.relay) : absl::OkStatus();
+  }
   absl::Status operator()(const TaskResult& r) const {
     RETURN_IF_ERROR(CheckRange("loss", r.loss, 0, 1e6));
     RETURN_IF_ERROR(CheckRange("accuracy", r.accuracy, 0, 1));
     RETURN_IF_ERROR(CheckRange("seconds", r.seconds, 0, 1e7));
-    RETURN_IF_ERROR(CheckRange("samples", static_cast<double>(r.samples), 0, 1e10));
+    RETURN_IF_ERROR(CheckRange("samples", static_cast<double>(r.samples), 0,
+                               r.relay ? 1e15 : 1e10));
+    if (r.relay) RETURN_IF_ERROR(CheckPartial(*r.relay, r.updates.size(), limits));
     return CheckTensors("TaskResult", r.updates, /*allow_mixed=*/false, limits);
   }
   absl::Status operator()(const TaskFailed& f) const {
@@ -127,6 +171,7 @@ struct BodyValidator {
       return Invalid(absl::StrCat("uplink q codec needs 2..8 bits, got ",
                                   int{t.uplink_bits}));
     }
+    if (t.relay) RETURN_IF_ERROR(CheckRelaySpec(*t.relay));
     return CheckTensors("Task", t.shards, /*allow_mixed=*/true, limits);
   }
   absl::Status operator()(const NoTask& n) const {
@@ -206,6 +251,16 @@ void WriteHyper(const Hyper& h, wire::Hyper::Builder b) {
   b.setSizeAccounting(h.size_accounting);
 }
 
+void WriteRelayLoad(const RelayLoad& load, wire::RelayLoad::Builder b) {
+  b.setAgents(load.agents);
+  b.setSamples(load.samples);
+  b.setMinMemoryBytes(load.min_memory_bytes);
+}
+
+RelayLoad ReadRelayLoad(wire::RelayLoad::Reader r) {
+  return RelayLoad{r.getAgents(), r.getSamples(), r.getMinMemoryBytes()};
+}
+
 struct BodyWriter {
   mutable wire::Envelope::Body::Builder body;
   EncodedMessage* frames;
@@ -218,8 +273,13 @@ struct BodyWriter {
     b.setAgentVersion(r.agent_version);
     b.setHasTask(r.has_task);
     b.setNewConnection(r.new_connection);
+    if (r.relay) WriteRelayLoad(*r.relay, b.initRelay());
   }
-  void operator()(const Heartbeat& h) const { body.initHeartbeat().setBusyTask(h.busy_task); }
+  void operator()(const Heartbeat& h) const {
+    auto b = body.initHeartbeat();
+    b.setBusyTask(h.busy_task);
+    if (h.relay) WriteRelayLoad(*h.relay, b.initRelay());
+  }
   void operator()(const TaskResult& r) const {
     auto b = body.initTaskResult();
     b.setRoundId(r.round_id);
@@ -232,6 +292,21 @@ struct BodyWriter {
     b.setProcessPeakRssBytes(r.process_peak_rss_bytes);
     b.setSeconds(r.seconds);
     WriteTensors(r.updates, b.initUpdates(r.updates.size()), frames);
+    if (r.relay) {
+      auto p = b.initRelay();
+      p.setAgentsSampled(r.relay->agents_sampled);
+      p.setAgentsReported(r.relay->agents_reported);
+      p.setAgentsFailed(r.relay->agents_failed);
+      auto reasons = p.initRejections(r.relay->rejections.size());
+      for (size_t i = 0; i < r.relay->rejections.size(); ++i) {
+        reasons[i].setReason(r.relay->rejections[i].first);
+        reasons[i].setCount(r.relay->rejections[i].second);
+      }
+      auto weights = p.initShardWeights(r.relay->shard_weights.size());
+      for (size_t i = 0; i < r.relay->shard_weights.size(); ++i) {
+        weights.set(i, r.relay->shard_weights[i]);
+      }
+    }
   }
   void operator()(const TaskFailed& f) const {
     auto b = body.initTaskFailed();
@@ -257,6 +332,14 @@ struct BodyWriter {
     b.setTrainableFrom(t.trainable_from);
     b.setSeed(t.seed);
     WriteTensors(t.shards, b.initShards(t.shards.size()), frames);
+    if (t.relay) {
+      auto spec = b.initRelay();
+      spec.setAgents(t.relay->agents);
+      spec.setRule(t.relay->rule);
+      spec.setTrimFraction(t.relay->trim_fraction);
+      spec.setMaxUpdateNorm(t.relay->max_update_norm);
+      spec.setMaxUpdateScale(t.relay->max_update_scale);
+    }
   }
   void operator()(const NoTask& n) const { body.initNoTask().setRetryAfterMs(n.retry_after_ms); }
   void operator()(const Reject& r) const { body.initReject().setReason(r.reason); }
@@ -348,10 +431,15 @@ absl::StatusOr<Body> ReadBody(wire::Envelope::Body::Reader body,
       out.agent_version = r.getAgentVersion().cStr();
       out.has_task = r.getHasTask();
       out.new_connection = r.getNewConnection();
+      if (r.hasRelay()) out.relay = ReadRelayLoad(r.getRelay());
       return Body(out);
     }
-    case wire::Envelope::Body::HEARTBEAT:
-      return Body(Heartbeat{body.getHeartbeat().getBusyTask()});
+    case wire::Envelope::Body::HEARTBEAT: {
+      auto h = body.getHeartbeat();
+      Heartbeat out{h.getBusyTask()};
+      if (h.hasRelay()) out.relay = ReadRelayLoad(h.getRelay());
+      return Body(out);
+    }
     case wire::Envelope::Body::TASK_RESULT: {
       auto r = body.getTaskResult();
       TaskResult out;
@@ -365,6 +453,21 @@ absl::StatusOr<Body> ReadBody(wire::Envelope::Body::Reader body,
       out.process_peak_rss_bytes = r.getProcessPeakRssBytes();
       out.seconds = r.getSeconds();
       ASSIGN_OR_RETURN(out.updates, ReadTensors(r.getUpdates(), frames, used, limits));
+      if (r.hasRelay()) {
+        auto p = r.getRelay();
+        RelayPartial partial;
+        partial.agents_sampled = p.getAgentsSampled();
+        partial.agents_reported = p.getAgentsReported();
+        partial.agents_failed = p.getAgentsFailed();
+        if (p.getRejections().size() > 64 || p.getShardWeights().size() > limits.max_tensors) {
+          return Invalid("relay partial with too many rejection reasons or shard weights");
+        }
+        for (auto reason : p.getRejections()) {
+          partial.rejections.emplace_back(reason.getReason().cStr(), reason.getCount());
+        }
+        for (double w : p.getShardWeights()) partial.shard_weights.push_back(w);
+        out.relay = std::move(partial);
+      }
       return Body(std::move(out));
     }
     case wire::Envelope::Body::TASK_FAILED: {
@@ -388,6 +491,11 @@ absl::StatusOr<Body> ReadBody(wire::Envelope::Body::Reader body,
       out.uplink_bits = t.getUplinkBits();
       out.trainable_from = t.getTrainableFrom();
       out.seed = t.getSeed();
+      if (t.hasRelay()) {
+        auto spec = t.getRelay();
+        out.relay = RelaySpec{spec.getAgents(), spec.getRule(), spec.getTrimFraction(),
+                              spec.getMaxUpdateNorm(), spec.getMaxUpdateScale()};
+      }
       if (static_cast<uint16_t>(t.getPhase()) > 2 ||
           static_cast<uint16_t>(t.getUplinkCodec()) > 4) {
         return Invalid("task carries an unknown phase or codec");

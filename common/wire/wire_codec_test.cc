@@ -127,6 +127,61 @@ TEST(WireCodecTest, EveryMessageRoundTrips) {
   EXPECT_FLOAT_EQ(std::get<TaskResult>(u.body).accuracy, 0.81f);
 }
 
+TEST(WireCodecTest, RelayFieldsRoundTripAndAgentsCarryNone) {
+  Register reg{64ull << 20, 1, 12000, "fedge relay", 0, true, RelayLoad{20, 12000, 64ull << 20}};
+  const Register r = std::get<Register>(RoundTrip(Sample(reg)).body);
+  ASSERT_TRUE(r.relay.has_value());
+  EXPECT_EQ(*r.relay, (RelayLoad{20, 12000, 64ull << 20}));
+  EXPECT_FALSE(std::get<Register>(RoundTrip(Sample(Register{1, 1, 1, "v"})).body).relay);
+
+  Heartbeat hb{5, RelayLoad{3, 900, 1 << 20}};
+  EXPECT_EQ(*std::get<Heartbeat>(RoundTrip(Sample(hb)).body).relay, (RelayLoad{3, 900, 1 << 20}));
+  EXPECT_FALSE(std::get<Heartbeat>(RoundTrip(Sample(Heartbeat{5})).body).relay);
+
+  Task task;
+  task.shards = {SmallTensor(0, Codec::kFp16)};
+  task.relay = RelaySpec{7, kRuleTrimmedMean, 0.2f, 3.5, 50};
+  const Task t = std::get<Task>(RoundTrip(Sample(task)).body);
+  ASSERT_TRUE(t.relay.has_value());
+  EXPECT_EQ(t.relay->agents, 7u);
+  EXPECT_EQ(t.relay->rule, kRuleTrimmedMean);
+  EXPECT_FLOAT_EQ(t.relay->trim_fraction, 0.2f);
+  EXPECT_EQ(t.relay->max_update_norm, 3.5);
+  EXPECT_EQ(t.relay->max_update_scale, 50);
+  task.relay.reset();
+  EXPECT_FALSE(std::get<Task>(RoundTrip(Sample(task)).body).relay);
+
+  TaskResult partial;
+  partial.samples = 1200;
+  partial.updates = {SmallTensor(2, Codec::kFp32), SmallTensor(3, Codec::kFp32)};
+  partial.relay = RelayPartial{5, 3, 2, {{"norm_bound", 1}, {"timed_out", 1}}, {1200, 600.5}};
+  const TaskResult p = std::get<TaskResult>(RoundTrip(Sample(partial)).body);
+  ASSERT_TRUE(p.relay.has_value());
+  EXPECT_EQ(p.relay->agents_sampled, 5u);
+  EXPECT_EQ(p.relay->agents_reported, 3u);
+  EXPECT_EQ(p.relay->agents_failed, 2u);
+  EXPECT_EQ(p.relay->rejections, partial.relay->rejections);
+  EXPECT_EQ(p.relay->shard_weights, (std::vector<double>{1200, 600.5}));
+  ExpectSameTensors(p.updates, partial.updates);
+
+  // Counts that do not add up, weights that do not match the updates,
+  // specs out of range: refused at the source and on arrival alike.
+  TaskResult bad = partial;
+  bad.relay->agents_reported = 5;
+  EXPECT_THAT(std::string(EncodeMessage(Sample(bad)).status().message()), HasSubstr("sampled"));
+  bad = partial;
+  bad.relay->shard_weights = {1200};
+  EXPECT_THAT(std::string(EncodeMessage(Sample(bad)).status().message()),
+              HasSubstr("shard weights"));
+  bad = partial;
+  bad.relay->shard_weights[1] = std::nan("");
+  EXPECT_FALSE(EncodeMessage(Sample(bad)).ok());
+  task.relay = RelaySpec{0};
+  EXPECT_THAT(std::string(EncodeMessage(Sample(task)).status().message()), HasSubstr("agents"));
+  task.relay = RelaySpec{1, 3};
+  EXPECT_THAT(std::string(EncodeMessage(Sample(task)).status().message()), HasSubstr("rule"));
+}
+
 std::vector<std::string> Frames(const Message& m) {
   absl::StatusOr<std::vector<std::string>> frames = EncodeMessage(m);
   EXPECT_TRUE(frames.ok()) << frames.status();
