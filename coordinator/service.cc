@@ -8,6 +8,7 @@
 #include "common/codec/update_codec.h"
 #include "common/wire/wire_codec.h"
 #include "coordinator/checkpoint.h"
+#include "coordinator/sender.h"
 
 namespace fedge {
 namespace {
@@ -133,23 +134,8 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
     Refuse(p.peer, RejectReason::kMalformedMessage, std::string(m.status().message()), now);
     return;
   }
-  // Identity: the device id a message speaks for, the connection's routing
-  // id and (with CURVE) the key's enrolled id must all agree, for every
-  // message, not only Register.
-  const std::string route_device = DeviceOfRoute(p.peer);
-  if (!p.authenticated_id.empty() &&
-      (m->device_id != p.authenticated_id || route_device != p.authenticated_id)) {
-    Refuse(p.peer, RejectReason::kIdentityMismatch,
-           absl::StrCat("key enrolled as '", p.authenticated_id, "' sent a message for '",
-                        m->device_id, "' from connection '", LogText(p.peer), "'"),
-           now);
-    return;
-  }
-  if (m->device_id != route_device) {
-    Refuse(p.peer, RejectReason::kIdentityMismatch,
-           absl::StrCat("device id '", m->device_id, "' does not match the connection's '",
-                        LogText(p.peer), "'"),
-           now);
+  if (absl::Status sender = CheckSender(p, *m); !sender.ok()) {
+    Refuse(p.peer, RejectReason::kIdentityMismatch, std::string(sender.message()), now);
     return;
   }
   const std::string& device = m->device_id;  // checked: [A-Za-z0-9._:-]{1,64}

@@ -43,6 +43,18 @@ void AgentLoop::Handle(const Message& m, absl::Time now) {
 }
 
 void AgentLoop::Step(absl::Time now, absl::Duration wait) {
+  if (last_received_ == absl::InfinitePast()) last_received_ = now;
+  if (options_.fail_over && now - last_received_ > options_.failover_after) {
+    last_received_ = now;  // the next endpoint gets as long
+    if (absl::Status moved = options_.fail_over(); moved.ok()) {
+      ++failovers_;
+      Log(absl::StrCat("nothing from the coordinator for ",
+                       absl::FormatDuration(options_.failover_after),
+                       ": failed over to the next endpoint"));
+    } else {
+      Log(moved.ToString());
+    }
+  }
   for (const Message& m : session_.OnTick(now)) Send(m);
   for (int i = 0; i < options_.max_packets_per_step; ++i) {
     absl::StatusOr<std::optional<Packet>> packet =
@@ -55,6 +67,7 @@ void AgentLoop::Step(absl::Time now, absl::Duration wait) {
       connections_ = transport_->connections();
     }
     if (!packet.ok() || !packet->has_value()) break;
+    last_received_ = now;
     absl::StatusOr<Message> m = DecodeMessage((**packet).frames);
     if (!m.ok()) {
       ++bad_messages_;

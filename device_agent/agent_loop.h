@@ -35,6 +35,12 @@ struct AgentLoopOptions {
   std::function<void(const std::string&)> log;
   // Packets handled per Step at most (the first waited for, the rest not).
   int max_packets_per_step = 64;
+  // Moves the link to the next endpoint (FailoverTransport::Failover), when
+  // nothing has come from the current one for `failover_after` (a dead
+  // relay); null: one endpoint, the session's own timeouts only. It must
+  // exceed the longest task download, as the coordinator timeout does.
+  std::function<absl::Status()> fail_over;
+  absl::Duration failover_after = absl::Seconds(90);
 };
 
 class AgentLoop {
@@ -52,6 +58,7 @@ class AgentLoop {
   bool busy() const { return current_.has_value(); }
   int64_t bad_messages() const { return bad_messages_; }
   int64_t tasks_run() const { return tasks_run_; }
+  int64_t failovers() const { return failovers_; }
 
  private:
   void Send(const Message& m);
@@ -64,8 +71,10 @@ class AgentLoop {
   AgentSession session_;
   std::optional<Task> current_;
   int64_t connections_ = 0;
+  absl::Time last_received_ = absl::InfinitePast();
   int64_t bad_messages_ = 0;
   int64_t tasks_run_ = 0;
+  int64_t failovers_ = 0;
 };
 
 }  // namespace fedge

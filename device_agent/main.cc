@@ -13,21 +13,26 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <csignal>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/env/process_memory.h"
 #include "common/io/file_util.h"
 #include "common/io/flags_help.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
+#include "common/transport/failover_transport.h"
 #include "common/transport/zmq_transport.h"
 #include "device_agent/agent_loop.h"
 #include "device_agent/task_executor.h"
@@ -40,9 +45,16 @@
 #include "models/family/federated_model.h"
 
 ABSL_FLAG(std::string, device_id, "", "this device's id (as enrolled on the coordinator)");
-ABSL_FLAG(std::string, coordinator, "tcp://127.0.0.1:7070", "the coordinator's endpoint");
+ABSL_FLAG(std::string, coordinator, "tcp://127.0.0.1:7070",
+          "the coordinator's endpoint, or a comma-separated list (relays, the root): the agent "
+          "connects to the first and fails over to the next when one goes silent");
 ABSL_FLAG(std::string, key, "", "path prefix of this agent's CURVE key pair");
-ABSL_FLAG(std::string, server_key, "", "the coordinator's public key file");
+ABSL_FLAG(std::string, server_key, "",
+          "the coordinator's public key file; with several endpoints, one file for all or a "
+          "comma-separated list, one per endpoint");
+ABSL_FLAG(int, failover_s, 90,
+          "with several --coordinator endpoints: move to the next after this long without a "
+          "message from the current one (must exceed the longest task download)");
 ABSL_FLAG(bool, plaintext, false, "connect without CURVE (loopback development only)");
 ABSL_FLAG(int, memory_budget_mb, 512, "memory this device may use for training");
 ABSL_FLAG(int, cores, 1, "cores for training");
@@ -185,30 +197,62 @@ absl::Status RunAgent() {
   }
 
   ZmqClientOptions client;
-  client.endpoint = absl::GetFlag(FLAGS_coordinator);
+  const std::vector<std::string> endpoints =
+      absl::StrSplit(absl::GetFlag(FLAGS_coordinator), ',', absl::SkipEmpty());
+  if (endpoints.empty()) return absl::InvalidArgumentError("--coordinator names no endpoint");
+  client.endpoint = endpoints[0];
   client.identity = id;
   // On SIGTERM the last message (the task given up) must still go out.
   client.linger = absl::Milliseconds(500);
   client.link_timeout = absl::Seconds(absl::GetFlag(FLAGS_link_timeout_s));
+  std::vector<std::string> server_keys;
   if (!absl::GetFlag(FLAGS_plaintext)) {
     if (absl::GetFlag(FLAGS_key).empty() || absl::GetFlag(FLAGS_server_key).empty()) {
       return absl::InvalidArgumentError(
           "CURVE needs --key and --server_key (or --plaintext for loopback development)");
     }
+    const std::vector<std::string> key_files =
+        absl::StrSplit(absl::GetFlag(FLAGS_server_key), ',', absl::SkipEmpty());
+    if (key_files.size() != 1 && key_files.size() != endpoints.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--server_key names ", key_files.size(), " keys for ", endpoints.size(),
+          " endpoints: give one for all or one per endpoint"));
+    }
+    for (const std::string& file : key_files) {
+      ASSIGN_OR_RETURN(std::string key, ReadPublicKey(file));
+      server_keys.push_back(std::move(key));
+    }
     CurveClientConfig curve;
     ASSIGN_OR_RETURN(curve.keys, ReadKeyPair(absl::GetFlag(FLAGS_key)));
-    ASSIGN_OR_RETURN(curve.server_public_key, ReadPublicKey(absl::GetFlag(FLAGS_server_key)));
+    curve.server_public_key = server_keys[0];
     client.curve = curve;
+  }
+  if (absl::GetFlag(FLAGS_failover_s) < 2) {
+    return absl::InvalidArgumentError("--failover_s must be >= 2");
   }
   if (absl::GetFlag(FLAGS_check_config)) {
     std::printf("configuration OK: %s, %lld local samples (%lld held out), %d MB budget, %s, "
                 "coordinator %s (%s)\n",
                 id.c_str(), static_cast<long long>(runner.samples()),
                 static_cast<long long>(held_out), absl::GetFlag(FLAGS_memory_budget_mb),
-                description.c_str(), client.endpoint.c_str(), client.curve ? "CURVE" : "PLAINTEXT");
+                description.c_str(), absl::GetFlag(FLAGS_coordinator).c_str(),
+                client.curve ? "CURVE" : "PLAINTEXT");
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<ZmqClientTransport> transport, ZmqClientTransport::Create(client));
+  // One endpoint after another; the key that goes with each.
+  auto connect = [&client, &endpoints, &server_keys](const std::string& endpoint)
+      -> absl::StatusOr<std::unique_ptr<Transport>> {
+    ZmqClientOptions options = client;
+    options.endpoint = endpoint;
+    if (options.curve && server_keys.size() > 1) {
+      const size_t index = std::find(endpoints.begin(), endpoints.end(), endpoint) - endpoints.begin();
+      options.curve->server_public_key = server_keys[std::min(index, server_keys.size() - 1)];
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<ZmqClientTransport> link, ZmqClientTransport::Create(options));
+    return std::unique_ptr<Transport>(std::move(link));
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<FailoverTransport> transport,
+                   FailoverTransport::Create(endpoints, connect));
 
   AgentLoopOptions loop_options;
   SessionOptions& session_options = loop_options.session;
@@ -221,10 +265,18 @@ absl::Status RunAgent() {
   session_options.coordinator_timeout = absl::Seconds(absl::GetFlag(FLAGS_coordinator_timeout_s));
   session_options.result_retry = absl::Seconds(absl::GetFlag(FLAGS_result_retry_s));
   loop_options.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  if (endpoints.size() > 1) {
+    loop_options.fail_over = [&transport, id]() -> absl::Status {
+      RETURN_IF_ERROR(transport->Failover());
+      std::fprintf(stderr, "[%s] now connecting to %s\n", id.c_str(), transport->endpoint().c_str());
+      return absl::OkStatus();
+    };
+    loop_options.failover_after = absl::Seconds(absl::GetFlag(FLAGS_failover_s));
+  }
   std::fprintf(stderr, "[%s] %s; %lld local samples (%lld held out), %d MB budget, connecting to %s (%s)\n",
                id.c_str(), description.c_str(), static_cast<long long>(runner.samples()),
                static_cast<long long>(held_out), absl::GetFlag(FLAGS_memory_budget_mb),
-               client.endpoint.c_str(), client.curve ? "CURVE" : "PLAINTEXT");
+               absl::GetFlag(FLAGS_coordinator).c_str(), client.curve ? "CURVE" : "PLAINTEXT");
 
   // Training runs on a worker thread while the loop keeps heartbeating.
   ThreadedExecutor executor([&runner, id](const Task& task, const std::atomic<bool>* cancel) {

@@ -31,6 +31,13 @@ Message AgentSession::RegisterNow(absl::Time now) {
                           : !tasks_.empty() ? tasks_.back().task_id
                                             : 0;
   registration.new_connection = new_connection_;
+  if (relay_load_) {
+    registration.relay = relay_load_;
+    registration.samples = relay_load_->samples;
+    if (relay_load_->min_memory_bytes > 0) {
+      registration.memory_budget_bytes = relay_load_->min_memory_bytes;
+    }
+  }
   new_connection_ = false;
   return Wrap(registration);
 }
@@ -53,7 +60,7 @@ std::vector<Message> AgentSession::OnTick(absl::Time now) {
   }
   if (now - last_heartbeat_ >= heartbeat_interval_) {
     last_heartbeat_ = now;
-    out.push_back(Wrap(Heartbeat{busy_task_}));
+    out.push_back(Wrap(Heartbeat{busy_task_, relay_load_}));
   }
   return out;
 }

@@ -69,6 +69,9 @@ class AgentSession {
   void OnReconnected(absl::Time now);
   // Reported in heartbeats; 0 when idle.
   void SetBusy(uint64_t task_id) { busy_task_ = task_id; }
+  // A relay's upstream session: its load goes in every Register (as the
+  // registration's samples and memory budget too) and heartbeat.
+  void SetRelayLoad(const RelayLoad& load) { relay_load_ = load; }
   // `body` in an envelope of this device and session.
   Message Wrap(Body body) const;
 
@@ -91,6 +94,7 @@ class AgentSession {
   absl::Time last_heartbeat_ = absl::InfinitePast();
   absl::Time last_heard_ = absl::InfinitePast();
   uint64_t busy_task_ = 0;
+  std::optional<RelayLoad> relay_load_;
   absl::Duration register_wait_;
   bool new_connection_ = true;  // the next Register is the first on its connection
   int registrations_sent_ = 0;
