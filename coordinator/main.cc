@@ -11,6 +11,8 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -31,7 +33,8 @@
 
 ABSL_FLAG(std::string, listen, "tcp://127.0.0.1:7070", "ZeroMQ endpoint to bind");
 ABSL_FLAG(std::string, key, "", "path prefix of the coordinator's CURVE key pair (.key/.pub)");
-ABSL_FLAG(std::string, allowlist, "", "file of 'device_id public_key' lines");
+ABSL_FLAG(std::string, allowlist, "",
+          "file of 'device_id public_key' lines; 'device_id public_key relay' enrols a relay");
 ABSL_FLAG(bool, plaintext, false, "run without CURVE (loopback development only)");
 ABSL_FLAG(std::string, state_dir, "coordinator_state", "checkpoints and metrics");
 ABSL_FLAG(std::string, arch, "fmnist-cnn",
@@ -139,7 +142,9 @@ CoordinatorFlags ReadFlags() {
   return f;
 }
 
-absl::StatusOr<ZmqServerOptions> ServerOptions(const CoordinatorConfig& config) {
+// With CURVE, `relay_ids` gets the ids the allowlist enrols as relays.
+absl::StatusOr<ZmqServerOptions> ServerOptions(const CoordinatorConfig& config,
+                                               std::optional<std::set<std::string>>* relay_ids) {
   ZmqServerOptions server;
   server.endpoint = config.listen;
   server.link_timeout = config.link_timeout;
@@ -148,7 +153,9 @@ absl::StatusOr<ZmqServerOptions> ServerOptions(const CoordinatorConfig& config) 
     CurveServerConfig curve;
     ASSIGN_OR_RETURN(curve.keys, ReadKeyPair(config.key_path));
     ASSIGN_OR_RETURN(const std::string allow, ReadFileToString(config.allowlist_path, 1 << 24));
-    ASSIGN_OR_RETURN(curve.allowlist, ParseAllowlist(allow));
+    ASSIGN_OR_RETURN(Allowlist allowlist, ParseAllowlistWithRoles(allow));
+    curve.allowlist = std::move(allowlist.keys);
+    *relay_ids = std::move(allowlist.relays);
     server.curve = curve;
   }
   return server;
@@ -192,7 +199,8 @@ absl::Status Serve() {
     return Annotate(checkpoint.status(), "refusing to start over a damaged checkpoint");
   }
 
-  ASSIGN_OR_RETURN(const ZmqServerOptions server, ServerOptions(config));
+  std::optional<std::set<std::string>> relay_ids;
+  ASSIGN_OR_RETURN(const ZmqServerOptions server, ServerOptions(config, &relay_ids));
   if (check_only) {
     std::printf("configuration OK: %s, %d rounds (%s), %s uplink, %s aggregation, %s, state in %s (%s)\n",
                 config.model.Describe().c_str(), config.total_rounds, absl::GetFlag(FLAGS_schedule).c_str(),
@@ -230,6 +238,7 @@ absl::Status Serve() {
     report.Add(row, absl::Now());
   };
   ServiceOptions service_options = config.service;
+  service_options.relay_ids = relay_ids;
   if (config.mixed_downlink) {
     service_options.frozen_codings = [&evaluator](const ModelState& m) {
       return evaluator->FrozenCodings(m);

@@ -15,7 +15,8 @@
 
 ABSL_FLAG(std::string, out, "", "path prefix of the key files to write");
 ABSL_FLAG(std::string, device_id, "",
-          "for an agent: print its allowlist line under this device id");
+          "for an agent or a relay: print its allowlist line under this id");
+ABSL_FLAG(bool, relay, false, "the allowlist line enrols the id as a relay (on the root's allowlist)");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -39,7 +40,8 @@ int main(int argc, char** argv) {
   if (device_id.empty()) {
     std::printf("%s\n", keys->public_key.c_str());
   } else {
-    std::printf("%s %s\n", device_id.c_str(), keys->public_key.c_str());
+    std::printf("%s %s%s\n", device_id.c_str(), keys->public_key.c_str(),
+                absl::GetFlag(FLAGS_relay) ? " relay" : "");
   }
   return 0;
 }

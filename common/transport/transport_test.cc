@@ -313,5 +313,21 @@ TEST(ZmqTransportTest, KeyFilesAndAllowlist) {
   EXPECT_FALSE(ParseAllowlist("a " + keys.public_key + "\nb " + keys.public_key).ok());
 }
 
+TEST(CurveKeysTest, AllowlistRolesEnrolRelaysApart) {
+  const std::string k1 = GenerateCurveKeyPair()->public_key, k2 = GenerateCurveKeyPair()->public_key,
+                    k3 = GenerateCurveKeyPair()->public_key;
+  auto roles = ParseAllowlistWithRoles("relay-1 " + k1 + " relay\nboard-1 " + k2 +
+                                       "\nboard-2 " + k3 + " agent\n");
+  ASSERT_TRUE(roles.ok()) << roles.status();
+  EXPECT_EQ(roles->keys.size(), 3u);
+  EXPECT_EQ(roles->relays, std::set<std::string>{"relay-1"});
+  EXPECT_EQ(roles->keys.at(k1), "relay-1");
+  EXPECT_THAT(std::string(ParseAllowlistWithRoles("r " + k1 + " boss").status().message()),
+              HasSubstr("role 'boss'"));
+  // One id cannot hold a relay key and an agent key.
+  EXPECT_THAT(std::string(ParseAllowlistWithRoles("r " + k1 + " relay\nr " + k2).status().message()),
+              HasSubstr("both as an agent and as a relay"));
+}
+
 }  // namespace
 }  // namespace fedge

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <cstdio>
 #include <random>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -182,8 +183,9 @@ absl::StatusOr<CurveKeyPair> ReadKeyPair(const std::string& prefix) {
   return keys;
 }
 
-absl::StatusOr<std::map<std::string, std::string>> ParseAllowlist(const std::string& text) {
-  std::map<std::string, std::string> allowlist;
+absl::StatusOr<Allowlist> ParseAllowlistWithRoles(const std::string& text) {
+  Allowlist allowlist;
+  std::set<std::string> agents;
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_number;
@@ -198,18 +200,34 @@ absl::StatusOr<std::map<std::string, std::string>> ParseAllowlist(const std::str
     if (line.empty()) continue;
     std::vector<absl::string_view> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    if (fields.size() != 2) {
+    if (fields.size() != 2 && fields.size() != 3) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "allowlist line ", line_number, ": expected 'device_id public_key'"));
+          "allowlist line ", line_number, ": expected 'device_id public_key [agent|relay]'"));
+    }
+    if (fields.size() == 3 && fields[2] != "relay" && fields[2] != "agent") {
+      return absl::InvalidArgumentError(absl::StrCat("allowlist line ", line_number, ": role '",
+                                                     fields[2], "' is not agent or relay"));
     }
     RETURN_IF_ERROR(Annotate(CheckKey("public key", fields[1]),
                              absl::StrCat("allowlist line ", line_number)));
-    if (!allowlist.emplace(std::string(fields[1]), std::string(fields[0])).second) {
+    const std::string id(fields[0]);
+    if (!allowlist.keys.emplace(std::string(fields[1]), id).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("allowlist line ", line_number, ": key enrolled twice"));
     }
+    const bool relay = fields.size() == 3 && fields[2] == "relay";
+    (relay ? allowlist.relays : agents).insert(id);
+    if (allowlist.relays.count(id) != 0 && agents.count(id) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allowlist line ", line_number, ": '", id, "' enrolled both as an agent and as a relay"));
+    }
   }
   return allowlist;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseAllowlist(const std::string& text) {
+  ASSIGN_OR_RETURN(Allowlist allowlist, ParseAllowlistWithRoles(text));
+  return std::move(allowlist.keys);
 }
 
 // --- server ---------------------------------------------------------------

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -41,9 +42,16 @@ absl::Status WriteKeyPair(const CurveKeyPair& keys, const std::string& prefix);
 absl::StatusOr<CurveKeyPair> ReadKeyPair(const std::string& prefix);
 absl::StatusOr<std::string> ReadPublicKey(const std::string& path);
 
-// Allowlist file: one "device_id public_key" per line; a '#' at the start of
-// a word starts a comment (Z85 keys may contain '#' themselves).
-// Returns public key -> device id. Errors name the line.
+// Allowlist file: one "device_id public_key [role]" per line, the role
+// "agent" (the default) or "relay" (a relay aggregator enrolled on the root);
+// a '#' at the start of a word starts a comment (Z85 keys may contain '#'
+// themselves). Errors name the line.
+struct Allowlist {
+  std::map<std::string, std::string> keys;  // public key -> device id
+  std::set<std::string> relays;             // ids enrolled as relays
+};
+absl::StatusOr<Allowlist> ParseAllowlistWithRoles(const std::string& text);
+// The keys alone: public key -> device id.
 absl::StatusOr<std::map<std::string, std::string>> ParseAllowlist(
     const std::string& text);
 
