@@ -134,14 +134,17 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
     Refuse(p.peer, RejectReason::kMalformedMessage, std::string(m.status().message()), now);
     return;
   }
-  if (absl::Status sender = CheckSender(p, *m); !sender.ok()) {
+  const std::set<std::string>* relay_ids = options_.relay_ids ? &*options_.relay_ids : nullptr;
+  if (absl::Status sender = CheckSender(p, *m, relay_ids); !sender.ok()) {
     Refuse(p.peer, RejectReason::kIdentityMismatch, std::string(sender.message()), now);
     return;
   }
   const std::string& device = m->device_id;  // checked: [A-Za-z0-9._:-]{1,64}
   if (const auto* reg = std::get_if<Register>(&m->body)) {
     if (options_.relay_ids) {
-      const bool enrolled_relay = options_.relay_ids->count(device) != 0;
+      // Under the key's id (a pool's relays register as "<pool>.<name>").
+      const std::string& enrolled = p.authenticated_id.empty() ? device : p.authenticated_id;
+      const bool enrolled_relay = options_.relay_ids->count(enrolled) != 0;
       if (enrolled_relay != reg->relay.has_value()) {
         Refuse(p.peer, RejectReason::kWrongRole,
                enrolled_relay ? absl::StrCat("'", device, "' is enrolled as a relay: it cannot "
@@ -152,7 +155,9 @@ void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
         return;
       }
     }
-    absl::StatusOr<Welcome> w = registry_.OnRegister(device, p.authenticated_id, *reg, now, p.peer);
+    // CheckSender vouched for the id (a pool relay's name included).
+    absl::StatusOr<Welcome> w = registry_.OnRegister(
+        device, p.authenticated_id.empty() ? "" : device, *reg, now, p.peer);
     if (!w.ok()) {
       Refuse(p.peer, RejectReason::kRegistration, std::string(w.status().message()), now);
       return;
