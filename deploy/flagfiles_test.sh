@@ -3,9 +3,9 @@
 # (--check_config: every flag known, every value valid, keys and data
 # readable), with key, allowlist and state paths pointed at a scratch
 # directory.
-#   flagfiles_test.sh FLAG_DIR COORDINATOR AGENT KEYGEN
+#   flagfiles_test.sh FLAG_DIR COORDINATOR AGENT KEYGEN RELAY
 set -euo pipefail
-flags=$1 coordinator=$2 agent=$3 keygen=$4
+flags=$1 coordinator=$2 agent=$3 keygen=$4 relay=$5
 work=${TEST_TMPDIR:-$(mktemp -d)}/flags
 rm -rf "$work"; mkdir -p "$work/keys"
 fail() { echo "FAIL: $*"; exit 1; }
@@ -33,6 +33,27 @@ out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
       --check_config 2>&1) || fail "agent.flags: $out"
 echo "agent.flags: $out"
 echo "$out" | grep -q "configuration OK" || fail "agent.flags: $out"
+
+# The relay's, with its agents' allowlist; one with a relay line is refused
+# (a relay's allowlist enrols agents), and so is an out-of-range deadline share.
+"$keygen" --out="$work/keys/relay-1" >/dev/null 2>&1
+out=$("$relay" --flagfile="$flags/relay.flags" --key="$work/keys/relay-1" \
+      --root_key="$work/keys/coordinator.pub" --allowlist="$work/allowlist" --check_config 2>&1) \
+  || fail "relay.flags: $out"
+echo "relay.flags: $out"
+echo "$out" | grep -q "configuration OK" || fail "relay.flags: $out"
+"$keygen" --out="$work/keys/relay-2" --device_id=relay-2 --relay > "$work/relays.allowlist" 2>/dev/null
+if out=$("$relay" --flagfile="$flags/relay.flags" --key="$work/keys/relay-1" \
+         --root_key="$work/keys/coordinator.pub" --allowlist="$work/relays.allowlist" --check_config 2>&1); then
+  fail "a relay took an allowlist of relays"
+fi
+echo "$out" | grep -q "'relay-2' is enrolled as a relay" || fail "unclear error: $out"
+if out=$("$relay" --flagfile="$flags/relay.flags" --key="$work/keys/relay-1" \
+         --root_key="$work/keys/coordinator.pub" --allowlist="$work/allowlist" --deadline_fraction=1.5 \
+         --check_config 2>&1); then
+  fail "--deadline_fraction=1.5 was accepted"
+fi
+echo "$out" | grep -q -- "--deadline_fraction must be in" || fail "unclear error: $out"
 
 # And a bad value is refused with a message naming it.
 printf -- '--schedule=pretrain:2,warmup:3\n' > "$work/bad.flags"
@@ -74,4 +95,6 @@ grep -q -- "--max_update_scale" "$work/help.txt" || fail "coordinator --help lac
 grep -q -- "--device_id" "$work/help.txt" || fail "agent --help: $(head -5 "$work/help.txt")"
 grep -q -- "--coordinator_timeout_s" "$work/help.txt" || fail "agent --help lacks --coordinator_timeout_s"
 grep -q "No flags matched" "$work/help.txt" && fail "agent --help matched no flags"
+"$relay" --help > "$work/help.txt" 2>&1 || true
+grep -q -- "--deadline_fraction" "$work/help.txt" || fail "relay --help: $(head -5 "$work/help.txt")"
 echo "PASS: the example flag files are valid"

@@ -7,6 +7,7 @@
 #
 #   deploy/install.sh coordinator        # the coordinator's machine
 #   deploy/install.sh agent              # an edge board
+#   deploy/install.sh relay              # a relay aggregator's machine
 #
 # DESTDIR stages the files under another root (packaging, tests);
 # FEDGE_BIN_DIR takes binaries already built (on a build machine of the same
@@ -16,15 +17,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 role=${1:-}
 case "$role" in
-  coordinator | agent) ;;
-  *) echo "usage: deploy/install.sh coordinator|agent" >&2; exit 2 ;;
+  coordinator | agent | relay) ;;
+  *) echo "usage: deploy/install.sh coordinator|agent|relay" >&2; exit 2 ;;
 esac
 dest=${DESTDIR:-}
 
 if [ -z "${FEDGE_BIN_DIR:-}" ]; then
   ./fedge deps >&2
   bazel build -c opt //coordinator:coordinator //coordinator/ops:status //coordinator/ops:model_tool \
-    //device_agent:agent //common/transport:keygen >&2
+    //device_agent:agent //common/transport:keygen //coordinator:relay_main >&2
   bin_dir=$(bazel info -c opt bazel-bin 2>/dev/null)
 else
   bin_dir=$FEDGE_BIN_DIR
@@ -52,6 +53,12 @@ if [ "$role" = coordinator ]; then
   examples="coordinator-small.flags coordinator-large.flags"
   live=coordinator.flags
   example=coordinator-small.flags
+elif [ "$role" = relay ]; then
+  install -m 0755 "$(find_bin coordinator/relay_main)" "$dest/usr/local/bin/fedge-relay"
+  install -m 0644 deploy/systemd/fedge-relay.service "$dest/etc/systemd/system/"
+  examples=relay.flags
+  live=relay.flags
+  example=relay.flags
 else
   install -m 0755 "$(find_bin device_agent/agent)" "$dest/usr/local/bin/fedge-agent"
   install -m 0644 deploy/systemd/fedge-agent.service "$dest/etc/systemd/system/"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/install.sh stages every file where the units and docs expect it,
 # with the right modes, and keeps an operator's edited flag file.
-#   install_test.sh COORDINATOR STATUS MODEL_TOOL AGENT KEYGEN
+#   install_test.sh COORDINATOR STATUS MODEL_TOOL AGENT KEYGEN RELAY
 set -euo pipefail
 work=${TEST_TMPDIR:-$(mktemp -d)}/install
 rm -rf "$work"; mkdir -p "$work/bin"
@@ -9,7 +9,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 for b in "$@"; do cp "$(readlink -f "$b")" "$work/bin/$(basename "$b")"; done
 mode() { stat -c %a "$1"; }
 
-for role in coordinator agent; do
+for role in coordinator agent relay; do
   root="$work/root-$role"
   DESTDIR=$root FEDGE_BIN_DIR=$work/bin deploy/install.sh "$role" 2> "$work/$role.log" \
     || fail "install $role: $(cat "$work/$role.log")"
@@ -31,4 +31,6 @@ echo "--min_agents=42" >> "$work/root-coordinator/etc/fedge/coordinator.flags"
 DESTDIR=$work/root-coordinator FEDGE_BIN_DIR=$work/bin deploy/install.sh coordinator 2> "$work/again.log"
 grep -q -- "--min_agents=42" "$work/root-coordinator/etc/fedge/coordinator.flags" || fail "edited flags overwritten"
 grep -q "kept the existing" "$work/again.log" || fail "no word about the kept flags"
-echo "PASS: install.sh stages both roles"
+[ -x "$work/root-relay/usr/local/bin/fedge-relay" ] || fail "no fedge-relay"
+[ -f "$work/root-relay/etc/fedge/relay.flags" ] || fail "no relay.flags"
+echo "PASS: install.sh stages the three roles"

@@ -4,7 +4,7 @@ fields of the Kubernetes API these manifests use, unknown fields refused so
 that a misspelt key fails), and the references between objects (selectors,
 ports, volumes, config maps, the flags the coordinator is given).
 
-  k8s_manifests_test.py MANIFEST_DIR COORDINATOR_BINARY KEYGEN_BINARY
+  k8s_manifests_test.py MANIFEST_DIR COORDINATOR_BINARY KEYGEN_BINARY RELAY_BINARY
 """
 import os
 import re
@@ -43,7 +43,8 @@ CONTAINER = obj({
     "ports": {"type": "array", "items": obj({
         "name": {"type": "string", "maxLength": 15}, "containerPort": INT,
         "protocol": {"enum": ["TCP", "UDP", "SCTP"]}}, ["containerPort"])},
-    "env": {"type": "array", "items": obj({"name": STR, "value": STR}, ["name"])},
+    "env": {"type": "array", "items": obj({"name": STR, "value": STR, "valueFrom": obj({
+        "fieldRef": obj({"fieldPath": STR}, ["fieldPath"])}, ["fieldRef"])}, ["name"])},
     "startupProbe": PROBE, "readinessProbe": PROBE, "livenessProbe": PROBE,
     "resources": obj({"requests": obj({"cpu": QUANTITY, "memory": QUANTITY}),
                       "limits": obj({"cpu": QUANTITY, "memory": QUANTITY})}),
@@ -97,13 +98,20 @@ SCHEMAS = {
                 "resources": obj({"requests": obj({"storage": QUANTITY}, ["storage"])}, ["requests"])},
                 ["accessModes", "resources"])}, ["metadata", "spec"])},
     }, ["serviceName", "selector", "template"])}, ["metadata", "spec"]),
+    ("apps/v1", "Deployment"): obj({"apiVersion": STR, "kind": STR, "metadata": METADATA, "spec": obj({
+        "replicas": INT,
+        "strategy": obj({"type": {"enum": ["RollingUpdate", "Recreate"]},
+                         "rollingUpdate": obj({"maxUnavailable": PORT_REF, "maxSurge": PORT_REF})}),
+        "selector": obj({"matchLabels": LABELS}, ["matchLabels"]),
+        "template": obj({"metadata": TEMPLATE_METADATA, "spec": POD_SPEC}, ["metadata", "spec"]),
+    }, ["selector", "template"])}, ["metadata", "spec"]),
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"): obj({
         "apiVersion": STR, "kind": STR, "namespace": NAME,
         "resources": {"type": "array", "items": STR}}, ["resources"]),
 }
 
 # Secrets the operator creates by hand (deploy/README.md says how).
-EXTERNAL_SECRETS = {"fedge-coordinator-key"}
+EXTERNAL_SECRETS = {"fedge-coordinator-key", "fedge-relay-key"}
 
 
 def check(condition, message):
@@ -145,19 +153,23 @@ def validate(manifest_dir):
     config_maps = by_kind.get("ConfigMap", {})
     services = by_kind.get("Service", {})
     sets = by_kind.get("StatefulSet", {})
+    deployments = by_kind.get("Deployment", {})
     check(sets, "no StatefulSet")
     flag_files = []
-    for set_name, s in sets.items():
+    workloads = [(name, o, True) for name, o in sets.items()] + [(name, o, False) for name, o in deployments.items()]
+    for set_name, s, stateful in workloads:
         spec = s["spec"]
         labels = spec["template"]["metadata"]["labels"]
         for k, v in spec["selector"]["matchLabels"].items():
             check(labels.get(k) == v, f"{set_name}: selector {k}={v} does not match the pod labels")
-        check(spec.get("replicas", 1) == 1, f"{set_name}: the coordinator is a single writer: replicas must be 1")
-        headless = services.get(spec["serviceName"])
-        check(headless is not None, f"{set_name}: serviceName {spec['serviceName']} is not a Service here")
-        check(headless["spec"].get("clusterIP") == "None", f"{spec['serviceName']} must be headless")
-        claims = {c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])}
-        check(claims, f"{set_name}: no persistent volume for the checkpoint")
+        claims = set()
+        if stateful:
+            check(spec.get("replicas", 1) == 1, f"{set_name}: the coordinator is a single writer: replicas must be 1")
+            headless = services.get(spec["serviceName"])
+            check(headless is not None, f"{set_name}: serviceName {spec['serviceName']} is not a Service here")
+            check(headless["spec"].get("clusterIP") == "None", f"{spec['serviceName']} must be headless")
+            claims = {c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])}
+            check(claims, f"{set_name}: no persistent volume for the checkpoint")
         pod = spec["template"]["spec"]
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         for v in volumes.values():
@@ -172,11 +184,15 @@ def validate(manifest_dir):
                 check(probe in c, f"{c['name']}: no {probe}")
                 port = c[probe].get("httpGet", c[probe].get("tcpSocket"))["port"]
                 check(port in ports or port in ports.values(), f"{c['name']}: {probe} port {port} is not a container port")
+            env = {e["name"] for e in c.get("env", [])}
+            for arg in c.get("args", []):
+                for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg):
+                    check(var in env, f"{c['name']}: {arg} names $({var}), which is not in its env")
             mounts = {}
             for m in c.get("volumeMounts", []):
                 check(m["name"] in volumes or m["name"] in claims, f"{c['name']}: mount {m['name']} has no volume")
                 mounts[m["mountPath"]] = m["name"]
-            # The flags the container is given, as the coordinator will read them.
+            # The flags the container is given, as the binary will read them.
             for arg in c.get("args", []):
                 match = re.match(r"--flagfile=(.*)/([^/]+)$", arg)
                 if not match:
@@ -190,12 +206,22 @@ def validate(manifest_dir):
                 metrics = re.search(r"^--metrics_address=[^:]*:(\d+)$", flags, re.M)
                 check(listen and int(listen.group(1)) == ports["zmq"], "--listen port is not the zmq port")
                 check(metrics and int(metrics.group(1)) == ports["metrics"], "--metrics_address port is not the metrics port")
-                state = re.search(r"^--state_dir=(.*)$", flags, re.M).group(1)
-                check(mounts.get(state) in claims, f"--state_dir={state} is not on the persistent volume")
-                for flag in ("--key", "--allowlist"):
+                if stateful:
+                    state = re.search(r"^--state_dir=(.*)$", flags, re.M).group(1)
+                    check(mounts.get(state) in claims, f"--state_dir={state} is not on the persistent volume")
+                    needed = ("--key", "--allowlist")
+                else:
+                    # A relay: its root is the StatefulSet's stable name.
+                    root = re.search(r"^--root=tcp://([^:]+):(\d+)$", flags, re.M)
+                    check(root is not None, f"{set_name}: no --root=tcp://HOST:PORT")
+                    host = root.group(1).split(".")
+                    check(len(host) >= 3 and host[1] in services and host[2] == kustomization["namespace"],
+                          f"--root={root.group(1)} is not a pod of a headless Service here")
+                    needed = ("--key", "--allowlist", "--root_key")
+                for flag in needed:
                     path = re.search(rf"^{flag}=(.*)$", flags, re.M).group(1)
                     check(os.path.dirname(path) in mounts, f"{flag}={path} is not mounted")
-                flag_files.append(flags)
+                flag_files.append(("coordinator" if stateful else "relay", flags))
         for svc_name, svc in services.items():
             if all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()):
                 names = {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
@@ -205,28 +231,33 @@ def validate(manifest_dir):
     return flag_files
 
 
-def check_flags(flags, coordinator, keygen):
-    """The coordinator itself validates the flag file, with the key,
-    allowlist and state paths pointed at a scratch directory."""
+def check_flags(role, flags, coordinator, keygen, relay):
+    """The binary itself validates the flag file, with the key, allowlist
+    and state paths pointed at a scratch directory."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([keygen, f"--out={tmp}/coordinator"], check=True, capture_output=True)
         with open(f"{tmp}/allowlist", "w") as f:
             f.write("# none enrolled yet\n")
-        with open(f"{tmp}/coordinator.flags", "w") as f:
+        with open(f"{tmp}/{role}.flags", "w") as f:
             f.write(flags)
-        result = subprocess.run([coordinator, f"--flagfile={tmp}/coordinator.flags", f"--key={tmp}/coordinator",
-                                 f"--allowlist={tmp}/allowlist", f"--state_dir={tmp}/state", "--check_config"],
-                                capture_output=True, text=True)
+        if role == "coordinator":
+            command = [coordinator, f"--flagfile={tmp}/coordinator.flags", f"--key={tmp}/coordinator",
+                       f"--allowlist={tmp}/allowlist", f"--state_dir={tmp}/state", "--check_config"]
+        else:
+            command = [relay, f"--flagfile={tmp}/relay.flags", "--id=relays.pod-0", f"--key={tmp}/coordinator",
+                       f"--root_key={tmp}/coordinator.pub", f"--allowlist={tmp}/allowlist", "--check_config"]
+        result = subprocess.run(command, capture_output=True, text=True)
         check(result.returncode == 0 and "configuration OK" in result.stdout,
-              f"the coordinator refuses the ConfigMap's flags: {result.stderr.strip()}")
+              f"the {role} refuses the ConfigMap's flags: {result.stderr.strip()}")
         print(result.stdout.strip())
 
 
 def main():
-    manifest_dir, coordinator, keygen = sys.argv[1:4]
+    manifest_dir, coordinator, keygen, relay = sys.argv[1:5]
     flag_files = validate(manifest_dir)
-    for flags in flag_files:
-        check_flags(flags, coordinator, keygen)
+    check({role for role, _ in flag_files} == {"coordinator", "relay"}, "flags for the coordinator and the relays")
+    for role, flags in flag_files:
+        check_flags(role, flags, coordinator, keygen, relay)
     # The validator must catch a misspelt field and a broken reference.
     with tempfile.TemporaryDirectory() as tmp:
         for name in os.listdir(manifest_dir):
@@ -248,7 +279,7 @@ def main():
             raise SystemExit("FAIL: a probe on an unknown port went unnoticed")
         except AssertionError:
             pass
-    print(f"PASS: {manifest_dir} validates; {len(flag_files)} flag file(s) accepted by the coordinator")
+    print(f"PASS: {manifest_dir} validates; {len(flag_files)} flag file(s) accepted by their binaries")
 
 
 if __name__ == "__main__":
