@@ -12,7 +12,9 @@ class InMemoryNetwork::Endpoint : public Transport {
       : net_(net), identity_(std::move(identity)) {}
 
   absl::Status Send(Packet packet) override {
-    FlattenSharedFrames(&packet);
+    // Shared frames stay shared in the queue and are copied out on receipt:
+    // a relay's fan-out of one model to thousands of in-memory agents holds
+    // one copy, not thousands.
     if (identity_.empty()) {  // server -> client
       const std::string to = packet.peer;
       packet.peer.clear();
@@ -27,6 +29,7 @@ class InMemoryNetwork::Endpoint : public Transport {
   absl::StatusOr<std::optional<Packet>> Receive(absl::Duration timeout) override {
     Packet packet;
     if (!net_->Take(identity_, timeout, &packet)) return std::optional<Packet>();
+    FlattenSharedFrames(&packet);
     return std::optional<Packet>(std::move(packet));
   }
 
