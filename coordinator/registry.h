@@ -87,6 +87,9 @@ class Registry {
   size_t live() const { return live_; }
   // Live agents, counting those behind live relays rather than the relays.
   size_t live_agents() const;
+  // Ids that registered as relays (few; their records say whether they are
+  // still relays and live).
+  const std::vector<std::string>& relays() const { return relays_; }
 
   // For checkpoints: the records.
   const std::map<std::string, AgentRecord>& agents() const { return agents_; }

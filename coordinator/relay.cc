@@ -100,7 +100,8 @@ void RelayService::Refuse(const std::string& peer, RejectReason reason,
 }
 
 void RelayService::RefreshLoad(absl::Time now) {
-  // Walks the agents: a few times a second, not on every packet.
+  // Walks the agents: a few times a second, not on every packet (the root
+  // hears of the load with the next heartbeat anyway).
   if (now - load_at_ < absl::Milliseconds(250)) return;
   load_at_ = now;
   RelayLoad load;
@@ -329,7 +330,6 @@ void RelayService::Dispatch(const Packet& p, absl::Time now) {
     }
     Log(absl::StrCat(device, " registered: ", reg->samples, " samples"));
     SendDown(p.peer, w->session_id, *w);
-    load_at_ = absl::InfinitePast();  // the root hears of it with the next heartbeat
     if (!round_) return;
     // Its outstanding task again on a new connection; a task of the round
     // in flight for an agent that arrived since (failed over from another
@@ -434,7 +434,6 @@ absl::Status RelayService::Step(absl::Time now, absl::Duration wait) {
   }
   for (const std::string& dead : registry_.Expire(now)) {
     Log(absl::StrCat(dead, " stopped heartbeating: counted as dead"));
-    load_at_ = absl::InfinitePast();
     if (!round_) continue;
     for (auto& [id, local] : round_->tasks) {
       if (local.device == dead && !local.answered) OnAnswered(&local, /*failed=*/true);

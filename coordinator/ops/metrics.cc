@@ -28,6 +28,10 @@ struct CoordinatorMetrics::State {
 
   Gauge* registered = nullptr;
   Gauge* live = nullptr;
+  Gauge* fleet_live = nullptr;
+  prometheus::Family<Gauge>* relay_agents = nullptr;
+  std::map<std::string, Gauge*> relay_gauges;
+  prometheus::Family<Counter>* relay_rejected = nullptr;
   Gauge* round = nullptr;
   Gauge* rounds_completed = nullptr;
   Gauge* rounds_planned = nullptr;
@@ -87,6 +91,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
   State& s = *state;
   s.registered = NewGauge(r, "fedge_agents_registered", "Agents that have registered this run.");
   s.live = NewGauge(r, "fedge_agents_live", "Agents heard from within the liveness timeout.");
+  s.fleet_live = NewGauge(r, "fedge_fleet_agents_live",
+                          "Live agents, counting those behind live relays instead of the relays.");
+  s.relay_agents = &prometheus::BuildGauge()
+                        .Name("fedge_relay_agents")
+                        .Help("Agents behind each relay, as its last heartbeat said (0 once it is dead).")
+                        .Register(r);
+  s.relay_rejected = &prometheus::BuildCounter()
+                          .Name("fedge_relay_updates_rejected_total")
+                          .Help("Agent results the relays turned away, by reason, as their partials said.")
+                          .Register(r);
   s.round = NewGauge(r, "fedge_round", "The round running now, or the last one finished (1-based).");
   s.rounds_completed = NewGauge(r, "fedge_rounds_completed", "Rounds aggregated and checkpointed.");
   s.rounds_planned = NewGauge(r, "fedge_rounds_planned", "Rounds in the run schedule.");
@@ -191,7 +205,14 @@ void CoordinatorMetrics::Publish(const CoordinatorService& service, absl::Time n
   State& s = *state_;
   s.last_publish_ns = absl::ToUnixNanos(now);
   s.registered->Set(static_cast<double>(service.registry().agents().size()));
-  s.live->Set(static_cast<double>(service.registry().LiveAgents().size()));
+  s.live->Set(static_cast<double>(service.registry().live()));
+  s.fleet_live->Set(static_cast<double>(service.registry().live_agents()));
+  for (const std::string& id : service.registry().relays()) {
+    const AgentRecord* record = service.registry().Find(id);
+    Gauge*& gauge = s.relay_gauges[id];
+    if (gauge == nullptr) gauge = &s.relay_agents->Add({{"relay", id}});
+    gauge->Set(record != nullptr && record->relay && record->live ? record->relay_load.agents : 0);
+  }
   const RoundEngine& engine = service.engine();
   const uint64_t completed = engine.completed_rounds();
   s.rounds_completed->Set(static_cast<double>(completed));
@@ -229,6 +250,9 @@ void CoordinatorMetrics::OnRound(const RoundReport& report, const ModelStats& mo
   s.device_peak->Set(static_cast<double>(report.summary.max_peak_memory));
   s.device_rss->Set(static_cast<double>(report.summary.max_process_rss));
   s.downlink_bytes->Increment(static_cast<double>(report.downlink_bytes));
+  for (const auto& [reason, count] : report.summary.relay_rejections) {
+    s.relay_rejected->Add({{"reason", reason}}).Increment(static_cast<double>(count));
+  }
   s.model_bytes->Set(model.model_bytes);
   s.weight_bits->Set(model.weight_bits);
   s.activation_bits->Set(model.activation_bits);
