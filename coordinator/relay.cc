@@ -115,16 +115,21 @@ void RelayService::RefreshLoad(absl::Time now) {
   session_.SetRelayLoad(load_);
 }
 
+Task RelayService::LocalTask(uint64_t task_id) const {
+  Task task = round_->spec;  // the shards' bytes shared, not copied
+  task.relay.reset();
+  task.task_id = task_id;
+  task.deadline_ms = std::max<uint32_t>(
+      1, static_cast<uint32_t>(round_->spec.deadline_ms * options_.deadline_fraction));
+  return task;
+}
+
 void RelayService::GiveTask(const std::string& device) {
   const AgentRecord* agent = registry_.Find(device);
   if (agent == nullptr || !round_) return;
-  Task task = round_->spec;
-  task.relay.reset();
-  task.task_id = next_task_id_++;
-  task.deadline_ms = std::max<uint32_t>(
-      1, static_cast<uint32_t>(round_->spec.deadline_ms * options_.deadline_fraction));
+  Task task = LocalTask(next_task_id_++);
   round_->tasks[task.task_id] = Local{device, agent->registration.samples, false};
-  round_->devices.insert(device);
+  round_->task_of[device] = task.task_id;
   ++round_->sampled;
   SendDown(agent->route, agent->session_id, std::move(task));
 }
@@ -334,20 +339,16 @@ void RelayService::Dispatch(const Packet& p, absl::Time now) {
     // Its outstanding task again on a new connection; a task of the round
     // in flight for an agent that arrived since (failed over from another
     // relay, or new).
-    for (auto& [id, local] : round_->tasks) {
-      if (local.device != device || local.answered) continue;
-      if (reg->new_connection && reg->has_task != id) {
-        const AgentRecord* agent = registry_.Find(device);
-        Task task = round_->spec;
-        task.relay.reset();
-        task.task_id = id;
-        task.deadline_ms = std::max<uint32_t>(
-            1, static_cast<uint32_t>(round_->spec.deadline_ms * options_.deadline_fraction));
-        SendDown(agent->route, agent->session_id, std::move(task));
-      }
+    auto given = round_->task_of.find(device);
+    if (given == round_->task_of.end()) {
+      GiveTask(device);
       return;
     }
-    if (round_->devices.count(device) == 0) GiveTask(device);
+    const Local& local = round_->tasks.at(given->second);
+    if (!local.answered && reg->new_connection && reg->has_task != given->second) {
+      const AgentRecord* agent = registry_.Find(device);
+      SendDown(agent->route, agent->session_id, LocalTask(given->second));
+    }
     return;
   }
   const AgentRecord* agent = registry_.Find(device);
@@ -435,8 +436,9 @@ absl::Status RelayService::Step(absl::Time now, absl::Duration wait) {
   for (const std::string& dead : registry_.Expire(now)) {
     Log(absl::StrCat(dead, " stopped heartbeating: counted as dead"));
     if (!round_) continue;
-    for (auto& [id, local] : round_->tasks) {
-      if (local.device == dead && !local.answered) OnAnswered(&local, /*failed=*/true);
+    if (auto given = round_->task_of.find(dead); given != round_->task_of.end()) {
+      Local& local = round_->tasks.at(given->second);
+      if (!local.answered) OnAnswered(&local, /*failed=*/true);
     }
   }
   MaybeFinish(now);

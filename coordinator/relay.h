@@ -35,7 +35,6 @@
 #include <memory>
 #include <optional>
 #include <random>
-#include <set>
 #include <string>
 
 #include "absl/status/status.h"
@@ -100,7 +99,7 @@ class RelayService {
     absl::Time started, deadline;
     std::unique_ptr<Aggregator> aggregator;
     std::map<uint64_t, Local> tasks;  // local task id -> agent
-    std::set<std::string> devices;
+    std::map<std::string, uint64_t> task_of;  // agent -> its local task id
     int sampled = 0, reported = 0, failed = 0, answered = 0;
     std::map<std::string, uint32_t> rejections;
     double loss = 0, accuracy = 0;
@@ -115,6 +114,8 @@ class RelayService {
   void OnResult(const std::string& route, const Message& m, const TaskResult& result);
   void OnAnswered(Local* local, bool failed);
   void StartRound(Task task, absl::Time now);
+  // The round's task as agent task `task_id` gets it.
+  Task LocalTask(uint64_t task_id) const;
   void GiveTask(const std::string& device);
   void MaybeFinish(absl::Time now);
   void RefreshLoad(absl::Time now);

@@ -32,14 +32,14 @@ void AgentLoop::Send(const Message& m) {
   (void)transport_->Send(std::move(p));
 }
 
-void AgentLoop::Handle(const Message& m, absl::Time now) {
+void AgentLoop::Handle(Message m, absl::Time now) {
   if (const auto* reject = std::get_if<Reject>(&m.body)) {
     Log(absl::StrCat("coordinator: ", LogText(reject->reason, 300)));
   } else if (const auto* ack = std::get_if<ResultAck>(&m.body); ack && !ack->accepted) {
     Log(absl::StrCat("coordinator refused the result of task ", ack->task_id, ": ",
                      LogText(ack->reason)));
   }
-  for (const Message& out : session_.OnMessage(m, now)) Send(out);
+  for (const Message& out : session_.OnMessage(std::move(m), now)) Send(out);
 }
 
 void AgentLoop::Step(absl::Time now, absl::Duration wait) {
@@ -74,7 +74,7 @@ void AgentLoop::Step(absl::Time now, absl::Duration wait) {
       Log(absl::StrCat("dropped a bad message: ", LogText(m.status().ToString(), 300)));
       continue;
     }
-    Handle(*m, now);
+    Handle(*std::move(m), now);
   }
   if (!current_) {
     if (std::optional<Task> task = session_.TakeTask()) {

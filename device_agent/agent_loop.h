@@ -63,7 +63,7 @@ class AgentLoop {
  private:
   void Send(const Message& m);
   void Log(const std::string& line) const;
-  void Handle(const Message& m, absl::Time now);
+  void Handle(Message m, absl::Time now);
 
   Transport* transport_;
   TaskExecutor* executor_;

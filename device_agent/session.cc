@@ -65,7 +65,7 @@ std::vector<Message> AgentSession::OnTick(absl::Time now) {
   return out;
 }
 
-std::vector<Message> AgentSession::OnMessage(const Message& message, absl::Time now) {
+std::vector<Message> AgentSession::OnMessage(Message message, absl::Time now) {
   std::vector<Message> out;
   last_heard_ = now;
   if (const auto* welcome = std::get_if<Welcome>(&message.body)) {
@@ -83,11 +83,11 @@ std::vector<Message> AgentSession::OnMessage(const Message& message, absl::Time 
     } else {
       state_ = State::kRegistering;
     }
-  } else if (const auto* task = std::get_if<Task>(&message.body)) {
+  } else if (auto* task = std::get_if<Task>(&message.body)) {
     // Whatever session it was sent under: a task sent before a
     // re-registration is still ours (the coordinator sends it again after
     // one, so ids tell the copies apart).
-    if (!Seen(task->task_id)) tasks_.push_back(*task);
+    if (!Seen(task->task_id)) tasks_.push_back(std::move(*task));
   } else if (const auto* ack = std::get_if<ResultAck>(&message.body)) {
     if (result_ && result_->task_id == ack->task_id) result_.reset();
   }

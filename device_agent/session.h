@@ -54,7 +54,9 @@ class AgentSession {
   explicit AgentSession(SessionOptions options);
 
   std::vector<Message> OnTick(absl::Time now);
-  std::vector<Message> OnMessage(const Message& message, absl::Time now);
+  // Takes the message: a task's shards move into the queue, not copied (a
+  // board holds one copy of the model it was sent, not two).
+  std::vector<Message> OnMessage(Message message, absl::Time now);
 
   // The next task the coordinator sent, if any.
   std::optional<Task> TakeTask();

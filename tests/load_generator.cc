@@ -181,6 +181,7 @@ void MakeAgent(const std::string& id, std::unique_ptr<CountingTransport> link, L
   task.value = 1e-3f;
   task.samples = 100;
   task.keep_task_payloads = false;
+  task.reuse_encoded_updates = true;
   agent->executor = std::make_unique<SyntheticExecutor>(task);
   AgentLoopOptions loop;
   loop.session.device_id = id;

@@ -33,6 +33,11 @@ struct SyntheticTaskOptions {
   // last_task() keeps the shards' bytes too (a load generator with
   // thousands of agents keeps only the headers).
   bool keep_task_payloads = true;
+  // Encode each (shard shape, codec, value) once per process and send those
+  // bytes from then on: every agent of a load test sends the same update
+  // (sign-ef of a constant is exact: no residual carries over), and the
+  // generator's cores go to the protocol, not to re-encoding it.
+  bool reuse_encoded_updates = false;
 };
 
 class SyntheticExecutor : public TaskExecutor {
