@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/transport/failover_transport.h"
+#include "common/transport/testing/faulty_transport.h"
 #include "common/transport/testing/in_memory_transport.h"
 #include "common/wire/wire_codec.h"
 #include "coordinator/service.h"
@@ -40,7 +41,8 @@ class Tree {
  public:
   Tree(int rounds, std::vector<std::string> relays, std::vector<AgentSpec> agents,
        AggregationRule rule = AggregationRule::kFedAvg,
-       std::optional<std::set<std::string>> relay_ids = std::nullopt) {
+       std::optional<std::set<std::string>> relay_ids = std::nullopt,
+       std::optional<FaultOptions> faults = std::nullopt) {
     ServiceOptions options;
     options.run.schedule = {{Phase::kPretrain, rounds}};
     options.run.min_agents = static_cast<int>(agents.size());
@@ -51,10 +53,20 @@ class Tree {
     options.liveness.timeout = absl::Seconds(5);
     options.relay_ids = std::move(relay_ids);
     options.log = false;
+    root_options_ = options;
     root_link_ = networks_[""].Bind();
     root_ = std::make_unique<CoordinatorService>(
         options, InitialModel(), 0, root_link_.get(),
         [this](const RoundReport& r, const ModelState&) { reports.push_back(r); });
+    // Faults on every link but the root's own sends: what a relay sends up
+    // and down, and what agents send.
+    auto faulty = [this, faults](std::unique_ptr<Transport> link, uint64_t seed) {
+      if (!faults) return link;
+      FaultOptions f = *faults;
+      f.seed = faults->seed + seed;
+      f.clock = [this] { return now; };
+      return std::unique_ptr<Transport>(std::make_unique<FaultyTransport>(std::move(link), f));
+    };
     for (const std::string& name : relays) {
       RelayOptions o;
       o.upstream.device_id = name;
@@ -66,17 +78,17 @@ class Tree {
       o.first_task_id = 1000000 * (relays_.size() + 1);
       o.log = false;
       RelayNode node;
-      node.up = networks_[""].Connect(name);
-      node.down = networks_[name].Bind();
+      node.up = faulty(networks_[""].Connect(name), 100 + relays_.size());
+      node.down = faulty(networks_[name].Bind(), 200 + relays_.size());
       node.service = std::make_unique<RelayService>(o, node.up.get(), node.down.get());
       relays_[name] = std::move(node);
     }
     for (size_t i = 0; i < agents.size(); ++i) {
       const std::string id = "sim-" + std::to_string(i);
       auto agent = std::make_unique<SimAgent>(agents[i]);
-      auto connect = [this, id](const std::string& endpoint)
+      auto connect = [this, id, i, faulty](const std::string& endpoint)
           -> absl::StatusOr<std::unique_ptr<Transport>> {
-        return networks_[endpoint].Connect(id);
+        return faulty(networks_[endpoint].Connect(id), 300 + i);
       };
       agent->link = *FailoverTransport::Create(agents[i].endpoints, connect);
       AgentLoopOptions o;
@@ -113,6 +125,18 @@ class Tree {
   // The relay stops: no step, no answer, as after SIGKILL.
   void Kill(const std::string& relay) { relays_[relay].dead = true; }
 
+  // The root restarts from its last checkpoint (the model after the rounds
+  // it completed): a new service on a new socket, sessions forgotten.
+  void RestartRoot() {
+    ModelState model = root_->model();
+    const uint64_t completed = root_->engine().completed_rounds();
+    root_.reset();
+    root_link_ = networks_[""].Bind();
+    root_ = std::make_unique<CoordinatorService>(
+        root_options_, std::move(model), completed, root_link_.get(),
+        [this](const RoundReport& r, const ModelState&) { reports.push_back(r); });
+  }
+
   const CoordinatorService& root() const { return *root_; }
   const RelayService& relay(const std::string& name) { return *relays_[name].service; }
   const AgentLoop& agent(int i) const { return *agents_[i]->loop; }
@@ -134,6 +158,7 @@ class Tree {
   };
 
   std::map<std::string, InMemoryNetwork> networks_;
+  ServiceOptions root_options_;
   std::unique_ptr<Transport> root_link_;
   std::unique_ptr<CoordinatorService> root_;
   std::map<std::string, RelayNode> relays_;
@@ -145,6 +170,17 @@ std::vector<AgentSpec> Fleet(const std::vector<std::vector<std::string>>& endpoi
   for (size_t i = 0; i < endpoints.size(); ++i) {
     fleet.push_back({0.5f + 0.25f * static_cast<float>(i), 100 + 50 * i, endpoints[i]});
   }
+  return fleet;
+}
+
+std::vector<AgentSpec> OnesBehindTwoRelays() {
+  std::vector<AgentSpec> fleet = Fleet({{"relay-a", "relay-b"},
+                                        {"relay-a", "relay-b"},
+                                        {"relay-a", "relay-b"},
+                                        {"relay-b", "relay-a"},
+                                        {"relay-b", "relay-a"},
+                                        {"relay-b", "relay-a"}});
+  for (AgentSpec& a : fleet) a.value = 1;
   return fleet;
 }
 
@@ -193,14 +229,7 @@ TEST(RelayTest, TreeAggregatesExactlyAsTheFlatFleet) {
 }
 
 TEST(RelayTest, AKilledRelayCostsItsAgentsOneRoundAndTheyMoveToTheOther) {
-  std::vector<AgentSpec> fleet = Fleet({{"relay-a", "relay-b"},
-                                        {"relay-a", "relay-b"},
-                                        {"relay-a", "relay-b"},
-                                        {"relay-b", "relay-a"},
-                                        {"relay-b", "relay-a"},
-                                        {"relay-b", "relay-a"}});
-  for (AgentSpec& a : fleet) a.value = 1;
-  Tree tree(4, {"relay-a", "relay-b"}, fleet);
+  Tree tree(4, {"relay-a", "relay-b"}, OnesBehindTwoRelays());
   bool killed = false;
   ASSERT_TRUE(tree.Run(absl::Minutes(10), [&] {
     // Mid-round 2: relay-a has handed out its tasks and dies with them.
@@ -222,6 +251,60 @@ TEST(RelayTest, AKilledRelayCostsItsAgentsOneRoundAndTheyMoveToTheOther) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(tree.agent(i).failovers(), 1) << i;
   for (int i = 3; i < 6; ++i) EXPECT_EQ(tree.agent(i).failovers(), 0) << i;
   // Every round moved the model by exactly 1 (every agent sends 1).
+  for (const ModelShard& shard : tree.root().model().shards) {
+    for (float v : shard.values) ASSERT_NEAR(v, 4.0f, 1e-5);
+  }
+}
+
+TEST(RelayTest, DroppedDuplicatedAndReorderedFramesAroundRelaysLoseNoRound) {
+  FaultOptions faults;
+  faults.drop = 0.05;
+  faults.duplicate = 0.05;
+  faults.reorder = 0.05;
+  faults.seed = 11;
+  Tree tree(4, {"relay-a", "relay-b"}, OnesBehindTwoRelays(), AggregationRule::kFedAvg,
+            std::nullopt, faults);
+  ASSERT_TRUE(tree.Run(absl::Minutes(20)));
+  ASSERT_EQ(tree.reports.size(), 4u);
+  int reported = 0;
+  for (const RoundReport& r : tree.reports) reported += r.summary.reported;
+  EXPECT_GE(reported, 12);  // lost results cost agents, never a round
+  // Every agent sends 1: whoever reports, each round moves the model by 1.
+  for (const ModelShard& shard : tree.root().model().shards) {
+    for (float v : shard.values) ASSERT_NEAR(v, 4.0f, 1e-5);
+  }
+}
+
+TEST(RelayTest, CorruptedFramesAroundRelaysAreRefusedOrHarmless) {
+  FaultOptions faults;
+  faults.corrupt = 0.05;
+  faults.seed = 5;
+  Tree tree(4, {"relay-a", "relay-b"}, OnesBehindTwoRelays(), AggregationRule::kFedAvg,
+            std::nullopt, faults);
+  ASSERT_TRUE(tree.Run(absl::Minutes(20)));
+  ASSERT_EQ(tree.reports.size(), 4u);
+  // A flipped byte either fails to decode (refused, counted) or changes
+  // values within the magnitude bound: the model stays finite and bounded.
+  for (const ModelShard& shard : tree.root().model().shards) {
+    for (float v : shard.values) ASSERT_TRUE(std::isfinite(v) && std::abs(v) <= 400) << v;
+  }
+}
+
+TEST(RelayTest, ARestartedRootTakesTheRelaysBackAndTheRunCompletes) {
+  Tree tree(4, {"relay-a", "relay-b"}, OnesBehindTwoRelays());
+  bool restarted = false;
+  ASSERT_TRUE(tree.Run(absl::Minutes(10), [&] {
+    // Mid-round 3, as if the root crashed and came back from its checkpoint.
+    if (!restarted && tree.reports.size() == 2 && tree.root().engine().in_round()) {
+      tree.RestartRoot();
+      restarted = true;
+    }
+  }));
+  ASSERT_TRUE(restarted);
+  ASSERT_EQ(tree.reports.size(), 4u);  // rounds 1-2 before, 3-4 after
+  EXPECT_EQ(tree.reports[2].summary.round, 3u);
+  EXPECT_EQ(tree.reports[3].summary.reported, 6);
+  EXPECT_EQ(tree.root().registry().live_agents(), 6u);
   for (const ModelShard& shard : tree.root().model().shards) {
     for (float v : shard.values) ASSERT_NEAR(v, 4.0f, 1e-5);
   }
