@@ -113,7 +113,9 @@ class Tree {
     while (!root_->done() && now < end) {
       if (each) each();
       for (auto& [name, relay] : relays_) {
-        if (!relay.dead) EXPECT_TRUE(relay.service->Step(now, absl::ZeroDuration()).ok());
+        if (!relay.dead) {
+          EXPECT_TRUE(relay.service->Step(now, absl::ZeroDuration()).ok());
+        }
       }
       for (auto& agent : agents_) agent->loop->Step(now, absl::ZeroDuration());
       for (int i = 0; i < 64; ++i) EXPECT_TRUE(root_->Step(now, absl::ZeroDuration()).ok());

@@ -455,18 +455,17 @@ absl::StatusOr<Body> ReadBody(wire::Envelope::Body::Reader body,
       ASSIGN_OR_RETURN(out.updates, ReadTensors(r.getUpdates(), frames, used, limits));
       if (r.hasRelay()) {
         auto p = r.getRelay();
-        RelayPartial partial;
-        partial.agents_sampled = p.getAgentsSampled();
-        partial.agents_reported = p.getAgentsReported();
-        partial.agents_failed = p.getAgentsFailed();
         if (p.getRejections().size() > 64 || p.getShardWeights().size() > limits.max_tensors) {
           return Invalid("relay partial with too many rejection reasons or shard weights");
         }
+        RelayPartial& partial = out.relay.emplace();  // filled in place
+        partial.agents_sampled = p.getAgentsSampled();
+        partial.agents_reported = p.getAgentsReported();
+        partial.agents_failed = p.getAgentsFailed();
         for (auto reason : p.getRejections()) {
           partial.rejections.emplace_back(reason.getReason().cStr(), reason.getCount());
         }
         for (double w : p.getShardWeights()) partial.shard_weights.push_back(w);
-        out.relay = std::move(partial);
       }
       return Body(std::move(out));
     }

@@ -46,6 +46,18 @@ int Write(const std::string& dir) {
   result.samples = 60;
   result.updates = {Tensor(Codec::kSignEf), Tensor(Codec::kQ), Tensor(Codec::kFp32)};
   bodies.push_back(result);
+  // A relay's messages: its load, the root's task for it, its partial.
+  bodies.push_back(Register{1 << 20, 1, 1200, "fedge relay", 0, true, RelayLoad{12, 1200, 1 << 20}});
+  bodies.push_back(Heartbeat{4, RelayLoad{12, 1200, 1 << 20}});
+  Task relay_task = task;
+  relay_task.relay = RelaySpec{6, kRuleTrimmedMean, 0.1f, 10, 100};
+  bodies.push_back(relay_task);
+  TaskResult partial;
+  partial.samples = 1200;
+  partial.updates = {Tensor(Codec::kFp32), Tensor(Codec::kFp32)};
+  partial.updates[1].name = "bias";
+  partial.relay = RelayPartial{12, 10, 2, {{"non_finite", 1}}, {1000, 1000}};
+  bodies.push_back(partial);
   int index = 0;
   for (const Body& body : bodies) {
     Message m;
