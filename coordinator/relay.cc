@@ -248,7 +248,14 @@ void RelayService::OnResult(const std::string& route, const Message& m,
 
 void RelayService::MaybeFinish(absl::Time now) {
   if (!round_) return;
-  if (round_->answered < round_->sampled && now < round_->deadline) return;
+  if (now < round_->deadline) {
+    if (round_->answered < round_->sampled) return;
+    // Fewer agents than the root asked for (this relay just restarted, or
+    // agents are on their way from another relay): a few heartbeats for
+    // them to register before the round is closed without them.
+    const bool short_of_agents = round_->sampled < static_cast<int>(round_->spec.relay->agents);
+    if (short_of_agents && now < round_->started + 3 * options_.liveness.heartbeat_interval) return;
+  }
   Round& r = *round_;
   const int timed_out = r.sampled - r.answered;
   const int failed = r.failed + timed_out;

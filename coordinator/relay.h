@@ -13,9 +13,10 @@
 // that many of its live agents and fans the task out to them (the shards
 // are shared, not copied, across their messages). Each agent's result is
 // validated whole and folded into one aggregate (coordinator/aggregator.h)
-// as it arrives, and acknowledged. When every sampled agent has answered,
-// or its deadline (a fraction of the root's, so the partial arrives in
-// time) has passed, it sends up one partial: per shard the sample-weighted
+// as it arrives, and acknowledged. When every sampled agent has answered
+// (and it had as many as the root asked for, or three heartbeat intervals
+// have passed for more to register), or its deadline (a fraction of the
+// root's, so the partial arrives in time) has passed, it sends up one partial: per shard the sample-weighted
 // mean of its agents' updates (or the rule's statistic over them) as fp32,
 // the weight behind each shard, how many agents reported and failed, and
 // its rejections by reason; none delivered: a TaskFailed. The partial is

@@ -78,6 +78,7 @@ class Tree {
       o.first_task_id = 1000000 * (relays_.size() + 1);
       o.log = false;
       RelayNode node;
+      node.options = o;
       node.up = faulty(networks_[""].Connect(name), 100 + relays_.size());
       node.down = faulty(networks_[name].Bind(), 200 + relays_.size());
       node.service = std::make_unique<RelayService>(o, node.up.get(), node.down.get());
@@ -127,6 +128,24 @@ class Tree {
   // The relay stops: no step, no answer, as after SIGKILL.
   void Kill(const std::string& relay) { relays_[relay].dead = true; }
 
+  // The relay process restarts: nothing kept, a new connection each way
+  // (what was in flight to the old one is gone), new task ids.
+  void RestartRelay(const std::string& name) {
+    RelayNode& node = relays_[name];
+    node.service.reset();
+    node.up.reset();
+    node.down.reset();
+    std::unique_ptr<Transport> up = networks_[""].Connect(name);
+    while (true) {  // the old connection's undelivered packets die with it
+      absl::StatusOr<std::optional<Packet>> stale = up->Receive(absl::ZeroDuration());
+      if (!stale.ok() || !stale->has_value()) break;
+    }
+    node.up = std::move(up);
+    node.down = networks_[name].Bind();
+    node.options.first_task_id += 500000;
+    node.service = std::make_unique<RelayService>(node.options, node.up.get(), node.down.get());
+  }
+
   // The root restarts from its last checkpoint (the model after the rounds
   // it completed): a new service on a new socket, sessions forgotten.
   void RestartRoot() {
@@ -154,6 +173,7 @@ class Tree {
     std::unique_ptr<AgentLoop> loop;
   };
   struct RelayNode {
+    RelayOptions options;
     std::unique_ptr<Transport> up, down;
     std::unique_ptr<RelayService> service;
     bool dead = false;
@@ -310,6 +330,53 @@ TEST(RelayTest, ARestartedRootTakesTheRelaysBackAndTheRunCompletes) {
   for (const ModelShard& shard : tree.root().model().shards) {
     for (float v : shard.values) ASSERT_NEAR(v, 4.0f, 1e-5);
   }
+}
+
+TEST(RelayTest, ARestartedRelayGetsItsTaskAgainAndItsAgentsBack) {
+  Tree tree(3, {"relay-a", "relay-b"},
+            Fleet({{"relay-a"}, {"relay-a"}, {"relay-a"}, {"relay-b"}, {"relay-b"}, {"relay-b"}}));
+  bool restarted = false;
+  ASSERT_TRUE(tree.Run(absl::Minutes(10), [&] {
+    // Round 2 out to relay-a's agents: the relay restarts, keeping nothing.
+    if (!restarted && tree.reports.size() == 1 && tree.relay("relay-a").in_round()) {
+      tree.RestartRelay("relay-a");
+      restarted = true;
+    }
+  }));
+  ASSERT_TRUE(restarted);
+  ASSERT_EQ(tree.reports.size(), 3u);
+  // The root sent the restarted relay its task again; the agents registered
+  // with it anew and trained: no agent was lost to the restart.
+  for (const RoundReport& r : tree.reports) EXPECT_EQ(r.summary.reported, 6) << r.summary.round;
+  EXPECT_EQ(tree.root().counters().tasks_resent, 1);
+  EXPECT_EQ(tree.relay("relay-a").counters().rounds, 2);  // rounds 2 and 3
+}
+
+TEST(RelayTest, AnAgentCannotRegisterWithARelayAsARelay) {
+  InMemoryNetwork net, root_net;
+  std::unique_ptr<Transport> down = net.Bind();
+  std::unique_ptr<Transport> up = root_net.Connect("relay-a");
+  RelayOptions o;
+  o.upstream.device_id = "relay-a";
+  o.upstream.registration = Register{1 << 30, 1, 0, "relay"};
+  o.log = false;
+  RelayService relay(o, up.get(), down.get());
+  std::unique_ptr<Transport> agent = net.Connect("sim-0");
+  Message m;
+  m.device_id = "sim-0";
+  m.body = Register{1 << 20, 1, 100, "agent", 0, true, RelayLoad{5, 500, 1 << 20}};
+  Packet p;
+  p.frames = *EncodeMessage(m);
+  ASSERT_TRUE(agent->Send(std::move(p)).ok());
+  ASSERT_TRUE(relay.Step(absl::FromUnixSeconds(1000), absl::ZeroDuration()).ok());
+  absl::StatusOr<std::optional<Packet>> reply = agent->Receive(absl::ZeroDuration());
+  ASSERT_TRUE(reply.ok() && reply->has_value());
+  absl::StatusOr<Message> answer = DecodeMessage((**reply).frames);
+  ASSERT_TRUE(answer.ok());
+  ASSERT_TRUE(std::holds_alternative<Reject>(answer->body));
+  EXPECT_NE(std::get<Reject>(answer->body).reason.find("relays connect to the root"), std::string::npos);
+  EXPECT_EQ(relay.counters().rejections.at("wrong_role"), 1);
+  EXPECT_EQ(relay.registry().registered(), 0u);
 }
 
 TEST(RelayTest, RelayRefusesABadResultWholeAndReportsItUpward) {
