@@ -59,6 +59,7 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
   model_->SetSizeAccounting(static_cast<SizeAccounting>(task.hyper.size_accounting));
   config.ramp = task.hyper.penalty_scale;
   config.seed = task.seed;
+  config.keep_optimizer_state = options_.keep_optimizer_state;
   const int64_t live_before = CountingCpuAllocator::LiveBytes();
   CountingCpuAllocator::ResetPeak();
   ResetPeakRss();

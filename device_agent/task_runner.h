@@ -32,6 +32,8 @@ struct TaskRunnerOptions {
   Env* env = Env::Default();  // where the residual file is written
   // Tensors smaller than this travel as fp32 (update_codec.h).
   int64_t small_tensor_elements = kSmallTensorElements;
+  // Binary networks: Adam's moments carry over from one task to the next.
+  bool keep_optimizer_state = false;
 };
 
 class TaskRunner {

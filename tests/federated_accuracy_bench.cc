@@ -91,6 +91,8 @@ ABSL_FLAG(std::string, penalty, "relative", "mixed precision: relative or absolu
 ABSL_FLAG(std::string, accounting, "reference", "mixed precision: reference or project accounting");
 ABSL_FLAG(int, quantizer_every, 1, "mixed precision: quantizer update interval in steps");
 ABSL_FLAG(int, threads, 2, "intra-op threads");
+ABSL_FLAG(bool, keep_optimizer_state, false,
+          "binary networks: each agent's Adam moments carry over from one task to the next");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON goes");
 
 namespace fedge {
@@ -124,9 +126,15 @@ class SimAgent {
   SimAgent(std::unique_ptr<Transport> transport, const std::string& id,
            std::unique_ptr<FederatedModel> model, Dataset data)
       : link_(std::move(transport)),
-        runner_(std::move(model), std::move(data), Dataset(), TaskRunnerOptions()),
+        runner_(std::move(model), std::move(data), Dataset(), RunnerOptions()),
         executor_([this](const Task& task) { return runner_.Run(task); }),
         loop_(link_.get(), &executor_, Options(id, runner_.samples())) {}
+
+  static TaskRunnerOptions RunnerOptions() {
+    TaskRunnerOptions o;
+    o.keep_optimizer_state = absl::GetFlag(FLAGS_keep_optimizer_state);
+    return o;
+  }
 
   static AgentLoopOptions Options(const std::string& id, int64_t samples) {
     AgentLoopOptions o;

@@ -119,7 +119,7 @@ class BinaryModel : public FederatedModel {
     const auto start = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(CallTorch(absl::StrCat("training ", spec().name), [&]() -> absl::Status {
       net_.set_learning_rate(config.learning_rate);
-      net_.ResetOptimizer();
+      if (!config.keep_optimizer_state) net_.ResetOptimizer();
       BatchSampler batches(data, config.batch_size, config.seed);
       const int64_t tail = std::max<int64_t>(1, config.steps / 4);
       double loss_sum = 0, correct = 0, seen = 0;

@@ -101,6 +101,27 @@ TEST(FederatedModelTest, FrozenBinaryLayersDoNotMove) {
   EXPECT_TRUE(suffix_moved);
 }
 
+TEST(FederatedModelTest, BinaryOptimizerStateCarriesOverOnlyWhenAsked) {
+  // From the same weights with the same seed, a fresh Adam repeats the
+  // first task exactly; Adam's moments kept from it take other steps.
+  const InputShape input{1, 28, 28};
+  const Dataset train = Quadrants(input, 256, 1);
+  for (const bool keep : {false, true}) {
+    std::unique_ptr<FederatedModel> model = Make("mlp", input, 4);
+    const std::vector<ModelShard> start = model->ExportShards();
+    ASSERT_TRUE(model->Train(train, Steps(5)).ok());
+    const std::vector<ModelShard> first = model->ExportShards();
+    ASSERT_TRUE(model->ImportShards(start).ok());
+    PhaseConfig again = Steps(5);
+    again.keep_optimizer_state = keep;
+    ASSERT_TRUE(model->Train(train, again).ok());
+    const std::vector<ModelShard> second = model->ExportShards();
+    bool same = true;
+    for (size_t s = 0; s < first.size(); ++s) same = same && first[s].values == second[s].values;
+    EXPECT_EQ(same, !keep) << (keep ? "kept" : "fresh");
+  }
+}
+
 TEST(FederatedModelTest, ShardsRoundTripAndMismatchesAreRefused) {
   for (const char* name : {"cnv", "fmnist-cnn"}) {
     std::unique_ptr<FederatedModel> a = Make(name, name == std::string("cnv") ? InputShape{1, 32, 32}

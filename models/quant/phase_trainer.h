@@ -55,6 +55,9 @@ struct PhaseConfig {
   // descending from the pretrain precision.
   bool project_first = false;
   int pretrain_bits = 8;
+  // Binary networks: keep the optimizer's moments and step count from the
+  // previous call (an agent's previous task) instead of a fresh Adam.
+  bool keep_optimizer_state = false;
   uint64_t seed = 1;
   // Checked before every step: when it turns true the phase stops with
   // kCancelled (an agent shutting down).
