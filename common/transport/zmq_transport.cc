@@ -88,27 +88,18 @@ int TimeoutMs(absl::Duration timeout) {
 // an empty vector when none arrived.
 absl::Status PollParts(zmq::socket_t& socket, absl::Duration timeout,
                        std::vector<zmq::message_t>* parts) {
-  if (timeout <= absl::ZeroDuration()) {
-    // Nothing to wait for: a non-blocking receive asks the socket's queue
-    // without the poll system call (an agent loop looks many times a second,
-    // and a load generator's thousands of agents each do).
-    zmq::message_t part;
-    if (!socket.recv(part, zmq::recv_flags::dontwait)) return absl::OkStatus();
-    parts->push_back(std::move(part));
-    while (parts->back().more()) {
-      zmq::message_t next;
-      (void)socket.recv(next, zmq::recv_flags::none);
-      parts->push_back(std::move(next));
+  // With nothing to wait for, the non-blocking receive below asks the
+  // socket's queue without the poll system call (an agent loop looks many
+  // times a second, and a load generator's thousands of agents each do).
+  if (timeout > absl::ZeroDuration()) {
+    zmq::pollitem_t item = {socket.handle(), 0, ZMQ_POLLIN, 0};
+    // A signal (SIGTERM) interrupting the wait is no error: nothing arrived.
+    if (zmq_poll(&item, 1, TimeoutMs(timeout)) < 0) {
+      if (zmq_errno() == EINTR) return absl::OkStatus();
+      return ZmqErrnoToStatus(zmq_errno(), "polling");
     }
-    return absl::OkStatus();
+    if (!(item.revents & ZMQ_POLLIN)) return absl::OkStatus();
   }
-  zmq::pollitem_t item = {socket.handle(), 0, ZMQ_POLLIN, 0};
-  // A signal (SIGTERM) interrupting the wait is no error: nothing arrived.
-  if (zmq_poll(&item, 1, TimeoutMs(timeout)) < 0) {
-    if (zmq_errno() == EINTR) return absl::OkStatus();
-    return ZmqErrnoToStatus(zmq_errno(), "polling");
-  }
-  if (!(item.revents & ZMQ_POLLIN)) return absl::OkStatus();
   zmq::message_t part;
   if (!socket.recv(part, zmq::recv_flags::dontwait)) return absl::OkStatus();
   parts->push_back(std::move(part));

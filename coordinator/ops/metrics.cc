@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "coordinator/ops/http_server.h"
 
 namespace fedge {
@@ -82,6 +83,31 @@ Counter* NewCounter(prometheus::Registry& r, const std::string& name, const std:
 }
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<HttpServer>> StartOperatorEndpoints(
+    const MetricsOptions& options, std::function<std::string()> render,
+    const std::atomic<int64_t>* last_publish_ns, const std::atomic<bool>* ready,
+    std::string not_ready) {
+  HttpServerOptions http;
+  http.address = options.address;
+  http.handlers["/metrics"] = [render] {
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", render()};
+  };
+  http.handlers["/healthz"] = [options, last_publish_ns] {
+    const int64_t last = last_publish_ns->load();
+    const absl::Duration since = options.env->Now() - absl::FromUnixNanos(last);
+    if (last != 0 && since > options.stall_timeout) {
+      return HttpResponse{503, "text/plain; charset=utf-8",
+                          absl::StrCat("event loop stalled for ", absl::FormatDuration(since), "\n")};
+    }
+    return HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
+  };
+  http.handlers["/readyz"] = [ready, not_ready] {
+    return ready->load() ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}
+                         : HttpResponse{503, "text/plain; charset=utf-8", not_ready + "\n"};
+  };
+  return HttpServer::Start(std::move(http));
+}
 
 absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
     const MetricsOptions& options) {
@@ -166,28 +192,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorMetrics>> CoordinatorMetrics::Start(
   std::unique_ptr<CoordinatorMetrics> metrics(new CoordinatorMetrics(std::move(state)));
   if (!options.address.empty()) {
     CoordinatorMetrics* self = metrics.get();
-    HttpServerOptions http;
-    http.address = options.address;
-    http.handlers["/metrics"] = [self] {
-      return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", self->Render()};
-    };
-    http.handlers["/healthz"] = [self] {
-      const int64_t last = self->state_->last_publish_ns.load();
-      const absl::Duration since = self->state_->options.env->Now() - absl::FromUnixNanos(last);
-      if (last != 0 && since > self->state_->options.stall_timeout) {
-        return HttpResponse{503, "text/plain; charset=utf-8",
-                            absl::StrCat("event loop stalled for ", absl::FormatDuration(since), "\n")};
-      }
-      return HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
-    };
-    http.handlers["/readyz"] = [self] {
-      return self->state_->ready.load()
-                 ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}
-                 : HttpResponse{503, "text/plain; charset=utf-8", "loading\n"};
-    };
-    absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(std::move(http));
-    if (!server.ok()) return server.status();
-    metrics->state_->server = std::move(*server);
+    ASSIGN_OR_RETURN(metrics->state_->server,
+                     StartOperatorEndpoints(options, [self] { return self->Render(); },
+                                            &self->state_->last_publish_ns, &self->state_->ready,
+                                            "loading"));
   }
   return metrics;
 }

@@ -18,6 +18,8 @@
 // Publish and OnRound are called by the event loop's thread; the HTTP
 // threads only read (the metric types are atomic).
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -42,6 +44,18 @@ struct ModelStats {
   double weight_bits = 0;
   double activation_bits = 0;
 };
+
+class HttpServer;
+
+// The operator endpoints the coordinator and the relays both serve at
+// `options.address`: /metrics (what `render` returns), /healthz (503 once
+// the last publish, in `last_publish_ns`, is older than the stall timeout)
+// and /readyz (200 while `ready`, else 503 saying `not_ready`). The atomics
+// must outlive the server.
+absl::StatusOr<std::unique_ptr<HttpServer>> StartOperatorEndpoints(
+    const MetricsOptions& options, std::function<std::string()> render,
+    const std::atomic<int64_t>* last_publish_ns, const std::atomic<bool>* ready,
+    std::string not_ready);
 
 class CoordinatorMetrics {
  public:

@@ -9,8 +9,8 @@
 #include <map>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "common/status/reject_reason.h"
+#include "common/status/status_macros.h"
 #include "coordinator/ops/http_server.h"
 
 namespace fedge {
@@ -81,28 +81,10 @@ absl::StatusOr<std::unique_ptr<RelayMetrics>> RelayMetrics::Start(const MetricsO
   std::unique_ptr<RelayMetrics> metrics(new RelayMetrics(std::move(state)));
   if (!options.address.empty()) {
     RelayMetrics* self = metrics.get();
-    HttpServerOptions http;
-    http.address = options.address;
-    http.handlers["/metrics"] = [self] {
-      return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", self->Render()};
-    };
-    http.handlers["/healthz"] = [self] {
-      const int64_t last = self->state_->last_publish_ns.load();
-      const absl::Duration since = self->state_->options.env->Now() - absl::FromUnixNanos(last);
-      if (last != 0 && since > self->state_->options.stall_timeout) {
-        return HttpResponse{503, "text/plain; charset=utf-8",
-                            absl::StrCat("event loop stalled for ", absl::FormatDuration(since), "\n")};
-      }
-      return HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
-    };
-    http.handlers["/readyz"] = [self] {
-      return self->state_->ready.load()
-                 ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}
-                 : HttpResponse{503, "text/plain; charset=utf-8", "not welcomed by the root yet\n"};
-    };
-    absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(std::move(http));
-    if (!server.ok()) return server.status();
-    metrics->state_->server = std::move(*server);
+    ASSIGN_OR_RETURN(metrics->state_->server,
+                     StartOperatorEndpoints(options, [self] { return self->Render(); },
+                                            &self->state_->last_publish_ns, &self->state_->ready,
+                                            "not welcomed by the root yet"));
   }
   return metrics;
 }
