@@ -77,6 +77,17 @@ if out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
   fail "--result_retry_s=0 was accepted"
 fi
 echo "$out" | grep -q -- "--result_retry_s >= 1" || fail "unclear error: $out"
+# Its endpoint list: one server key for all or one per endpoint, and a
+# failover timeout of at least 2 s.
+for bad in "--server_key=$work/keys/coordinator.pub,$work/keys/coordinator.pub,$work/keys/coordinator.pub|names 3 keys for 2 endpoints" \
+           "--failover_s=1|--failover_s must be >= 2"; do
+  if out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
+           --server_key="$work/keys/coordinator.pub" --state_dir="$work/agent" --train_samples=600 \
+           --coordinator=tcp://relay-1:7071,tcp://relay-2:7071 "${bad%%|*}" --check_config 2>&1); then
+    fail "${bad%%|*} was accepted"
+  fi
+  echo "$out" | grep -qF -- "${bad#*|}" || fail "unclear error for ${bad%%|*}: $out"
+done
 # And its data flags: a held-out share outside [0, 1), data that is not there.
 for bad in "--holdout=1.5|--holdout must be in [0, 1)" "--data=$work/no-such-data|--data: $work/no-such-data"; do
   if out=$("$agent" --flagfile="$flags/agent.flags" --key="$work/keys/board-7" \
