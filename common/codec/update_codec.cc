@@ -78,6 +78,10 @@ absl::Status CheckSlices(const WireTensor& t, int64_t n) {
             " range ", slice.range, " is not a valid quantizer"));
       }
       const int64_t half = MixedHalfRange(slice);
+      if (half == 0 && slice.bits != 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "slice ", i, ": a binary slice (no levels) has ", int{slice.bits}, " bits, not 1"));
+      }
       if (2 * half >= (int64_t{1} << slice.bits)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "slice ", i, ": ", 2 * half + 1, " levels do not fit in ",
@@ -106,6 +110,8 @@ struct SliceCoding {
   int64_t zero = 0;      // code of the value 0
   int64_t max_code = 0;  // largest valid code
   float unit = 0;        // value of one code step
+  float bias = 0;        // value = (code - zero) * unit + bias
+  float Value(uint8_t code) const { return static_cast<float>(code - zero) * unit + bias; }
 };
 
 SliceCoding CodingOf(const WireTensor& t, size_t s) {
@@ -125,6 +131,11 @@ SliceCoding CodingOf(const WireTensor& t, size_t s) {
       c.zero = MixedHalfRange(slice);
       c.max_code = 2 * c.zero;
       c.unit = slice.step;
+      if (c.zero == 0) {  // binary: 1 for +range, 0 for -range
+        c.max_code = 1;
+        c.unit = 2 * slice.range;
+        c.bias = -slice.range;
+      }
       break;
   }
   return c;
@@ -225,7 +236,7 @@ absl::Status CheckDecodable(const WireTensor& t, float max_abs) {
                               RejectReason::kMalformedUpdate);
           }
           if (bounded) {
-            const float v = static_cast<float>(codes[i] - c.zero) * c.unit;
+            const float v = c.Value(codes[i]);
             if (std::fabs(v) > max_abs) return too_large(base + i, v);
           }
         }
@@ -286,7 +297,7 @@ absl::Status DecodeChecked(const WireTensor& t, float weight, float* out) {
                                      const uint8_t* codes, int64_t count) {
         float* o = out + base;
         for (int64_t i = 0; i < count; ++i) {
-          Emit<mode>(o, i, weight, static_cast<float>(codes[i] - c.zero) * c.unit);
+          Emit<mode>(o, i, weight, c.Value(codes[i]));
         }
         return absl::OkStatus();
       });
@@ -462,8 +473,9 @@ absl::Status EncodeMixed(absl::Span<const float> values,
     const int64_t half = MixedHalfRange(slice);
     const float* x = values.data() + s * per_slice;
     for (int64_t i = 0; i < per_slice; ++i) {
-      const int64_t q = std::clamp<int64_t>(std::lround(x[i] / slice.step), -half, half);
-      RETURN_IF_ERROR(writer.Put(static_cast<uint32_t>(q + half), slice.bits));
+      const int64_t q = half == 0 ? (x[i] >= 0 ? 1 : 0)  // binary: the sign
+                                  : std::clamp<int64_t>(std::lround(x[i] / slice.step), -half, half) + half;
+      RETURN_IF_ERROR(writer.Put(static_cast<uint32_t>(q), slice.bits));
     }
     writer.AlignToByte();  // each slice starts on a byte (the layout above)
   }

@@ -14,7 +14,8 @@
 //   sign-ef per slice: 1 bit per element (1: +scale, 0: -scale),
 //           scale = mean |x| of the slice after error feedback
 //   mixed   per slice: codes at SliceInfo.bits, code = clamp(round(x / d),
-//           -N, N) + N with d = step, N = round(range / d)
+//           -N, N) + N with d = step, N = round(range / d); a binary slice
+//           (N = 0, 1 bit): 1 for +range (x >= 0), 0 for -range
 // Every slice starts on a byte boundary. common/bit_pack.h gives the bit order.
 //
 //   WireTensor t;  t.name = "weight";  t.shape = {64, 3, 3, 3};

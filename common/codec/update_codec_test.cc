@@ -190,6 +190,24 @@ TEST(UpdateCodecTest, MixedCostsItsBitsPerWeight) {
   for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(back[i], want[i], 1e-6) << i;
 }
 
+TEST(UpdateCodecTest, MixedBinarySlicesAreSignsTimesTheirRange) {
+  // Slice 0 binary (range 0.3, step 1.2: no levels), slice 1 ternary.
+  const std::vector<float> v = {0.4f, -0.6f, 0.0f, -0.01f, 0.4f, -0.6f, 0.1f, 0.0f};
+  const std::vector<SliceInfo> slices = {{1, 1.2f, 0.3f}, {2, 0.5f, 0.5f}};
+  WireTensor t = Shaped({2, 4});
+  ASSERT_TRUE(EncodeMixed(v, slices, &t).ok());
+  EXPECT_EQ(t.payload.size(), PackedBytes(4, 1) + PackedBytes(4, 2));
+  const std::vector<float> back = Decoded(t);
+  const std::vector<float> want = {0.3f, -0.3f, 0.3f, -0.3f, 0.5f, -0.5f, 0.0f, 0.0f};
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(back[i], want[i], 1e-6) << i;
+  // Bounded by the range like every other code; a slice without levels
+  // must be a 1-bit slice.
+  EXPECT_TRUE(CheckUpdate(t, 0.5f).ok());
+  EXPECT_FALSE(CheckUpdate(t, 0.2f).ok());
+  WireTensor bad = Shaped({2, 4});
+  EXPECT_FALSE(EncodeMixed(v, {{2, 1.2f, 0.3f}, {2, 0.5f, 0.5f}}, &bad).ok());
+}
+
 TEST(UpdateCodecTest, FrozenCodingsAreCodesOrSigns) {
   const std::vector<float> v = {0.4f, -0.6f, 0.1f, 2.0f, 0.26f, -0.33f, 0.04f, -9.0f};
   FrozenCoding mixed;

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -154,9 +155,14 @@ absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* 
       const at::Tensor d = by_name.at(prefix + "w_step");
       const at::Tensor xmax = by_name.at(prefix + "w_range");
       const at::Tensor db = Broadcast(d, value), xb = Broadcast(xmax, value);
-      const at::Tensor codes =
-          (at::max(at::min(value, xb), -xb) / db).round_().to(at::kInt).contiguous();
       const at::Tensor levels = (xmax / d).round().to(at::kInt).contiguous();
+      // A binary slice (no levels) stores its signs: 1 for +xmax, 0 for -xmax.
+      const at::Tensor binary = Broadcast(levels == 0, value);
+      const at::Tensor codes =
+          at::where(binary, (value >= 0).to(at::kFloat),
+                    (at::max(at::min(value, xb), -xb) / db).round_())
+              .to(at::kInt)
+              .contiguous();
       const std::vector<int>& slice_bits = bits[t.layer].weight_bits;
       const int64_t slices = static_cast<int64_t>(slice_bits.size());
       if (value.numel() % slices != 0 || levels.numel() != slices) {
@@ -177,7 +183,8 @@ absl::StatusOr<std::string> SerializeExportedModel(QuantNet& net, ExportReport* 
         const int b = slice_bits[s];
         weight_bit_sum += static_cast<double>(b) * per_slice;
         for (int64_t i = s * per_slice; i < (s + 1) * per_slice; ++i) {
-          const absl::Status put = writer.Put(static_cast<uint32_t>(c[i] + n[s]), b);  // 0 .. 2n
+          // 0 .. 2n; a binary slice's sign bit as it is.
+          const absl::Status put = writer.Put(static_cast<uint32_t>(c[i] + n[s]), b);
           if (!put.ok()) return absl::InternalError(absl::StrCat(t.name, ": ", put.message()));
         }
       }
@@ -283,16 +290,23 @@ absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& 
       for (int64_t s = 0; s < slices; ++s) {
         const int b = rec.bits[s];
         const int n = levels.data_ptr<int>()[s];
+        // A binary slice: one bit per weight, +-xmax.
+        const bool binary = n == 0;
+        if (binary && b != 1) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "model file: binary slice ", s, " of '", t.name, "' has ", b, " bits, not 1"));
+        }
         for (int64_t i = s * per_slice; i < (s + 1) * per_slice; ++i) {
           uint32_t u = 0;
-          if (!reader.Get(b, &u) || static_cast<int>(u) > 2 * n) {
+          if (!reader.Get(b, &u) || static_cast<int>(u) > std::max(2 * n, binary ? 1 : 0)) {
             return absl::InvalidArgumentError(absl::StrCat("model file: code ", u, " of '", t.name,
                                                            "' is out of its range"));
           }
-          out[i] = static_cast<float>(static_cast<int>(u) - n);
+          out[i] = binary ? 2.0f * static_cast<float>(u) - 1 : static_cast<float>(static_cast<int>(u) - n);
         }
       }
-      t.tensor->copy_(codes.mul_(Broadcast(d, codes)));
+      const at::Tensor unit = at::where(levels == 0, xmax, d);
+      t.tensor->copy_(codes.mul_(Broadcast(unit, codes)));
     }
     return absl::OkStatus();
   }));

@@ -50,6 +50,48 @@ TEST(ModelExportTest, ReloadGivesTheSamePredictions) {
   }
 }
 
+TEST(ModelExportTest, BinarySlicesTravelAsSigns) {
+  // fc1 (one slice) and half of conv1's slices binary: sign x scale.
+  std::unique_ptr<QuantNet> net = MixedNet("fmnist-cnn");
+  {
+    at::NoGradGuard no_grad;
+    for (NamedTensor& t : net->Named()) {
+      if (t.name == "fc1.w_range" || t.name == "conv1.w_range") {
+        const int64_t n = t.name == "fc1.w_range" ? 1 : t.tensor->numel() / 2;
+        t.tensor->narrow(0, 0, n).fill_(0.05);
+      }
+    }
+    for (NamedTensor& t : net->Named()) {
+      if (t.name == "fc1.w_step" || t.name == "conv1.w_step") {
+        const int64_t n = t.name == "fc1.w_step" ? 1 : t.tensor->numel() / 2;
+        t.tensor->narrow(0, 0, n).fill_(0.2);
+      }
+    }
+  }
+  net->Constrain();
+  const std::vector<LayerBits> bits = net->Bits();
+  ASSERT_EQ(bits[2].weight_bits[0], 1);
+  ASSERT_EQ(bits[0].weight_bits[0], 1);
+  ASSERT_GT(bits[0].weight_bits.back(), 1);
+  ExportReport report;
+  absl::StatusOr<std::string> file = SerializeExportedModel(*net, &report);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_GE(report.packed_weight_bytes, report.size_model_weight_bytes);
+  EXPECT_LE(report.packed_weight_bytes, report.size_model_weight_bytes + 4);
+  absl::StatusOr<std::unique_ptr<QuantNet>> loaded = ParseExportedModel(*file);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const at::Tensor x = at::randn({64, 1, 28, 28});
+  const at::Tensor a = net->Forward(x, /*training=*/false);
+  const at::Tensor b = (*loaded)->Forward(x, /*training=*/false);
+  EXPECT_LE((a - b).abs().max().item<float>(), 1e-5f);
+  // The reloaded binary weights are exactly +-scale.
+  for (NamedTensor& t : (*loaded)->Named()) {
+    if (t.name == "fc1.weight") {
+      EXPECT_TRUE(at::allclose(t.tensor->abs(), at::full_like(*t.tensor, 0.05)));
+    }
+  }
+}
+
 TEST(ModelExportTest, SizeOnDiskMatchesTheSizeModel) {
   std::unique_ptr<QuantNet> net = MixedNet("fmnist-cnn");
   ExportReport report;

@@ -103,6 +103,8 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
       const QuantNet::Projection projection = net.ProjectToBudget(config.budget);
       report.projected_weight_bits = projection.weight_cuts;
       report.projected_activation_bits = projection.activation_cuts;
+      report.refilled_weight_bits = projection.weight_refills;
+      report.refilled_activation_bits = projection.activation_refills;
     }
     net.SetQuantizersTrainable(learn);
     torch::optim::Adam weights(net.WeightParameters(),

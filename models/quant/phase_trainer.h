@@ -72,9 +72,12 @@ struct PhaseReport {
   SizeReport size;
   bool met_budget = false;    // learn precision: a state met both budgets
   bool restored_best = false;
-  // Finetune: bits taken by the projection onto the budget at the start.
+  // Finetune: bits taken by the projection onto the budget at the start,
+  // and given back where its last cut overshot.
   int projected_weight_bits = 0;
   int projected_activation_bits = 0;
+  int refilled_weight_bits = 0;
+  int refilled_activation_bits = 0;
   double seconds = 0;
 };
 

@@ -193,30 +193,47 @@ TEST_F(PhaseTrainerTest, FinetuneProjectsAModelOverItsBudgetOntoIt) {
   // 2-bit weights (every signed slice at its floor) and 1.5-bit activations.
   fine.budget.weight_kb = arch.WeightBudgetKb(2);
   fine.budget.activation_kb = arch.ActivationBudgetKb(1.5);
+  const std::vector<at::Tensor> start = net.Snapshot();
   absl::StatusOr<PhaseReport> report = RunPhase(net, *train_, fine);
   ASSERT_TRUE(report.ok()) << report.status();
   const SizeReport after = net.Size();
-  // Every slice at the signed floor of 2 bits: exactly the 2-bit budget.
-  EXPECT_NEAR(after.weight_kb, UniformSize(arch, 2, 8).weight_kb, 1e-9);
-  EXPECT_NEAR(after.weight_kb, fine.budget.weight_kb, 1e-9);
+  // fc1 (95% of the weights) is cut to a binary slice, which covers the
+  // excess at once; the room it leaves goes back to the convolutions.
+  const std::vector<LayerBits> bits = net.Bits();
+  EXPECT_EQ(bits[2].weight_bits[0], 1);
+  for (int b : bits[1].weight_bits) EXPECT_GT(b, 2);
+  EXPECT_LE(after.weight_kb, fine.budget.weight_kb * (1 + 1e-9));
+  EXPECT_GT(report->refilled_weight_bits, 0);
   EXPECT_LE(after.activation_kb, fine.budget.activation_kb * (1 + 1e-9));
   EXPECT_LE(after.mean_activation_bits, 1.5 + 1e-9);
   EXPECT_GT(report->projected_weight_bits, 0);
   EXPECT_GT(report->projected_activation_bits, 0);
   EXPECT_LT(after.total_kb(), before.total_kb() / 2.5);
-  // At the floor or within budget already: nothing taken, nothing moved.
+  // Within budget already: nothing taken, nothing moved.
   const std::vector<at::Tensor> quantizers = Copy(net.QuantizerParameters());
   report = RunPhase(net, *train_, fine);
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->projected_weight_bits + report->projected_activation_bits, 0);
   EXPECT_TRUE(Same(quantizers, net.QuantizerParameters()));
-  // Below the signed weights' 2-bit floor: the projection stops there.
+  // Below 1 bit a weight: every slice ends binary, and the budget is missed.
+  fine.budget.weight_kb = arch.WeightBudgetKb(0.5);
+  QuantNet::Projection projection = net.ProjectToBudget(fine.budget);
+  EXPECT_FALSE(projection.met);
+  EXPECT_NEAR(net.Size().weight_kb, UniformSize(arch, 1, 8).weight_kb, 1e-9);
+  // Without binary slices the same model stops at the signed floor of 2
+  // bits, exactly the 2-bit budget.
+  QuantNetOptions no_binary;
+  no_binary.weight_config.binary_slices = false;
+  QuantNet ternary(arch, no_binary);
+  ternary.Restore(start);
+  fine.budget.weight_kb = arch.WeightBudgetKb(2);
+  projection = ternary.ProjectToBudget(fine.budget);
+  EXPECT_TRUE(projection.met);
+  EXPECT_NEAR(ternary.Size().weight_kb, UniformSize(arch, 2, 8).weight_kb, 1e-9);
   fine.budget.weight_kb = arch.WeightBudgetKb(1.5);
-  const QuantNet::Projection projection = net.ProjectToBudget(fine.budget);
+  projection = ternary.ProjectToBudget(fine.budget);
   EXPECT_FALSE(projection.met);
   EXPECT_EQ(projection.weight_cuts, 0);
-  EXPECT_EQ(projection.activation_cuts, 0);
-  EXPECT_NEAR(net.Size().weight_kb, UniformSize(arch, 2, 8).weight_kb, 1e-9);
 }
 
 TEST_F(PhaseTrainerTest, ProjectionCutsWhereTheLeastNoiseCoversTheExcess) {

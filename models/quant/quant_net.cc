@@ -264,6 +264,36 @@ double StepFor(double range, int bits, bool is_signed) {
   return range / std::max(1, levels);
 }
 
+// A quantizer's step and range at `bits` bits. Its range stays, and the
+// step becomes range / levels(bits), capped at d_max with the range then
+// narrowed to `bits` bits of that step. A binary weight slice (1 bit) takes
+// the scale that fits its weights best, their mean magnitude, and a step
+// well above twice it.
+struct StepRange {
+  double step, range;
+};
+
+StepRange AtBits(const QuantizerConfig& config, double range, int bits,
+                 const at::Tensor& weights) {
+  if (bits == 1 && AllowsBinary(config)) {
+    const double scale = std::max(weights.abs().mean().item<double>(), config.xmax_min);
+    return {4 * scale, scale};
+  }
+  const double step = StepFor(range, bits, config.is_signed);
+  if (step <= config.d_max) return {step, range};
+  return {config.d_max, config.d_max / StepFor(1.0, bits, config.is_signed)};
+}
+
+// The mean squared rounding error of weights quantized at (step, range),
+// binary where round(range / step) = 0, as the forward pass quantizes them.
+double WeightNoise(const at::Tensor& w, double step, double range) {
+  if (std::nearbyint(range / step) == 0) {
+    return (w.abs() - range).pow(2).mean().item<double>();
+  }
+  const at::Tensor q = w.clamp(-range, range).div(step).round_().mul_(step);
+  return (q - w).pow(2).mean().item<double>();
+}
+
 }  // namespace
 
 QuantNet::Projection QuantNet::ProjectToBudget(const Budget& budget) {
@@ -271,93 +301,150 @@ QuantNet::Projection QuantNet::ProjectToBudget(const Budget& budget) {
   Projection out;
   std::vector<LayerBits> bits = Bits();
   const SizeReport start = *ComputeSize(arch_, bits);
-  // One candidate per weight slice or activation quantizer, with its step
-  // relative to its range.
+  // One candidate per weight slice or activation quantizer. Noise is
+  // relative to the quantizer's range when the projection starts (so layers
+  // of different scales compare) and per element: for weights measured on
+  // the weights themselves, 12 E[(Q(w) - w)^2] / xmax^2; for activations
+  // modelled as uniform rounding noise, 12 (d^2 / 12) / xmax^2.
   struct Candidate {
     int layer;
     int slice;  // -1: the layer's input quantizer
     int64_t elements;
-    double relative_step;
-    bool stuck;
+    int64_t layer_elements;  // of the whole weight tensor or input
+    double scale;            // 1 / xmax^2 at the start
+    at::Tensor weights;
+    double noise = 0;
+    bool stuck = false;
   };
-  auto floor_of = [](const QuantizerConfig& c) { return std::max(c.min_bits, c.is_signed ? 2 : 1); };
-  auto cut = [&](bool weights, double budget_kb, double size_kb) {
+  auto config_of = [&](const Candidate& c) -> const QuantizerConfig& {
+    return c.slice < 0 ? *layers_[c.layer]->act_config : options_.weight_config;
+  };
+  auto tensors_of = [&](const Candidate& c) -> std::pair<at::Tensor*, at::Tensor*> {
+    Layer& l = *layers_[c.layer];
+    return c.slice < 0 ? std::make_pair(&l.a_step, &l.a_range)
+                       : std::make_pair(&l.w_step, &l.w_range);
+  };
+  auto noise_at = [&](const Candidate& c, const StepRange& q) {
+    if (c.slice < 0) return q.step * q.step * c.scale;
+    return 12 * WeightNoise(c.weights, q.step, q.range) * c.scale;
+  };
+  auto fit = [&](bool weights, double budget_kb, double size_kb) {
     if (budget_kb <= 0) return;
     std::vector<Candidate> candidates;
     for (size_t i = 0; i < layers_.size(); ++i) {
-      const Layer& l = *layers_[i];
+      Layer& l = *layers_[i];
       if (weights) {
         const int64_t per_slice = l.spec.weight_count() / l.spec.slices();
-        const at::Tensor relative = (l.w_step / l.w_range).to(at::kDouble).contiguous();
+        const at::Tensor flat = l.weight.detach().reshape({l.spec.slices(), -1});
         for (int s = 0; s < l.spec.slices(); ++s) {
-          candidates.push_back({static_cast<int>(i), s, per_slice, relative.data_ptr<double>()[s], false});
+          const double range = l.w_range[s].item<double>();
+          Candidate c{static_cast<int>(i), s, per_slice, l.spec.weight_count(),
+                      1 / (range * range), flat[s]};
+          c.noise = noise_at(c, {l.w_step[s].item<double>(), range});
+          candidates.push_back(std::move(c));
         }
       } else if (arch_.counts_input(i)) {
-        candidates.push_back({static_cast<int>(i), -1, l.spec.input_elements(),
-                              (l.a_step / l.a_range).item<double>(), false});
+        const double range = l.a_range.item<double>();
+        Candidate c{static_cast<int>(i), -1, l.spec.input_elements(), l.spec.input_elements(),
+                    1 / (range * range), {}};
+        c.noise = noise_at(c, {l.a_step.item<double>(), range});
+        candidates.push_back(std::move(c));
       }
     }
     auto bits_of = [&](const Candidate& c) -> int& {
       return c.slice < 0 ? bits[c.layer].activation_bits : bits[c.layer].weight_bits[c.slice];
     };
+    auto planned = [&](const Candidate& c, int target) {
+      const auto [d, range] = tensors_of(c);
+      const int64_t index = std::max(c.slice, 0);
+      return AtBits(config_of(c), (*range)[index].item<double>(), target, c.weights);
+    };
+    // Sets candidate c to `target` bits; false (and nothing changed) where
+    // rounding keeps its bit-width.
+    auto apply = [&](Candidate& c, int target) {
+      const auto [d, range] = tensors_of(c);
+      const int64_t index = std::max(c.slice, 0);
+      const StepRange q = planned(c, target);
+      const at::Tensor old_step = (*d)[index].clone(), old_range = (*range)[index].clone();
+      (*d)[index].fill_(q.step);
+      (*range)[index].fill_(q.range);
+      const int now = IntegerBitWidths(*d, *range, config_of(c))[index];
+      if (now != target) {
+        (*d)[index].copy_(old_step);
+        (*range)[index].copy_(old_range);
+        return false;
+      }
+      c.noise = noise_at(c, q);
+      bits_of(c) = target;
+      return true;
+    };
     // Sizes are linear in the bits: each cut takes its elements' bits off.
     double excess_bits = (size_kb - budget_kb) * 8000;
-    while (excess_bits > 1e-9 * budget_kb * 8000) {
-      // The noise a cut adds relative to its range: n (d'^2 - d^2) / xmax^2
-      // (uniform rounding noise is d^2 / 12 per element; relative, so layers
-      // of different scales compare). Where one cut covers the excess, the
-      // one that adds the least; otherwise the least per bit saved.
+    const double tolerance = 1e-9 * budget_kb * 8000;
+    if (excess_bits <= tolerance) return;
+    while (excess_bits > tolerance) {
+      // A cut costs what it adds to its layer's mean relative noise (each
+      // layer's output noise relative to its signal). Where one cut covers
+      // the excess, the one that costs least (on a tie the smaller);
+      // otherwise the least per bit saved (so wide quantizers and large
+      // layers give first, and a small tensor is cut before a large one
+      // overshoots).
       Candidate* best = nullptr;
       bool best_covers = false;
       double best_cost = 0;
       for (Candidate& c : candidates) {
-        const Layer& l = *layers_[c.layer];
-        const QuantizerConfig& config = c.slice < 0 ? *l.act_config : options_.weight_config;
-        if (c.stuck || bits_of(c) <= floor_of(config)) continue;
-        const double new_step = StepFor(1.0, bits_of(c) - 1, config.is_signed);
-        const double noise =
-            c.elements * std::max(0.0, new_step * new_step - c.relative_step * c.relative_step);
+        if (c.stuck || bits_of(c) <= FloorBits(config_of(c))) continue;
+        const double added = std::max(0.0, noise_at(c, planned(c, bits_of(c) - 1)) - c.noise) /
+                             static_cast<double>(c.layer_elements);
         const bool covers = c.elements >= excess_bits;
-        const double cost = covers ? noise : noise / c.elements;
-        if (best == nullptr || (covers && !best_covers) || (covers == best_covers && cost < best_cost)) {
+        const double cost = covers ? c.elements * added : added;
+        const bool better =
+            cost < best_cost || (cost == best_cost && best != nullptr && c.elements < best->elements);
+        if (best == nullptr || (covers && !best_covers) || (covers == best_covers && better)) {
           best = &c;
           best_covers = covers;
           best_cost = cost;
         }
       }
       if (best == nullptr) return;  // every quantizer at its floor
-      Candidate& c = *best;
-      Layer& l = *layers_[c.layer];
-      const bool act = c.slice < 0;
-      const QuantizerConfig& config = act ? *l.act_config : options_.weight_config;
-      at::Tensor& d = act ? l.a_step : l.w_step;
-      at::Tensor& range = act ? l.a_range : l.w_range;
-      const int64_t index = act ? 0 : c.slice;
-      const int target = bits_of(c) - 1;
-      double step = StepFor(range[index].item<double>(), target, config.is_signed);
-      const at::Tensor old_step = d[index].clone(), old_range = range[index].clone();
-      if (step > config.d_max) {
-        // The step cannot grow that far: the largest step, and the range
-        // narrowed to what `target` bits cover with it.
-        step = config.d_max;
-        range[index].fill_(config.d_max / StepFor(1.0, target, config.is_signed));
-      }
-      d[index].fill_(step);
-      const int now = IntegerBitWidths(d, range, config)[index];
-      if (now >= bits_of(c)) {  // rounding kept the bit: leave it as it was
-        d[index].copy_(old_step);
-        range[index].copy_(old_range);
-        c.stuck = true;
+      if (!apply(*best, bits_of(*best) - 1)) {
+        best->stuck = true;
         continue;
       }
-      excess_bits -= static_cast<double>(c.elements) * (bits_of(c) - now);
-      bits_of(c) = now;
-      c.relative_step = step / range[index].item<double>();
+      excess_bits -= static_cast<double>(best->elements);
       ++(weights ? out.weight_cuts : out.activation_cuts);
     }
+    // A cut that overshot leaves room: give bits back where one bit removes
+    // the most of its layer's relative noise per bit and fits in what is
+    // left (never to a binary slice, whose next bit would cost as much as its
+    // cut saved).
+    double room = -excess_bits;
+    for (Candidate& c : candidates) c.stuck = false;
+    while (true) {
+      Candidate* best = nullptr;
+      double best_gain = 0;
+      for (Candidate& c : candidates) {
+        const QuantizerConfig& config = config_of(c);
+        if (c.stuck || c.elements > room || bits_of(c) >= config.max_bits) continue;
+        if (bits_of(c) == 1 && AllowsBinary(config)) continue;
+        const double gain = (c.noise - noise_at(c, planned(c, bits_of(c) + 1))) /
+                            static_cast<double>(c.layer_elements);
+        if (gain > best_gain) {
+          best = &c;
+          best_gain = gain;
+        }
+      }
+      if (best == nullptr) return;
+      if (!apply(*best, bits_of(*best) + 1)) {
+        best->stuck = true;
+        continue;
+      }
+      room -= static_cast<double>(best->elements);
+      ++(weights ? out.weight_refills : out.activation_refills);
+    }
   };
-  cut(/*weights=*/true, budget.weight_kb, start.weight_kb);
-  cut(/*weights=*/false, budget.activation_kb, start.activation_kb);
+  fit(/*weights=*/true, budget.weight_kb, start.weight_kb);
+  fit(/*weights=*/false, budget.activation_kb, start.activation_kb);
   out.met = WithinBudget(Size(), budget);
   return out;
 }

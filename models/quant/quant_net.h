@@ -89,19 +89,28 @@ class QuantNet {
   // Brings W and A within `budget` (a term with budget 0 is left alone) by
   // taking one bit at a time from a weight slice or activation quantizer:
   // its range stays, its step becomes range / levels(b - 1) (capped at
-  // d_max, the range then narrowed to levels(b - 1) steps). Each cut is
-  // chosen by the rounding noise it adds relative to its range,
-  // n (d'^2 - d^2) / xmax^2 over its n elements: where one cut alone covers what is left of the excess, the
-  // one adding the least noise; otherwise the least noise per bit saved (so
-  // wide quantizers give first, and a small tensor is cut before a large one
-  // overshoots). A slice at its quantizer's floor (2 bits for a signed
-  // weight slice, 1 for an unsigned activation) gives nothing more. Run
-  // where bit-widths freeze (the start of finetune), so the weights then
-  // adapt to the coarser codes.
+  // d_max, the range then narrowed to levels(b - 1) steps); a weight slice
+  // cut to 1 bit becomes binary, sign x its weights' mean magnitude. A cut
+  // costs what it adds to its layer's mean relative noise (a layer's output
+  // noise relative to its signal; summed over layers, the network's): per
+  // element 12 E[(Q(x) - x)^2] / xmax^2 (measured on the weights; modelled
+  // as uniform, d^2 / 12, for activations), times the cut's share n / N of
+  // its layer. Where one cut alone covers what is left of the excess, the
+  // one that costs least; otherwise the least per bit saved (so wide
+  // quantizers and large layers give first, and a small tensor is cut
+  // before a large one overshoots). A slice at its quantizer's floor (1 bit,
+  // or 2 for a signed quantizer that may not be binary) gives nothing more.
+  // Where the last cut overshot, bits go back, one at a time, where a bit
+  // removes the most relative noise and fits in the room left (never to a
+  // binary slice). A model within its budget is left as it is. Run where
+  // bit-widths freeze (the start of finetune), so the weights then adapt to
+  // the coarser codes.
   struct Projection {
-    int weight_cuts = 0;      // bits taken from weight slices
-    int activation_cuts = 0;  // bits taken from activation quantizers
-    bool met = false;         // both terms within their budgets afterwards
+    int weight_cuts = 0;         // bits taken from weight slices
+    int activation_cuts = 0;     // bits taken from activation quantizers
+    int weight_refills = 0;      // bits given back to weight slices
+    int activation_refills = 0;  // bits given back to activation quantizers
+    bool met = false;            // both terms within their budgets afterwards
   };
   Projection ProjectToBudget(const Budget& budget);
 

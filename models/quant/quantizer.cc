@@ -38,6 +38,13 @@ at::Tensor Modification(const at::Tensor& frac, const at::Tensor& g,
   return 1 + config.delta * g.sign() * shape;
 }
 
+// The binary slices' mask, or an undefined tensor where there are none.
+at::Tensor AnyBinary(const at::Tensor& d, const at::Tensor& xmax, const QuantizerConfig& config) {
+  if (!AllowsBinary(config)) return at::Tensor();
+  at::Tensor binary = BinarySlices(d, xmax);
+  return binary.any().item<bool>() ? binary : at::Tensor();
+}
+
 struct QuantizeFn : public Function<QuantizeFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& d,
                             const at::Tensor& xmax, const QuantizerConfig* config) {
@@ -46,7 +53,12 @@ struct QuantizeFn : public Function<QuantizeFn> {
     const at::Tensor clipped = at::max(at::min(x, xb), lo);
     ctx->save_for_backward({x, d, xmax});
     ctx->saved_data["config"] = reinterpret_cast<int64_t>(config);
-    return (clipped / db).round_().mul_(db);
+    at::Tensor out = (clipped / db).round_().mul_(db);
+    const at::Tensor binary = AnyBinary(d, xmax, *config);
+    if (binary.defined()) {
+      out = at::where(Broadcast(binary, x), at::where(x >= 0, xb, -xb), out);
+    }
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -64,14 +76,23 @@ struct QuantizeFn : public Function<QuantizeFn> {
     const at::Tensor inside = ~(above | below);
     const at::Tensor v = at::max(at::min(x, xb), lo) / db;
     const at::Tensor r = v.round();
-    const at::Tensor m = Modification(v - r, g, config);
-    const at::Tensor gm = g * m;
+    at::Tensor gm = g * Modification(v - r, g, config);
+    at::Tensor dd_elem = g * r - gm * v;
+    at::Tensor dxmax_elem = gm * above.to(g.scalar_type());
+    if (config.is_signed) dxmax_elem = dxmax_elem - gm * below.to(g.scalar_type());
+    const at::Tensor binary = AnyBinary(d, xmax, config);
+    if (binary.defined()) {
+      // Sign x scale: straight through inside the range, the scale's
+      // gradient from every element, none for the step.
+      const at::Tensor bb = Broadcast(binary, x);
+      gm = at::where(bb, g, gm);
+      dd_elem = at::where(bb, at::zeros_like(dd_elem), dd_elem);
+      dxmax_elem = at::where(bb, at::where(x >= 0, g, -g), dxmax_elem);
+    }
     const at::Tensor dx = gm * inside;
     // Per-element contributions, each clipped to [-d, d].
     const at::Tensor neg_d = -db;
-    const at::Tensor dd_elem = at::max(at::min(g * r - gm * v, db), neg_d);
-    at::Tensor dxmax_elem = gm * above.to(g.scalar_type());
-    if (config.is_signed) dxmax_elem = dxmax_elem - gm * below.to(g.scalar_type());
+    dd_elem = at::max(at::min(dd_elem, db), neg_d);
     dxmax_elem = at::max(at::min(dxmax_elem, db), neg_d);
     return {dx, SliceSum(dd_elem, d), SliceSum(dxmax_elem, xmax), at::Tensor()};
   }
@@ -83,6 +104,19 @@ at::Tensor CeilSte(const at::Tensor& t) { return t + (t.ceil() - t).detach(); }
 }  // namespace
 
 QuantizerConfig WeightQuantizerConfig() { return QuantizerConfig(); }
+
+bool AllowsBinary(const QuantizerConfig& config) {
+  return config.is_signed && config.is_weight && config.binary_slices;
+}
+
+at::Tensor BinarySlices(const at::Tensor& d, const at::Tensor& xmax) {
+  at::NoGradGuard no_grad;
+  return (xmax.detach() / d.detach()).round() == 0;
+}
+
+int FloorBits(const QuantizerConfig& config) {
+  return std::max(config.min_bits, config.is_signed && !AllowsBinary(config) ? 2 : 1);
+}
 
 QuantizerConfig ActivationQuantizerConfig(bool is_signed) {
   QuantizerConfig config;
@@ -113,6 +147,13 @@ std::vector<int> IntegerBitWidths(const at::Tensor& d, const at::Tensor& xmax,
 
 void ConstrainQuantizer(at::Tensor& d, at::Tensor& xmax, const QuantizerConfig& config) {
   at::NoGradGuard no_grad;
+  const at::Tensor binary = AnyBinary(d, xmax, config);
+  at::Tensor binary_d, binary_xmax;
+  if (binary.defined()) {
+    // Binary slices keep their scale in range and a step well above twice it.
+    binary_xmax = xmax.clamp(config.xmax_min, config.xmax_max);
+    binary_d = at::max(d, binary_xmax * 2.5);
+  }
   d.clamp_(config.d_min, config.d_max);
   xmax.clamp_(config.xmax_min, config.xmax_max);
   // d < xmax: raise xmax to just above d where needed.
@@ -121,6 +162,10 @@ void ConstrainQuantizer(at::Tensor& d, at::Tensor& xmax, const QuantizerConfig& 
   const int levels = config.is_signed ? (1 << (config.max_bits - 1)) - 1
                                       : (1 << config.max_bits) - 1;
   d.copy_(at::max(d, xmax / (levels + 0.49)));
+  if (binary.defined()) {
+    xmax.copy_(at::where(binary, binary_xmax, xmax));
+    d.copy_(at::where(binary, binary_d, d));
+  }
 }
 
 void InitWeightQuantizer(const at::Tensor& w, bool per_slice, int bits0,

@@ -21,6 +21,14 @@
 // output channel of a convolution, depthwise included); otherwise d and xmax
 // are per tensor.
 //
+// Binary slices (1 bit), where the config allows them (signed weights): a
+// slice with no levels, round(xmax / d) = 0 (d > 2 xmax), is sign x scale,
+//   Q(x) = xmax (x >= 0) or -xmax (x < 0),
+// with dL/dx = g inside [-xmax, xmax], dL/dxmax = sum g sign(x) and
+// dL/dd = 0; the bit-width formula gives 1 bit for it. Only the projection
+// onto a budget makes a slice binary (the learned step never reaches it:
+// the constraints keep d < xmax), and the constraints keep it binary.
+//
 // Errors throw c10::Error (callers guard with CallTorch).
 
 #include <ATen/core/Tensor.h>
@@ -32,6 +40,9 @@ struct QuantizerConfig {
   bool is_weight = true;  // weights: element-wise scaling; else inverse tanh
   int min_bits = 1;
   int max_bits = 8;  // what the bit packing supports
+  // Signed weights: slices may be binary (above). Off: a signed slice's
+  // floor is 2 bits (-d, 0, d).
+  bool binary_slices = true;
   double delta = 5e-3;
   double alpha = 1.9;
   // Constraints enforced after each update (design 4.1).
@@ -53,13 +64,21 @@ at::Tensor Quantize(const at::Tensor& x, const at::Tensor& d, const at::Tensor& 
 at::Tensor BitWidths(const at::Tensor& d, const at::Tensor& xmax,
                      const QuantizerConfig& config);
 
+// Whether the config allows binary slices, and which slices are binary.
+bool AllowsBinary(const QuantizerConfig& config);
+at::Tensor BinarySlices(const at::Tensor& d, const at::Tensor& xmax);
+// The smallest bit-width a slice of this quantizer may have: 1 for binary
+// weights and unsigned activations, 2 for other signed quantizers.
+int FloorBits(const QuantizerConfig& config);
+
 // Integer bit-widths for reporting and for packing.
 std::vector<int> IntegerBitWidths(const at::Tensor& d, const at::Tensor& xmax,
                                   const QuantizerConfig& config);
 
 // Enforces d < xmax, d in [d_min, d_max], xmax in [xmax_min, xmax_max], and
 // at most max_bits (d >= xmax / levels(max_bits)), in place, without
-// recording gradients.
+// recording gradients. A binary slice keeps xmax in its range and d above
+// 2 xmax (it stays binary).
 void ConstrainQuantizer(at::Tensor& d, at::Tensor& xmax, const QuantizerConfig& config);
 
 // Initialisation (design 4.1). Weights, per slice along dimension 0 when

@@ -146,6 +146,7 @@ TEST(QuantizerTest, GradientModificationGoldenValues) {
 
 TEST(QuantizerTest, ConstraintsHold) {
   QuantizerConfig config = WeightQuantizerConfig();
+  config.binary_slices = false;  // else slice 0 (xmax / d < 0.5) is binary
   at::Tensor d = at::tensor({2.0f, 1e-6f, 0.3f});
   at::Tensor xmax = at::tensor({0.5f, 300.0f, 0.2f});
   ConstrainQuantizer(d, xmax, config);
@@ -161,6 +162,46 @@ TEST(QuantizerTest, ConstraintsHold) {
   QuantizerConfig act = ActivationQuantizerConfig(false);
   ConstrainQuantizer(ud, ux, act);
   EXPECT_EQ(IntegerBitWidths(ud, ux, act)[0], 8);
+}
+
+TEST(QuantizerTest, BinarySliceIsSignTimesScale) {
+  // Slice 0 binary (xmax / d = 0.2 rounds to no levels), slice 1 ternary.
+  const QuantizerConfig config = WeightQuantizerConfig();
+  at::Tensor d = at::tensor({1.0f, 0.2f}).requires_grad_(true);
+  at::Tensor xmax = at::tensor({0.2f, 0.2f}).requires_grad_(true);
+  at::Tensor x = at::tensor({0.3f, -0.1f, 0.0f, 0.05f, 0.3f, -0.15f, 0.0f, 0.05f})
+                     .reshape({2, 4})
+                     .requires_grad_(true);
+  const at::Tensor q = Quantize(x, d, xmax, config);
+  const std::vector<float> want = {0.2f, -0.2f, 0.2f, 0.2f, 0.2f, -0.2f, 0.0f, 0.0f};
+  for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(q.reshape({-1})[i].item<float>(), want[i]) << i;
+  EXPECT_EQ(IntegerBitWidths(d, xmax, config), (std::vector<int>{1, 2}));
+  const at::Tensor g = at::tensor({0.1f, 0.2f, 0.3f, 0.4f, 0.1f, 0.2f, 0.3f, 0.4f}).reshape({2, 4});
+  q.backward(g);
+  // Straight through inside [-xmax, xmax], nothing above it.
+  EXPECT_FLOAT_EQ(x.grad()[0][0].item<float>(), 0.0f);
+  EXPECT_FLOAT_EQ(x.grad()[0][1].item<float>(), 0.2f);
+  EXPECT_FLOAT_EQ(x.grad()[0][3].item<float>(), 0.4f);
+  // The scale's gradient: sum g sign(x) = 0.1 - 0.2 + 0.3 + 0.4; the step's: 0.
+  EXPECT_NEAR(xmax.grad()[0].item<float>(), 0.6f, 1e-6);
+  EXPECT_FLOAT_EQ(d.grad()[0].item<float>(), 0.0f);
+  EXPECT_NE(d.grad()[1].item<float>(), 0.0f);
+  // The constraints keep it binary and its scale where it was.
+  at::Tensor cd = d.detach().clone(), cx = xmax.detach().clone();
+  ConstrainQuantizer(cd, cx, config);
+  EXPECT_FLOAT_EQ(cx[0].item<float>(), 0.2f);
+  EXPECT_EQ(IntegerBitWidths(cd, cx, config), (std::vector<int>{1, 2}));
+  EXPECT_EQ(FloorBits(config), 1);
+  // Without binary slices the same parameters are a ternary slice again.
+  QuantizerConfig no_binary = config;
+  no_binary.binary_slices = false;
+  EXPECT_EQ(FloorBits(no_binary), 2);
+  ConstrainQuantizer(cd, cx, no_binary);
+  EXPECT_EQ(IntegerBitWidths(cd, cx, no_binary)[0], 2);
+  EXPECT_EQ(Quantize(x.detach(), cd, cx, no_binary)[0][1].item<float>(), 0.0f);
+  // Activations are never binary: their floor is 1 bit unsigned, 2 signed.
+  EXPECT_EQ(FloorBits(ActivationQuantizerConfig(false)), 1);
+  EXPECT_EQ(FloorBits(ActivationQuantizerConfig(true)), 2);
 }
 
 TEST(QuantizerTest, Initialisation) {

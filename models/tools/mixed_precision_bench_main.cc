@@ -161,10 +161,12 @@ absl::Status Run() {
         ASSIGN_OR_RETURN(const PhaseReport tuned, RunPhase(net, train, config));
         std::fprintf(stderr,
                      "  learned: W %.2f bits, A %.2f bits%s; the projection took %d weight and %d "
-                     "activation bits\n",
+                     "activation bits and gave back %d and %d: W %.2f, A %.2f bits\n",
                      learned.size.mean_weight_bits, learned.size.mean_activation_bits,
                      learned.restored_best ? " (best state within budget)" : "",
-                     tuned.projected_weight_bits, tuned.projected_activation_bits);
+                     tuned.projected_weight_bits, tuned.projected_activation_bits,
+                     tuned.refilled_weight_bits, tuned.refilled_activation_bits,
+                     tuned.size.mean_weight_bits, tuned.size.mean_activation_bits);
       }
       ASSIGN_OR_RETURN(r.accuracy, EvaluateQuant(net, test));
       r.size = net.Size();
