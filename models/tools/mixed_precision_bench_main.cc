@@ -52,6 +52,8 @@ ABSL_FLAG(std::string, budgets, "2,3,4",
 ABSL_FLAG(std::string, uniform, "2,3,4,8", "bit-widths of the uniform runs");
 ABSL_FLAG(bool, project_first, false,
           "learned runs: project onto the budget before the learn phase (always before finetune)");
+ABSL_FLAG(bool, binary_slices, true,
+          "weight slices may be binary (1 bit, sign x scale); false: signed slices keep 2 bits");
 ABSL_FLAG(int, seeds, 3, "seeds per point (mean and standard deviation over them)");
 ABSL_FLAG(int, threads, 2, "intra-op threads");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON, CSV and SVG go");
@@ -131,6 +133,7 @@ absl::Status Run() {
       const auto start = std::chrono::steady_clock::now();
       QuantNetOptions net_options;
       net_options.seed = static_cast<uint64_t>(seed);
+      net_options.weight_config.binary_slices = absl::GetFlag(FLAGS_binary_slices);
       QuantNet net(arch, net_options);
       PhaseConfig config;
       config.batch_size = batch;
@@ -191,11 +194,14 @@ absl::Status Run() {
 
   std::printf("\n%s on Fashion-MNIST, %d steps each (learned: %d pretrain 8-bit, %d learn, "
               "%d finetune), batch %d; %d seeds per point, mean +- standard deviation; %s "
-              "accounting, %s penalty (lambda %g), quantizer updates every %d step(s) in %s\n\n",
+              "accounting, %s penalty (lambda %g), quantizer updates every %d step(s) in %s, "
+              "%s\n\n",
               arch.name.c_str(), pre + learn + fine, pre, learn, fine, batch, seeds,
               SizeAccountingName(arch.accounting), PenaltyFormName(form), lambda,
               absl::GetFlag(FLAGS_quantizer_every),
-              absl::GetFlag(FLAGS_quantizer_log_scale) ? "log scale" : "linear scale");
+              absl::GetFlag(FLAGS_quantizer_log_scale) ? "log scale" : "linear scale",
+              absl::GetFlag(FLAGS_binary_slices) ? "binary weight slices allowed"
+                                                 : "signed weight slices of at least 2 bits");
   std::printf("%-14s %13s %13s %17s %10s %17s %7s\n", "run", "w bits", "a bits", "W+A kB",
               "(W+A)/8b", "accuracy", "budget");
   std::ostringstream csv, json;
