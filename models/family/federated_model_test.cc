@@ -157,6 +157,32 @@ TEST(FederatedModelTest, FrozenCodingsCoverEveryWeightShard) {
   }
 }
 
+TEST(FederatedModelTest, ABinarySliceGoesDownAsSignsTimesItsScale) {
+  // fc1 of fmnist-cnn made a binary slice (step 0.2 > 2 x range 0.05).
+  std::unique_ptr<FederatedModel> cnn = Make("fmnist-cnn", {1, 28, 28}, 10);
+  std::vector<ModelShard> shards = cnn->ExportShards();
+  std::vector<float> weights;
+  for (ModelShard& s : shards) {
+    if (s.name == "fc1.w_step") s.values = {0.2f};
+    if (s.name == "fc1.w_range") s.values = {0.05f};
+    if (s.name == "fc1.weight") weights = s.values;
+  }
+  ASSERT_TRUE(cnn->ImportShards(shards).ok());
+  ASSERT_FALSE(weights.empty());
+  const FrozenCoding coding = cnn->FrozenCodings().at("fc1.weight");
+  ASSERT_EQ(coding.slices.size(), 1u);
+  EXPECT_EQ(coding.slices[0].bits, 1);
+  WireTensor t;
+  t.shape = {128, static_cast<uint32_t>(weights.size() / 128)};
+  ASSERT_TRUE(EncodeFrozen(weights, coding, &t).ok());
+  EXPECT_EQ(t.payload.size(), (weights.size() + 7) / 8);
+  std::vector<float> back(weights.size());
+  ASSERT_TRUE(DecodeTensor(t, absl::MakeSpan(back)).ok());
+  for (size_t i = 0; i < weights.size(); ++i) {
+    ASSERT_FLOAT_EQ(back[i], weights[i] >= 0 ? 0.05f : -0.05f) << i;
+  }
+}
+
 TEST(FederatedModelTest, BinaryExportPacksOneBitWeightsAndPredictsTheSame) {
   const InputShape input{1, 28, 28};
   std::unique_ptr<FederatedModel> model = Make("mlp", input, 4);
