@@ -14,7 +14,7 @@
 #include "common/io/log_text.h"
 #include "common/status/reject_reason.h"
 #include "common/wire/wire_codec.h"
-#include "coordinator/sender.h"
+#include "coordinator/agent_desk.h"
 
 namespace fedge {
 namespace {
@@ -318,81 +318,58 @@ void RelayService::MaybeFinish(absl::Time now) {
 void RelayService::Dispatch(const Packet& p, absl::Time now) {
   ++counters_.messages_in;
   for (const std::string& f : p.frames) counters_.bytes_in += static_cast<int64_t>(f.size());
-  absl::StatusOr<Message> m = DecodeMessage(p.frames);
-  if (!m.ok()) {
-    ++counters_.malformed;
-    Refuse(p.peer, RejectReason::kMalformedMessage, std::string(m.status().message()), now);
-    return;
-  }
-  if (absl::Status sender = CheckSender(p, *m); !sender.ok()) {
-    Refuse(p.peer, RejectReason::kIdentityMismatch, std::string(sender.message()), now);
-    return;
-  }
-  const std::string& device = m->device_id;
-  if (const auto* reg = std::get_if<Register>(&m->body)) {
-    if (reg->relay) {
-      Refuse(p.peer, RejectReason::kWrongRole,
-             absl::StrCat("'", device, "' registered as a relay: relays connect to the root"), now);
-      return;
-    }
-    absl::StatusOr<Welcome> w = registry_.OnRegister(device, p.authenticated_id, *reg, now, p.peer);
-    if (!w.ok()) {
-      Refuse(p.peer, RejectReason::kRegistration, std::string(w.status().message()), now);
-      return;
-    }
-    Log(absl::StrCat(device, " registered: ", reg->samples, " samples"));
-    SendDown(p.peer, w->session_id, *w);
+  AgentDeskHooks hooks;
+  hooks.refuse = [&](const std::string& peer, RejectReason reason, const std::string& text) {
+    Refuse(peer, reason, text, now);
+  };
+  hooks.send = [&](const std::string& peer, uint64_t session, Body body) {
+    SendDown(peer, session, std::move(body));
+  };
+  hooks.on_register = [&](const Packet& packet, const Message& m, const Register& reg) {
+    OnRegister(packet, m, reg, now);
+  };
+  hooks.on_result = [&](const std::string& peer, const Message& m, const TaskResult& result) {
+    OnResult(peer, m, result);
+  };
+  hooks.on_failed = [&](const std::string& device, const TaskFailed& failed) {
+    Log(absl::StrCat(device, " failed task ", failed.task_id, ": ", LogText(failed.reason, 300)));
     if (!round_) return;
-    // Its outstanding task again on a new connection; a task of the round
-    // in flight for an agent that arrived since (failed over from another
-    // relay, or new).
-    auto given = round_->task_of.find(device);
-    if (given == round_->task_of.end()) {
-      GiveTask(device);
-      return;
+    auto it = round_->tasks.find(failed.task_id);
+    if (it != round_->tasks.end() && it->second.device == device && !it->second.answered) {
+      OnAnswered(&it->second, /*failed=*/true);
     }
-    const Local& local = round_->tasks.at(given->second);
-    if (!local.answered && reg->new_connection && reg->has_task != given->second) {
-      const AgentRecord* agent = registry_.Find(device);
-      SendDown(agent->route, agent->session_id, LocalTask(given->second));
-    }
+  };
+  HandleAgentMessage(p, now, registry_, /*relay_ids=*/nullptr, hooks, &counters_.malformed);
+}
+
+void RelayService::OnRegister(const Packet& p, const Message& m, const Register& reg,
+                              absl::Time now) {
+  const std::string& device = m.device_id;
+  if (reg.relay) {
+    Refuse(p.peer, RejectReason::kWrongRole,
+           absl::StrCat("'", device, "' registered as a relay: relays connect to the root"), now);
     return;
   }
-  const AgentRecord* agent = registry_.Find(device);
-  if (agent == nullptr) {
-    Refuse(p.peer, RejectReason::kUnknownSession,
-           absl::StrCat("unknown device '", device, "': register first"), now);
+  absl::StatusOr<Welcome> w = registry_.OnRegister(device, p.authenticated_id, reg, now, p.peer);
+  if (!w.ok()) {
+    Refuse(p.peer, RejectReason::kRegistration, std::string(w.status().message()), now);
     return;
   }
-  const bool current = agent->session_id == m->session_id;
-  if (current) (void)registry_.OnHeard(device, m->session_id, now);
-  if (const auto* result = std::get_if<TaskResult>(&m->body)) {
-    OnResult(p.peer, *m, *result);
+  Log(absl::StrCat(device, " registered: ", reg.samples, " samples"));
+  SendDown(p.peer, w->session_id, *w);
+  if (!round_) return;
+  // Its outstanding task again on a new connection; a task of the round
+  // in flight for an agent that arrived since (failed over from another
+  // relay, or new).
+  auto given = round_->task_of.find(device);
+  if (given == round_->task_of.end()) {
+    GiveTask(device);
     return;
   }
-  if (const auto* failed = std::get_if<TaskFailed>(&m->body)) {
-    Log(absl::StrCat(device, " failed task ", failed->task_id, ": ", LogText(failed->reason, 300)));
-    if (round_) {
-      auto it = round_->tasks.find(failed->task_id);
-      if (it != round_->tasks.end() && it->second.device == device && !it->second.answered) {
-        OnAnswered(&it->second, /*failed=*/true);
-      }
-    }
-    return;
-  }
-  if (!current) {
-    Refuse(p.peer, RejectReason::kUnknownSession,
-           absl::StrCat("session ", m->session_id, " of '", device,
-                        "' is not current: register again"),
-           now);
-    return;
-  }
-  if (const auto* hb = std::get_if<Heartbeat>(&m->body)) {
-    (void)registry_.OnHeartbeat(device, m->session_id, *hb, now);
-    SendDown(p.peer, m->session_id, NoTask{1000});
-  } else {
-    Refuse(p.peer, RejectReason::kNotForCoordinator,
-           absl::StrCat(BodyName(m->body), " is not a message an agent sends"), now);
+  const Local& local = round_->tasks.at(given->second);
+  if (!local.answered && reg.new_connection && reg.has_task != given->second) {
+    const AgentRecord* agent = registry_.Find(device);
+    SendDown(agent->route, agent->session_id, LocalTask(given->second));
   }
 }
 

@@ -112,6 +112,7 @@ class RelayService {
   void Refuse(const std::string& peer, RejectReason reason, const std::string& message,
               absl::Time now);
   void Dispatch(const Packet& packet, absl::Time now);
+  void OnRegister(const Packet& packet, const Message& m, const Register& reg, absl::Time now);
   void OnResult(const std::string& route, const Message& m, const TaskResult& result);
   void OnAnswered(Local* local, bool failed);
   void StartRound(Task task, absl::Time now);

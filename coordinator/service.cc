@@ -8,7 +8,7 @@
 #include "common/codec/update_codec.h"
 #include "common/wire/wire_codec.h"
 #include "coordinator/checkpoint.h"
-#include "coordinator/sender.h"
+#include "coordinator/agent_desk.h"
 
 namespace fedge {
 namespace {
@@ -128,110 +128,85 @@ void CoordinatorService::OnResult(const std::string& route, const Message& m,
 void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
   ++counters_.messages;
   for (const std::string& f : p.frames) counters_.bytes_in += static_cast<int64_t>(f.size());
-  absl::StatusOr<Message> m = DecodeMessage(p.frames);
-  if (!m.ok()) {
-    ++counters_.malformed;
-    Refuse(p.peer, RejectReason::kMalformedMessage, std::string(m.status().message()), now);
-    return;
-  }
-  const std::set<std::string>* relay_ids = options_.relay_ids ? &*options_.relay_ids : nullptr;
-  if (absl::Status sender = CheckSender(p, *m, relay_ids); !sender.ok()) {
-    Refuse(p.peer, RejectReason::kIdentityMismatch, std::string(sender.message()), now);
-    return;
-  }
-  const std::string& device = m->device_id;  // checked: [A-Za-z0-9._:-]{1,64}
-  if (const auto* reg = std::get_if<Register>(&m->body)) {
-    if (options_.relay_ids) {
-      // Under the key's id (a pool's relays register as "<pool>.<name>").
-      const std::string& enrolled = p.authenticated_id.empty() ? device : p.authenticated_id;
-      const bool enrolled_relay = options_.relay_ids->count(enrolled) != 0;
-      if (enrolled_relay != reg->relay.has_value()) {
-        Refuse(p.peer, RejectReason::kWrongRole,
-               enrolled_relay ? absl::StrCat("'", device, "' is enrolled as a relay: it cannot "
-                                             "register as an agent")
-                              : absl::StrCat("'", device, "' is not enrolled as a relay: it "
-                                             "cannot register as one"),
-               now);
-        return;
-      }
-    }
-    // CheckSender vouched for the id (a pool relay's name included).
-    absl::StatusOr<Welcome> w = registry_.OnRegister(
-        device, p.authenticated_id.empty() ? "" : device, *reg, now, p.peer);
-    if (!w.ok()) {
-      Refuse(p.peer, RejectReason::kRegistration, std::string(w.status().message()), now);
-      return;
-    }
-    if (options_.log) {
-      std::string plan = "trains every layer";
-      if (options_.planner) {
-        const AgentRecord* agent = registry_.Find(device);
-        std::optional<ShardPlan> p = agent != nullptr ? options_.planner(*agent) : std::nullopt;
-        plan = !p ? "cannot train within its budget: it will not be given tasks"
-                  : absl::StrCat("trains layers ", p->trainable_from, "+",
-                                 p->batch_size > 0 ? absl::StrCat(" at batch ", p->batch_size) : "");
-      }
-      std::fprintf(stderr, "[coordinator] %s registered%s: %.0f MB budget, %llu samples; %s\n",
-                   device.c_str(),
-                   reg->relay ? absl::StrCat(" as a relay of ", reg->relay->agents, " agents").c_str()
-                              : "",
-                   reg->memory_budget_bytes / 1048576.0,
-                   static_cast<unsigned long long>(reg->samples), plan.c_str());
-    }
-    Send(p.peer, w->session_id, *w);
-    // A task is never lost to a re-registration: an agent on a new
-    // connection (it restarted, or its link was re-established, losing what
-    // was queued) that does not hold its outstanding task gets it again. On
-    // the same connection the task is still on its way (a slow link), and
-    // sending it again would only queue a second copy behind the first.
-    if (std::optional<Task> task = engine_.OutstandingTask(device);
-        task && reg->new_connection && task->task_id != reg->has_task) {
-      ++counters_.tasks_resent;
-      if (options_.log) {
-        std::fprintf(stderr, "[coordinator] %s registered again: sending task %llu again\n",
-                     device.c_str(), static_cast<unsigned long long>(task->task_id));
-      }
-      SendTask(device, std::move(*task));
-    }
-    return;
-  }
-  const AgentRecord* agent = registry_.Find(device);
-  if (agent == nullptr) {
-    Refuse(p.peer, RejectReason::kUnknownSession,
-           absl::StrCat("unknown device '", device, "': register first"), now);
-    return;
-  }
-  const bool current = agent->session_id == m->session_id;
-  if (current) (void)registry_.OnHeard(device, m->session_id, now);
-  // Results and failures are bound to the device (its key, with CURVE) and
-  // the task, not to the session: a result computed across a
-  // re-registration still counts.
-  if (const auto* result = std::get_if<TaskResult>(&m->body)) {
-    OnResult(p.peer, *m, *result);
-    return;
-  }
-  if (const auto* failed = std::get_if<TaskFailed>(&m->body)) {
+  AgentDeskHooks hooks;
+  hooks.refuse = [&](const std::string& peer, RejectReason reason, const std::string& text) {
+    Refuse(peer, reason, text, now);
+  };
+  hooks.send = [&](const std::string& peer, uint64_t session, Body body) {
+    Send(peer, session, std::move(body));
+  };
+  hooks.on_register = [&](const Packet& packet, const Message& m, const Register& reg) {
+    OnRegister(packet, m, reg, now);
+  };
+  hooks.on_result = [&](const std::string& peer, const Message& m, const TaskResult& result) {
+    OnResult(peer, m, result);
+  };
+  hooks.on_failed = [&](const std::string& device, const TaskFailed& failed) {
     if (options_.log) {
       std::fprintf(stderr, "[coordinator] %s failed task %llu: %s\n", device.c_str(),
-                   static_cast<unsigned long long>(failed->task_id),
-                   LogText(failed->reason, 300).c_str());
+                   static_cast<unsigned long long>(failed.task_id),
+                   LogText(failed.reason, 300).c_str());
     }
-    engine_.OnFailed(device, *failed);
+    engine_.OnFailed(device, failed);
+  };
+  HandleAgentMessage(p, now, registry_, options_.relay_ids ? &*options_.relay_ids : nullptr,
+                     hooks, &counters_.malformed);
+}
+
+void CoordinatorService::OnRegister(const Packet& p, const Message& m, const Register& reg,
+                                    absl::Time now) {
+  const std::string& device = m.device_id;
+  if (options_.relay_ids) {
+    // Under the key's id (a pool's relays register as "<pool>.<name>").
+    const std::string& enrolled = p.authenticated_id.empty() ? device : p.authenticated_id;
+    const bool enrolled_relay = options_.relay_ids->count(enrolled) != 0;
+    if (enrolled_relay != reg.relay.has_value()) {
+      Refuse(p.peer, RejectReason::kWrongRole,
+             enrolled_relay ? absl::StrCat("'", device, "' is enrolled as a relay: it cannot "
+                                           "register as an agent")
+                            : absl::StrCat("'", device, "' is not enrolled as a relay: it "
+                                           "cannot register as one"),
+             now);
+      return;
+    }
+  }
+  // CheckSender vouched for the id (a pool relay's name included).
+  absl::StatusOr<Welcome> w = registry_.OnRegister(
+      device, p.authenticated_id.empty() ? "" : device, reg, now, p.peer);
+  if (!w.ok()) {
+    Refuse(p.peer, RejectReason::kRegistration, std::string(w.status().message()), now);
     return;
   }
-  if (!current) {
-    Refuse(p.peer, RejectReason::kUnknownSession,
-           absl::StrCat("session ", m->session_id, " of '", device,
-                        "' is not current: register again"),
-           now);
-    return;
+  if (options_.log) {
+    std::string plan = "trains every layer";
+    if (options_.planner) {
+      const AgentRecord* agent = registry_.Find(device);
+      std::optional<ShardPlan> p = agent != nullptr ? options_.planner(*agent) : std::nullopt;
+      plan = !p ? "cannot train within its budget: it will not be given tasks"
+                : absl::StrCat("trains layers ", p->trainable_from, "+",
+                               p->batch_size > 0 ? absl::StrCat(" at batch ", p->batch_size) : "");
+    }
+    std::fprintf(stderr, "[coordinator] %s registered%s: %.0f MB budget, %llu samples; %s\n",
+                 device.c_str(),
+                 reg.relay ? absl::StrCat(" as a relay of ", reg.relay->agents, " agents").c_str()
+                            : "",
+                 reg.memory_budget_bytes / 1048576.0,
+                 static_cast<unsigned long long>(reg.samples), plan.c_str());
   }
-  if (const auto* hb = std::get_if<Heartbeat>(&m->body)) {
-    (void)registry_.OnHeartbeat(device, m->session_id, *hb, now);
-    Send(p.peer, m->session_id, NoTask{1000});
-  } else {
-    Refuse(p.peer, RejectReason::kNotForCoordinator,
-           absl::StrCat(BodyName(m->body), " is not a message an agent sends"), now);
+  Send(p.peer, w->session_id, *w);
+  // A task is never lost to a re-registration: an agent on a new
+  // connection (it restarted, or its link was re-established, losing what
+  // was queued) that does not hold its outstanding task gets it again. On
+  // the same connection the task is still on its way (a slow link), and
+  // sending it again would only queue a second copy behind the first.
+  if (std::optional<Task> task = engine_.OutstandingTask(device);
+      task && reg.new_connection && task->task_id != reg.has_task) {
+    ++counters_.tasks_resent;
+    if (options_.log) {
+      std::fprintf(stderr, "[coordinator] %s registered again: sending task %llu again\n",
+                   device.c_str(), static_cast<unsigned long long>(task->task_id));
+    }
+    SendTask(device, std::move(*task));
   }
 }
 
