@@ -9,18 +9,15 @@
 // to the session, so a result computed across a re-registration still
 // counts; heartbeats in the current session are answered with NoTask;
 // anything else is refused. What differs between the services goes through
-// hooks: registration (roles, logging, a task sent again), results and
-// failures.
+// the services' overrides: registration (roles, logging, a task sent
+// again), results and failures.
 //
-//   AgentDeskHooks hooks;
-//   hooks.refuse = [&](const std::string& peer, RejectReason r, const std::string& text) {...};
-//   ...
-//   HandleAgentMessage(packet, now, registry, relay_ids, hooks, &malformed);
+//   class CoordinatorService : private AgentDesk { ... };
+//   HandleAgentMessage(packet, now, registry_, relay_ids, &counters_.malformed);
 //
-// Plain function; called from a service's one loop.
+// Called from a service's one loop; not thread-safe.
 
 #include <cstdint>
-#include <functional>
 #include <set>
 #include <string>
 
@@ -32,27 +29,29 @@
 
 namespace fedge {
 
-struct AgentDeskHooks {
-  // Answers `peer` with a Reject saying `text`.
-  std::function<void(const std::string& peer, RejectReason reason, const std::string& text)>
-      refuse;
-  // Sends `body` to `peer` in `session`.
-  std::function<void(const std::string& peer, uint64_t session, Body body)> send;
-  // A Register whose sender checked out (the hook applies roles and the
-  // registry, and answers).
-  std::function<void(const Packet& packet, const Message& m, const Register& reg)> on_register;
-  std::function<void(const std::string& peer, const Message& m, const TaskResult& result)>
-      on_result;
-  std::function<void(const std::string& device, const TaskFailed& failed)> on_failed;
-};
+class AgentDesk {
+ public:
+  virtual ~AgentDesk() = default;
 
-// Decodes and handles one packet from an agent (or, at the root, a relay).
-// A message that does not decode is refused and counted in `*malformed`.
-// `relay_ids`: the ids enrolled as relays, as CheckSender takes them (null:
-// none).
-void HandleAgentMessage(const Packet& packet, absl::Time now, Registry& registry,
-                        const std::set<std::string>* relay_ids, const AgentDeskHooks& hooks,
-                        int64_t* malformed);
+ protected:
+  // Decodes and handles one packet from an agent (or, at the root, a
+  // relay). A message that does not decode is refused and counted in
+  // `*malformed`. `relay_ids`: the ids enrolled as relays, as CheckSender
+  // takes them (null: none).
+  void HandleAgentMessage(const Packet& packet, absl::Time now, Registry& registry,
+                          const std::set<std::string>* relay_ids, int64_t* malformed);
+
+  // Answers `peer` with a Reject saying `text`.
+  virtual void Refuse(const std::string& peer, RejectReason reason, const std::string& text,
+                      absl::Time now) = 0;
+  // Sends `body` to the agent at `peer` in `session`.
+  virtual void SendToAgent(const std::string& peer, uint64_t session, Body body) = 0;
+  // A Register whose sender checked out: roles, the registry, the answer.
+  virtual void OnRegister(const Packet& packet, const Message& m, const Register& reg,
+                          absl::Time now) = 0;
+  virtual void OnResult(const std::string& peer, const Message& m, const TaskResult& result) = 0;
+  virtual void OnFailed(const std::string& device, const TaskFailed& failed) = 0;
+};
 
 }  // namespace fedge
 

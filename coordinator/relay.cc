@@ -318,28 +318,20 @@ void RelayService::MaybeFinish(absl::Time now) {
 void RelayService::Dispatch(const Packet& p, absl::Time now) {
   ++counters_.messages_in;
   for (const std::string& f : p.frames) counters_.bytes_in += static_cast<int64_t>(f.size());
-  AgentDeskHooks hooks;
-  hooks.refuse = [&](const std::string& peer, RejectReason reason, const std::string& text) {
-    Refuse(peer, reason, text, now);
-  };
-  hooks.send = [&](const std::string& peer, uint64_t session, Body body) {
-    SendDown(peer, session, std::move(body));
-  };
-  hooks.on_register = [&](const Packet& packet, const Message& m, const Register& reg) {
-    OnRegister(packet, m, reg, now);
-  };
-  hooks.on_result = [&](const std::string& peer, const Message& m, const TaskResult& result) {
-    OnResult(peer, m, result);
-  };
-  hooks.on_failed = [&](const std::string& device, const TaskFailed& failed) {
-    Log(absl::StrCat(device, " failed task ", failed.task_id, ": ", LogText(failed.reason, 300)));
-    if (!round_) return;
-    auto it = round_->tasks.find(failed.task_id);
-    if (it != round_->tasks.end() && it->second.device == device && !it->second.answered) {
-      OnAnswered(&it->second, /*failed=*/true);
-    }
-  };
-  HandleAgentMessage(p, now, registry_, /*relay_ids=*/nullptr, hooks, &counters_.malformed);
+  HandleAgentMessage(p, now, registry_, /*relay_ids=*/nullptr, &counters_.malformed);
+}
+
+void RelayService::SendToAgent(const std::string& peer, uint64_t session, Body body) {
+  SendDown(peer, session, std::move(body));
+}
+
+void RelayService::OnFailed(const std::string& device, const TaskFailed& failed) {
+  Log(absl::StrCat(device, " failed task ", failed.task_id, ": ", LogText(failed.reason, 300)));
+  if (!round_) return;
+  auto it = round_->tasks.find(failed.task_id);
+  if (it != round_->tasks.end() && it->second.device == device && !it->second.answered) {
+    OnAnswered(&it->second, /*failed=*/true);
+  }
 }
 
 void RelayService::OnRegister(const Packet& p, const Message& m, const Register& reg,

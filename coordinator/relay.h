@@ -45,6 +45,7 @@
 #include "common/wire/messages.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/peer_limiter.h"
+#include "coordinator/agent_desk.h"
 #include "coordinator/registry.h"
 #include "device_agent/session.h"
 
@@ -76,7 +77,7 @@ struct RelayCounters {
   std::map<std::string, int64_t> rejections;  // by ReasonLabel
 };
 
-class RelayService {
+class RelayService : private AgentDesk {
  public:
   // Both transports must outlive the service.
   RelayService(RelayOptions options, Transport* upstream, Transport* downstream);
@@ -110,10 +111,13 @@ class RelayService {
   void SendDown(const std::string& peer, uint64_t session, Body body);
   void SendUp(const Message& m);
   void Refuse(const std::string& peer, RejectReason reason, const std::string& message,
-              absl::Time now);
+              absl::Time now) override;
   void Dispatch(const Packet& packet, absl::Time now);
-  void OnRegister(const Packet& packet, const Message& m, const Register& reg, absl::Time now);
-  void OnResult(const std::string& route, const Message& m, const TaskResult& result);
+  void OnRegister(const Packet& packet, const Message& m, const Register& reg,
+                  absl::Time now) override;
+  void SendToAgent(const std::string& peer, uint64_t session, Body body) override;
+  void OnFailed(const std::string& device, const TaskFailed& failed) override;
+  void OnResult(const std::string& route, const Message& m, const TaskResult& result) override;
   void OnAnswered(Local* local, bool failed);
   void StartRound(Task task, absl::Time now);
   // The round's task as agent task `task_id` gets it.

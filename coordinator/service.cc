@@ -128,29 +128,21 @@ void CoordinatorService::OnResult(const std::string& route, const Message& m,
 void CoordinatorService::Dispatch(const Packet& p, absl::Time now) {
   ++counters_.messages;
   for (const std::string& f : p.frames) counters_.bytes_in += static_cast<int64_t>(f.size());
-  AgentDeskHooks hooks;
-  hooks.refuse = [&](const std::string& peer, RejectReason reason, const std::string& text) {
-    Refuse(peer, reason, text, now);
-  };
-  hooks.send = [&](const std::string& peer, uint64_t session, Body body) {
-    Send(peer, session, std::move(body));
-  };
-  hooks.on_register = [&](const Packet& packet, const Message& m, const Register& reg) {
-    OnRegister(packet, m, reg, now);
-  };
-  hooks.on_result = [&](const std::string& peer, const Message& m, const TaskResult& result) {
-    OnResult(peer, m, result);
-  };
-  hooks.on_failed = [&](const std::string& device, const TaskFailed& failed) {
-    if (options_.log) {
-      std::fprintf(stderr, "[coordinator] %s failed task %llu: %s\n", device.c_str(),
-                   static_cast<unsigned long long>(failed.task_id),
-                   LogText(failed.reason, 300).c_str());
-    }
-    engine_.OnFailed(device, failed);
-  };
   HandleAgentMessage(p, now, registry_, options_.relay_ids ? &*options_.relay_ids : nullptr,
-                     hooks, &counters_.malformed);
+                     &counters_.malformed);
+}
+
+void CoordinatorService::SendToAgent(const std::string& peer, uint64_t session, Body body) {
+  Send(peer, session, std::move(body));
+}
+
+void CoordinatorService::OnFailed(const std::string& device, const TaskFailed& failed) {
+  if (options_.log) {
+    std::fprintf(stderr, "[coordinator] %s failed task %llu: %s\n", device.c_str(),
+                 static_cast<unsigned long long>(failed.task_id),
+                 LogText(failed.reason, 300).c_str());
+  }
+  engine_.OnFailed(device, failed);
 }
 
 void CoordinatorService::OnRegister(const Packet& p, const Message& m, const Register& reg,

@@ -28,6 +28,7 @@
 #include "common/status/reject_reason.h"
 #include "coordinator/model_state.h"
 #include "coordinator/peer_limiter.h"
+#include "coordinator/agent_desk.h"
 #include "coordinator/registry.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/server_optimizer.h"
@@ -93,7 +94,7 @@ struct ServiceCounters {
 inline constexpr const char* kDropReasons[] = {"peer_queue_full", "peer_unreachable",
                                                "rate_limited", "encode_failed"};
 
-class CoordinatorService {
+class CoordinatorService : private AgentDesk {
  public:
   using RoundCallback = std::function<void(const RoundReport&, const ModelState&)>;
 
@@ -113,10 +114,13 @@ class CoordinatorService {
   // Counts the refusal under `reason`, then answers with a Reject and logs
   // it unless the peer is past its allowance.
   void Refuse(const std::string& peer, RejectReason reason, const std::string& message,
-              absl::Time now);
+              absl::Time now) override;
   void Dispatch(const Packet& packet, absl::Time now);
-  void OnRegister(const Packet& packet, const Message& m, const Register& reg, absl::Time now);
-  void OnResult(const std::string& route, const Message& m, const TaskResult& result);
+  void OnRegister(const Packet& packet, const Message& m, const Register& reg,
+                  absl::Time now) override;
+  void SendToAgent(const std::string& peer, uint64_t session, Body body) override;
+  void OnFailed(const std::string& device, const TaskFailed& failed) override;
+  void OnResult(const std::string& route, const Message& m, const TaskResult& result) override;
   void SendTask(const std::string& device, Task task);
   void StartRound(absl::Time now);
   absl::Status FinishRound(absl::Time now);
