@@ -80,7 +80,8 @@ ABSL_FLAG(int, send_queue, 1000, "messages queued per agent before replies to it
 ABSL_FLAG(std::string, server_optimizer, "fedavg",
           "fedavg, fedavgm (server momentum) or fedadam");
 ABSL_FLAG(double, server_lr, 0,
-          "server learning rate (0: the optimizer's default, 1 for fedavgm, 0.01 for fedadam)");
+          "server learning rate (0: the optimizer's default, 1 for fedavg and fedavgm, 0.01 for "
+          "fedadam)");
 ABSL_FLAG(double, server_momentum, 0.9, "fedavgm's server momentum, in [0, 1)");
 ABSL_FLAG(int, heartbeat_ms, 1000, "agents' heartbeat interval");
 ABSL_FLAG(int, agent_timeout_s, 30, "silence after which an agent counts as dead");

@@ -22,7 +22,9 @@ absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& n
     o.kind = ServerOptimizerKind::kFedAvgM;
     o.learning_rate = learning_rate > 0 ? learning_rate : 1.0;
     o.momentum = momentum;
-  } else if (name != "fedavg") {
+  } else if (name == "fedavg") {
+    o.learning_rate = learning_rate > 0 ? learning_rate : 1.0;
+  } else {
     return absl::InvalidArgumentError(
         absl::StrCat("--server_optimizer=", name, ": expected fedavg, fedavgm or fedadam"));
   }
@@ -38,7 +40,16 @@ bool IsStatisticsShard(const std::string& name) {
 
 void ServerOptimizer::Transform(const std::vector<std::string>& names,
                                 std::vector<ShardResult>* deltas) {
-  if (options_.kind == ServerOptimizerKind::kFedAvg) return;
+  if (options_.kind == ServerOptimizerKind::kFedAvg) {
+    // The mean update times the server learning rate (1: as it is).
+    if (options_.learning_rate == 1) return;
+    for (size_t s = 0; s < deltas->size(); ++s) {
+      ShardResult& r = (*deltas)[s];
+      if (!r.updated || (s < names.size() && IsStatisticsShard(names[s]))) continue;
+      for (float& d : r.delta) d = static_cast<float>(options_.learning_rate * d);
+    }
+    return;
+  }
   m_.resize(deltas->size());
   v_.resize(deltas->size());
   for (size_t s = 0; s < deltas->size(); ++s) {

@@ -25,7 +25,9 @@ enum class ServerOptimizerKind { kFedAvg, kFedAvgM, kFedAdam };
 
 struct ServerOptimizerOptions {
   ServerOptimizerKind kind = ServerOptimizerKind::kFedAvg;
-  double learning_rate = 1e-2;  // FedAdam's; FedAvgM's server learning rate is usually 1
+  // The server learning rate: FedAvg and FedAvgM step by it times the
+  // (momentum-averaged) mean update, FedAdam by it times the normalised one.
+  double learning_rate = 1;
   double momentum = 0.9;        // FedAvgM
   double beta1 = 0.9;
   double beta2 = 0.99;
@@ -46,7 +48,7 @@ class ServerOptimizer {
 };
 
 // "fedavg", "fedavgm" or "fedadam" with a server learning rate (0: the
-// optimizer's default, 1 for FedAvgM, 1e-2 for FedAdam) and FedAvgM's
+// optimizer's default, 1 for FedAvg and FedAvgM, 1e-2 for FedAdam) and FedAvgM's
 // momentum; errors name the flag (--server_optimizer, --server_lr,
 // --server_momentum).
 absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& name,

@@ -16,6 +16,21 @@ TEST(ServerOptimizerTest, FedAvgPassesThrough) {
   EXPECT_EQ(d[0].delta, (std::vector<float>{0.5f, -2.0f}));
 }
 
+TEST(ServerOptimizerTest, FedAvgStepsByItsServerLearningRate) {
+  absl::StatusOr<ServerOptimizerOptions> o = ParseServerOptimizer("fedavg", 2, 0.9);
+  ASSERT_TRUE(o.ok());
+  ServerOptimizer opt(*o);
+  std::vector<ShardResult> d(2);
+  d[0].updated = d[1].updated = true;
+  d[0].delta = {0.5f, -2.0f};
+  d[1].delta = {0.25f};
+  opt.Transform({"fc.weight", "fc.running_mean"}, &d);
+  EXPECT_EQ(d[0].delta, (std::vector<float>{1.0f, -4.0f}));
+  EXPECT_EQ(d[1].delta, (std::vector<float>{0.25f}));  // statistics as they are
+  EXPECT_EQ(ParseServerOptimizer("fedavg", 0, 0.9)->learning_rate, 1.0);
+  EXPECT_EQ(ParseServerOptimizer("fedadam", 0, 0.9)->learning_rate, 1e-2);
+}
+
 TEST(ServerOptimizerTest, FedAdamStepsByHand) {
   ServerOptimizerOptions o;
   o.kind = ServerOptimizerKind::kFedAdam;
