@@ -84,6 +84,9 @@ ABSL_FLAG(bool, compare_uplink, true, "mixed precision: also run with fp32 uplin
 ABSL_FLAG(std::string, server_optimizer, "fedavg", "fedavg, fedavgm or fedadam");
 ABSL_FLAG(double, server_lr, 0, "server learning rate (0: the optimizer's default)");
 ABSL_FLAG(double, server_momentum, 0.9, "fedavgm's momentum");
+ABSL_FLAG(int, first_seed, 1,
+          "the first seed (seeds first_seed .. first_seed + seeds - 1: one process per seed "
+          "runs them side by side)");
 ABSL_FLAG(int, seeds, 0,
           "seeds (partition, initial model, sampling) per run, reported as mean +- standard "
           "deviation (0: 3 for mixed precision, 1 for a binary network, whose run takes ~40 min)");
@@ -337,8 +340,11 @@ absl::Status Run() {
                                                         {absl::GetFlag(FLAGS_test_samples), pad}));
   const bool binary = model.family == ModelFamily::kBinary;
   const int seeds = absl::GetFlag(FLAGS_seeds) > 0 ? absl::GetFlag(FLAGS_seeds) : binary ? 1 : 3;
-  if (seeds > 20 || absl::GetFlag(FLAGS_quantizer_every) < 1) {
-    return absl::InvalidArgumentError("--seeds at most 20, --quantizer_every at least 1");
+  const int first_seed = absl::GetFlag(FLAGS_first_seed);
+  if (seeds > 20 || absl::GetFlag(FLAGS_quantizer_every) < 1 || first_seed < 1 ||
+      first_seed > 1000) {
+    return absl::InvalidArgumentError(
+        "--seeds at most 20, --quantizer_every at least 1, --first_seed in [1, 1000]");
   }
   ASSIGN_OR_RETURN(const LrSchedule lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
   if (!binary && lr_schedule != LrSchedule::kConstant) {
@@ -364,14 +370,14 @@ absl::Status Run() {
   if (!binary && absl::GetFlag(FLAGS_compare_uplink)) {
     configs.push_back({"fp32 up, mixed down", Codec::kFp32, true});
   }
-  // runs[c][k]: configuration c, seed k + 1.
+  // runs[c][k]: configuration c, seed first_seed + k.
   std::vector<std::vector<FedResult>> runs(configs.size());
   std::vector<double> central;
   const std::string central_name = binary ? "central, standard float trainer" : "central float";
   double central_s = 0;
   int64_t samples = 0;
   for (int k = 0; k < seeds; ++k) {
-    const uint64_t seed = static_cast<uint64_t>(k + 1);
+    const uint64_t seed = static_cast<uint64_t>(first_seed + k);
     spec.seed = seed;
     ASSIGN_OR_RETURN(const auto parts, Partition(label_list, 10, spec));
     for (size_t c = 0; c < configs.size(); ++c) {
