@@ -381,8 +381,8 @@ absl::Status Run() {
     spec.seed = seed;
     ASSIGN_OR_RETURN(const auto parts, Partition(label_list, 10, spec));
     for (size_t c = 0; c < configs.size(); ++c) {
-      std::fprintf(stderr, "federated %s: %s, seed %llu of %d\n", model.name.c_str(),
-                   configs[c].label.c_str(), static_cast<unsigned long long>(seed), seeds);
+      std::fprintf(stderr, "federated %s: %s, seed %llu (%d of %d)\n", model.name.c_str(),
+                   configs[c].label.c_str(), static_cast<unsigned long long>(seed), k + 1, seeds);
       ASSIGN_OR_RETURN(FedResult r, RunFederated(model, train, parts, test, configs[c], seed));
       runs[c].push_back(std::move(r));
     }
