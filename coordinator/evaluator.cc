@@ -2,8 +2,10 @@
 
 #include <ATen/Parallel.h>
 
+#include <map>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
 #include "models/data/dataset.h"
 #include "models/family/federated_model.h"
@@ -59,6 +61,29 @@ ModelStats ModelEvaluator::Evaluate(const ModelState& model) {
   stats.weight_bits = size.mean_weight_bits;
   stats.activation_bits = size.mean_activation_bits;
   return stats;
+}
+
+absl::StatusOr<bool> ModelEvaluator::ProjectToBudget(const Hyper& hyper, ModelState* model) {
+  if (hyper.size_accounting > static_cast<uint8_t>(SizeAccounting::kProject)) {
+    return absl::InvalidArgumentError("unknown size accounting");
+  }
+  RETURN_IF_ERROR(impl_->net->ImportShards(model->shards));
+  impl_->net->SetSizeAccounting(static_cast<SizeAccounting>(hyper.size_accounting));
+  Budget budget;
+  budget.weight_kb = hyper.weight_budget_kb;
+  budget.activation_kb = hyper.activation_budget_kb;
+  ASSIGN_OR_RETURN(const bool moved, impl_->net->ProjectToBudget(budget));
+  if (!moved) return false;
+  std::map<std::string, ModelShard> projected;
+  for (ModelShard& s : impl_->net->ExportShards()) projected[s.name] = std::move(s);
+  for (const ModelShard& s : model->shards) {
+    auto it = projected.find(s.name);
+    if (it == projected.end() || it->second.values.size() != s.values.size()) {
+      return absl::InternalError(absl::StrCat("the projected model lacks shard ", s.name));
+    }
+  }
+  for (ModelShard& s : model->shards) s.values = std::move(projected[s.name].values);
+  return true;
 }
 
 std::map<std::string, FrozenCoding> ModelEvaluator::FrozenCodings(const ModelState& model) {

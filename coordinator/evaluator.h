@@ -56,6 +56,11 @@ class ModelEvaluator {
   // The frozen-layer coding of each weight shard of `model` (empty when it
   // does not fit).
   std::map<std::string, FrozenCoding> FrozenCodings(const ModelState& model);
+  // Brings a mixed-precision `model` over the size budgets of `hyper` onto
+  // them, in place, as each agent's first finetune phase would; false when
+  // nothing moved (within budget, or a binary network). On error `model`
+  // is unchanged.
+  absl::StatusOr<bool> ProjectToBudget(const Hyper& hyper, ModelState* model);
 
  private:
   struct Impl;

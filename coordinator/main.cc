@@ -245,6 +245,9 @@ absl::Status Serve() {
       return evaluator->FrozenCodings(m);
     };
   }
+  service_options.project_to_budget = [&evaluator](const Hyper& hyper, ModelState* m) {
+    return evaluator->ProjectToBudget(hyper, m);
+  };
   CoordinatorService service(service_options, model, resumed_rounds, transport.get(), on_round);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);

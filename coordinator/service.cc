@@ -211,6 +211,18 @@ void CoordinatorService::StartRound(absl::Time now) {
   }
   std::vector<OutgoingTask> tasks = engine_.MaybeStartRound(registry_.LiveAgents(), model_, now);
   if (tasks.empty()) return;
+  if (options_.project_to_budget && tasks.front().task.phase == Phase::kFinetune) {
+    absl::StatusOr<bool> moved = options_.project_to_budget(tasks.front().task.hyper, &model_);
+    if (!moved.ok()) {
+      if (options_.log) {
+        std::fprintf(stderr, "[coordinator] cannot project the model onto its budget (%s): the "
+                     "agents will\n", moved.status().ToString().c_str());
+      }
+    } else if (*moved) {
+      ++counters_.projections;
+      if (options_.log) std::fprintf(stderr, "[coordinator] model projected onto its budget\n");
+    }
+  }
   round_start_ = now;
   round_shards_.clear();
   round_frozen_.clear();

@@ -49,6 +49,12 @@ struct ServiceOptions {
   // network), by shard name; the trainable ones as `downlink`. Called once
   // per round on the model; null: every shard goes as `downlink`.
   std::function<std::map<std::string, FrozenCoding>(const ModelState&)> frozen_codings;
+  // Before a finetune round's shards go out: brings the global model onto
+  // the round's size budgets (`hyper`), in place, returning whether it
+  // moved, so every agent receives a model within budget and none has to
+  // project it (agents that did would have to agree bit for bit). Unset or
+  // failing: the agents project the model themselves.
+  std::function<absl::StatusOr<bool>(const Hyper& hyper, ModelState* model)> project_to_budget;
   std::string checkpoint_path;    // empty: no checkpoints
   Env* env = Env::Default();      // where checkpoints are written
   ShardPlanner planner;           // null: everyone trains everything
@@ -83,6 +89,7 @@ struct ServiceCounters {
   // Replies not sent, by kDropReasons: the event loop never waits on a peer.
   std::map<std::string, int64_t> dropped_replies;
   int64_t tasks_resent = 0;   // after the agent registered again
+  int64_t projections = 0;    // finetune rounds whose model was projected onto its budget
   int64_t round_retries = 0;  // rounds that ended with no accepted result
   int64_t checkpoint_failures = 0;  // the last good checkpoint stayed in place
   uint64_t checkpointed_round = 0;  // the round the checkpoint on disk holds

@@ -467,6 +467,67 @@ TEST(ServiceDownlinkTest, FrozenLayersGoAsTheirCodingAndTheRoundCountsItsBytes) 
   EXPECT_EQ(reports[0].fp32_downlink_bytes, 2 * (16 + 8));
 }
 
+TEST(ServiceProjectionTest, AFinetuneRoundSendsTheModelProjectedOntoItsBudget) {
+  ScriptedTransport transport;
+  ServiceOptions options;
+  options.run.schedule = {{Phase::kPretrain, 1}, {Phase::kFinetune, 2}};
+  options.run.min_agents = 1;
+  options.run.deadline = absl::Seconds(30);
+  options.downlink = Codec::kFp32;
+  options.liveness.timeout = absl::Seconds(600);
+  options.log = false;
+  // Stands in for the evaluator: the first finetune round's model is moved
+  // (a.weight to 0.25 each), the second is already within budget.
+  int calls = 0;
+  options.project_to_budget = [&calls](const Hyper&, ModelState* m) -> absl::StatusOr<bool> {
+    if (++calls > 1) return false;
+    for (float& v : m->shards[0].values) v = 0.25f;
+    return true;
+  };
+  CoordinatorService service(options, Model(), 0, &transport, nullptr);
+  absl::Time now = absl::FromUnixSeconds(1000);
+  auto run = [&] {
+    do {
+      now += absl::Milliseconds(10);
+      ASSERT_TRUE(service.Step(now, absl::ZeroDuration()).ok());
+    } while (transport.pending() > 0);
+  };
+  uint64_t session = 0;
+  std::vector<Task> tasks;
+  auto take = [&] {
+    for (const Message& m : transport.Take("board-0/n")) {
+      if (const auto* w = std::get_if<Welcome>(&m.body)) session = w->session_id;
+      if (const auto* t = std::get_if<Task>(&m.body)) tasks.push_back(*t);
+    }
+  };
+  transport.Deliver("board-0/n", "board-0",
+                    From("board-0", 0, fedge::Register{64 << 20, 1, 100, "t", 0, true}));
+  run();
+  take();
+  // Answer rounds 1 (pretrain) and 2 (finetune); round 3 (finetune) starts.
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_EQ(tasks.size(), static_cast<size_t>(round + 1)) << round;
+    transport.Deliver("board-0/n", "board-0",
+                      From("board-0", session, Answer(tasks.back(), {Update("b.weight", {0.1f, 0.1f})})));
+    // The next round starts on a later step.
+    for (int step = 0; step < 100 && tasks.size() == static_cast<size_t>(round + 1); ++step) {
+      run();
+      take();
+    }
+  }
+  ASSERT_EQ(tasks.size(), 3u);
+  // Pretrain: not asked; each finetune round: asked once, whatever the
+  // number of tasks.
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(service.counters().projections, 1);
+  std::vector<float> first(4), second(4);
+  ASSERT_TRUE(DecodeTensor(tasks[0].shards[0], absl::MakeSpan(first)).ok());
+  ASSERT_TRUE(DecodeTensor(tasks[1].shards[0], absl::MakeSpan(second)).ok());
+  EXPECT_EQ(first, (std::vector<float>{0.5f, -0.25f, 1.0f, 0.0f}));
+  EXPECT_EQ(second, (std::vector<float>{0.25f, 0.25f, 0.25f, 0.25f}));
+  EXPECT_EQ(tasks[1].phase, Phase::kFinetune);
+}
+
 TEST(ServiceCheckpointTest, AFailedCheckpointLeavesTheLastGoodOneAndTheRunGoesOn) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   for (FaultyEnv::Fault fault : {FaultyEnv::Fault::kWrite, FaultyEnv::Fault::kSync,

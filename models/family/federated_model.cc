@@ -54,6 +54,16 @@ class MixedPrecisionModel : public FederatedModel {
     return {size.weight_kb, size.activation_kb, size.mean_weight_bits, size.mean_activation_bits};
   }
 
+  absl::StatusOr<bool> ProjectToBudget(const Budget& budget) override {
+    bool moved = false;
+    RETURN_IF_ERROR(CallTorch("projecting onto the budget", [&] {
+      const QuantNet::Projection p = net_->ProjectToBudget(budget);
+      moved = p.weight_cuts + p.activation_cuts + p.weight_refills + p.activation_refills > 0;
+      return absl::OkStatus();
+    }));
+    return moved;
+  }
+
   std::map<std::string, FrozenCoding> FrozenCodings() override {
     std::map<std::string, FrozenCoding> out;
     at::NoGradGuard no_grad;

@@ -83,6 +83,11 @@ class FederatedModel {
   // learned bit-widths and ignores it).
   virtual void SetSizeAccounting(SizeAccounting) {}
 
+  // Brings a mixed-precision model over `budget` onto it, as the first
+  // finetune phase does (QuantNet::ProjectToBudget); true when anything
+  // moved. A binary network has no learned bit-widths: false.
+  virtual absl::StatusOr<bool> ProjectToBudget(const Budget&) { return false; }
+
   // The frozen-layer coding of every weight shard, by shard name.
   virtual std::map<std::string, FrozenCoding> FrozenCodings() = 0;
 

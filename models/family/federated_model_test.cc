@@ -183,6 +183,24 @@ TEST(FederatedModelTest, ABinarySliceGoesDownAsSignsTimesItsScale) {
   }
 }
 
+TEST(FederatedModelTest, ProjectionBringsAMixedModelOntoItsBudgetOnce) {
+  std::unique_ptr<FederatedModel> cnn = Make("fmnist-cnn", {1, 28, 28}, 10);
+  const InputShape input{1, 28, 28};
+  ASSERT_TRUE(cnn->Initialize(Quadrants(input, 64, 1), 6).ok());
+  const QuantArch arch = *MakeQuantArch("fmnist-cnn");
+  Budget budget;
+  budget.weight_kb = arch.WeightBudgetKb(2);
+  budget.activation_kb = arch.ActivationBudgetKb(2);
+  absl::StatusOr<bool> moved = cnn->ProjectToBudget(budget);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_TRUE(*moved);
+  EXPECT_LE(cnn->Size().weight_kb, budget.weight_kb * (1 + 1e-9));
+  EXPECT_LE(cnn->Size().activation_kb, budget.activation_kb * (1 + 1e-9));
+  EXPECT_FALSE(*cnn->ProjectToBudget(budget));  // within budget: nothing moves
+  // A binary network has no bit-widths to project.
+  EXPECT_FALSE(*Make("cnv", {1, 32, 32}, 10)->ProjectToBudget(budget));
+}
+
 TEST(FederatedModelTest, BinaryExportPacksOneBitWeightsAndPredictsTheSame) {
   const InputShape input{1, 28, 28};
   std::unique_ptr<FederatedModel> model = Make("mlp", input, 4);
