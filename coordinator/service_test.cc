@@ -398,6 +398,14 @@ TEST_F(ServiceTest, RoundsWithNoResultBackOff) {
   EXPECT_EQ(service_->counters().round_retries, static_cast<int64_t>(starts.size() - 1));
 }
 
+// Steps `service` 10 ms at a time until `transport` holds nothing more for it.
+void StepUntilQuiet(CoordinatorService& service, ScriptedTransport& transport, absl::Time* now) {
+  do {
+    *now += absl::Milliseconds(10);
+    ASSERT_TRUE(service.Step(*now, absl::ZeroDuration()).ok());
+  } while (transport.pending() > 0);
+}
+
 TEST(ServiceDownlinkTest, FrozenLayersGoAsTheirCodingAndTheRoundCountsItsBytes) {
   ScriptedTransport transport;
   ServiceOptions options;
@@ -423,12 +431,7 @@ TEST(ServiceDownlinkTest, FrozenLayersGoAsTheirCodingAndTheRoundCountsItsBytes) 
   CoordinatorService service(options, Model(), 0, &transport,
                              [&](const RoundReport& r, const ModelState&) { reports.push_back(r); });
   absl::Time now = absl::FromUnixSeconds(1000);
-  auto run = [&] {
-    do {
-      now += absl::Milliseconds(10);
-      ASSERT_TRUE(service.Step(now, absl::ZeroDuration()).ok());
-    } while (transport.pending() > 0);
-  };
+  auto run = [&] { StepUntilQuiet(service, transport, &now); };
   std::map<std::string, uint64_t> session;
   std::map<std::string, Task> task;
   for (const std::string id : {"board-0", "board-1"}) {
@@ -486,12 +489,7 @@ TEST(ServiceProjectionTest, AFinetuneRoundSendsTheModelProjectedOntoItsBudget) {
   };
   CoordinatorService service(options, Model(), 0, &transport, nullptr);
   absl::Time now = absl::FromUnixSeconds(1000);
-  auto run = [&] {
-    do {
-      now += absl::Milliseconds(10);
-      ASSERT_TRUE(service.Step(now, absl::ZeroDuration()).ok());
-    } while (transport.pending() > 0);
-  };
+  auto run = [&] { StepUntilQuiet(service, transport, &now); };
   uint64_t session = 0;
   std::vector<Task> tasks;
   auto take = [&] {

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -296,9 +295,10 @@ absl::StatusOr<std::unique_ptr<QuantNet>> ParseExportedModel(const std::string& 
           return absl::InvalidArgumentError(absl::StrCat(
               "model file: binary slice ", s, " of '", t.name, "' has ", b, " bits, not 1"));
         }
+        const int max_code = binary ? 1 : 2 * n;
         for (int64_t i = s * per_slice; i < (s + 1) * per_slice; ++i) {
           uint32_t u = 0;
-          if (!reader.Get(b, &u) || static_cast<int>(u) > std::max(2 * n, binary ? 1 : 0)) {
+          if (!reader.Get(b, &u) || static_cast<int>(u) > max_code) {
             return absl::InvalidArgumentError(absl::StrCat("model file: code ", u, " of '", t.name,
                                                            "' is out of its range"));
           }

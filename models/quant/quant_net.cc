@@ -284,13 +284,11 @@ StepRange AtBits(const QuantizerConfig& config, double range, int bits,
   return {config.d_max, config.d_max / StepFor(1.0, bits, config.is_signed)};
 }
 
-// The mean squared rounding error of weights quantized at (step, range),
-// binary where round(range / step) = 0, as the forward pass quantizes them.
-double WeightNoise(const at::Tensor& w, double step, double range) {
-  if (std::nearbyint(range / step) == 0) {
-    return (w.abs() - range).pow(2).mean().item<double>();
-  }
-  const at::Tensor q = w.clamp(-range, range).div(step).round_().mul_(step);
+// The mean squared rounding error of weights quantized at (step, range) by
+// the forward pass's own quantizer (binary where round(range / step) = 0).
+double WeightNoise(const at::Tensor& w, double step, double range, const QuantizerConfig& config) {
+  const at::Tensor q = Quantize(w, at::full({1}, step, at::kFloat), at::full({1}, range, at::kFloat),
+                                config);
   return (q - w).pow(2).mean().item<double>();
 }
 
@@ -326,7 +324,7 @@ QuantNet::Projection QuantNet::ProjectToBudget(const Budget& budget) {
   };
   auto noise_at = [&](const Candidate& c, const StepRange& q) {
     if (c.slice < 0) return q.step * q.step * c.scale;
-    return 12 * WeightNoise(c.weights, q.step, q.range) * c.scale;
+    return 12 * WeightNoise(c.weights, q.step, q.range, options_.weight_config) * c.scale;
   };
   auto fit = [&](bool weights, double budget_kb, double size_kb) {
     if (budget_kb <= 0) return;
@@ -355,9 +353,8 @@ QuantNet::Projection QuantNet::ProjectToBudget(const Budget& budget) {
       return c.slice < 0 ? bits[c.layer].activation_bits : bits[c.layer].weight_bits[c.slice];
     };
     auto planned = [&](const Candidate& c, int target) {
-      const auto [d, range] = tensors_of(c);
-      const int64_t index = std::max(c.slice, 0);
-      return AtBits(config_of(c), (*range)[index].item<double>(), target, c.weights);
+      const at::Tensor& range = *tensors_of(c).second;
+      return AtBits(config_of(c), range[std::max(c.slice, 0)].item<double>(), target, c.weights);
     };
     // Sets candidate c to `target` bits; false (and nothing changed) where
     // rounding keeps its bit-width.
