@@ -70,8 +70,8 @@ ABSL_FLAG(int, local_steps, 60, "steps per task");
 ABSL_FLAG(int, batch, 64, "batch size");
 ABSL_FLAG(double, lr, 1e-3, "learning rate");
 ABSL_FLAG(std::string, lr_schedule, "constant",
-          "binary networks: constant, or cosine (each round's rate decays over the run, the "
-          "central reference's over its steps)");
+          "constant, or cosine (each round's rate decays over the run, the central "
+          "reference's over its steps)");
 ABSL_FLAG(double, budget_bits, 2.0, "mixed precision: average bits of the size budget");
 ABSL_FLAG(double, head_only, 0.0,
           "share of the agents that train only the last layer (the rest frozen)");
@@ -317,6 +317,8 @@ absl::StatusOr<double> RunCentral(const ModelSpec& spec, const Dataset& train, c
   config.steps = samples / batch;
   config.batch_size = batch;
   config.seed = seed;
+  config.learning_rate = absl::GetFlag(FLAGS_lr);
+  ASSIGN_OR_RETURN(config.lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
   RETURN_IF_ERROR(RunPhase(central, train, config).status());
   return EvaluateQuant(central, test);
 }
@@ -347,9 +349,6 @@ absl::Status Run() {
         "--seeds at most 20, --quantizer_every at least 1, --first_seed in [1, 1000]");
   }
   ASSIGN_OR_RETURN(const LrSchedule lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
-  if (!binary && lr_schedule != LrSchedule::kConstant) {
-    return absl::InvalidArgumentError("--lr_schedule: the mixed-precision runs keep a constant rate");
-  }
   PartitionSpec spec;
   spec.alpha = absl::GetFlag(FLAGS_alpha);
   spec.agents = absl::GetFlag(FLAGS_agents);

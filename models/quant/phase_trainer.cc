@@ -143,6 +143,12 @@ absl::StatusOr<PhaseReport> RunPhase(QuantNet& net, const Dataset& data,
       if (quantizers) quantizers->zero_grad();
       if (log_quantizers) log_quantizers->ZeroGrad();
       loss.backward();
+      if (config.lr_schedule != LrSchedule::kConstant) {
+        const double lr = config.learning_rate * LrFactor(config.lr_schedule, step, config.steps);
+        for (auto& group : weights.param_groups()) {
+          static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+        }
+      }
       weights.step();
       if (learn && (step + 1) % config.quantizer_every == 0) {
         if (quantizers) quantizers->step();

@@ -26,6 +26,7 @@
 #include <functional>
 
 #include "absl/status/statusor.h"
+#include "common/schedule/learning_rate.h"
 #include "common/wire/messages.h"
 #include "models/data/dataset.h"
 #include "models/quant/quant_net.h"
@@ -38,6 +39,9 @@ struct PhaseConfig {
   int64_t steps = 100;
   int batch_size = 64;
   double learning_rate = 1e-3;
+  // The weights' rate over this call's steps (a central run; a federated
+  // round's rate comes from the coordinator, already scaled for its round).
+  LrSchedule lr_schedule = LrSchedule::kConstant;
   // Adam on log d and log xmax (relative steps), or, false, on d and xmax
   // themselves (the seed's update, whose absolute steps collapse bit-widths).
   bool quantizer_log_scale = true;

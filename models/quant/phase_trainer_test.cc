@@ -178,6 +178,32 @@ TEST_F(PhaseTrainerTest, FinetuneFreezesBitWidths) {
   for (size_t i = 0; i < bits.size(); ++i) EXPECT_EQ(bits[i].weight_bits, after[i].weight_bits);
 }
 
+// A cosine rate starts at the configured rate (one step: the same update as a
+// constant rate) and decays over the call's steps, so four steps move the
+// weights less than four at the full rate.
+TEST_F(PhaseTrainerTest, ACosineRateDecaysOverTheCallsSteps) {
+  QuantNetOptions options;
+  options.quantize = false;
+  auto moved = [&](LrSchedule schedule, int64_t steps) {
+    QuantNet net(*MakeQuantArch("fmnist-mlp"), options);
+    const auto before = Copy(net.WeightParameters());
+    PhaseConfig config;
+    config.steps = steps;
+    config.learning_rate = 1e-2;
+    config.lr_schedule = schedule;
+    EXPECT_TRUE(RunPhase(net, *train_, config).ok());
+    const auto after = net.WeightParameters();
+    double sq = 0;
+    for (size_t i = 0; i < before.size(); ++i) sq += (after[i] - before[i]).pow(2).sum().item<double>();
+    return std::sqrt(sq);
+  };
+  EXPECT_DOUBLE_EQ(moved(LrSchedule::kCosine, 1), moved(LrSchedule::kConstant, 1));
+  const double cosine = moved(LrSchedule::kCosine, 4);
+  const double constant = moved(LrSchedule::kConstant, 4);
+  EXPECT_GT(cosine, 0);
+  EXPECT_LT(cosine, 0.9 * constant);
+}
+
 TEST_F(PhaseTrainerTest, FinetuneProjectsAModelOverItsBudgetOntoIt) {
   QuantArch arch = *MakeQuantArch("fmnist-cnn");
   QuantNet net(arch, QuantNetOptions());
