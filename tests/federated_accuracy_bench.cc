@@ -73,6 +73,8 @@ ABSL_FLAG(std::string, lr_schedule, "constant",
           "constant, or cosine (each round's rate decays over the run, the central "
           "reference's over its steps)");
 ABSL_FLAG(double, budget_bits, 2.0, "mixed precision: average bits of the size budget");
+ABSL_FLAG(double, activation_budget_bits, 0,
+          "mixed precision: average bits of the activation budget (0: --budget_bits)");
 ABSL_FLAG(double, head_only, 0.0,
           "share of the agents that train only the last layer (the rest frozen)");
 ABSL_FLAG(std::string, downlink, "mixed",
@@ -101,9 +103,15 @@ ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON goes");
 namespace fedge {
 namespace {
 
+double ActivationBudgetBits() {
+  const double a = absl::GetFlag(FLAGS_activation_budget_bits);
+  return a > 0 ? a : absl::GetFlag(FLAGS_budget_bits);
+}
+
 struct FedResult {
   double accuracy = 0;
   double weight_bits = 0, act_bits = 0, model_kb = 0;
+  double joint_bits = 0;  // over weights and activations together
   int64_t uplink_bytes = 0, fp32_uplink_bytes = 0;
   int64_t downlink_bytes = 0, fp32_downlink_bytes = 0;
   int rounds = 0;
@@ -202,7 +210,7 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
     options.run.hyper.weight_budget_kb =
         static_cast<float>(spec.quant.WeightBudgetKb(absl::GetFlag(FLAGS_budget_bits)));
     options.run.hyper.activation_budget_kb =
-        static_cast<float>(spec.quant.ActivationBudgetKb(absl::GetFlag(FLAGS_budget_bits)));
+        static_cast<float>(spec.quant.ActivationBudgetKb(ActivationBudgetBits()));
     options.run.hyper.penalty_form = static_cast<uint8_t>(form);
     options.run.hyper.size_accounting = static_cast<uint8_t>(spec.quant.accounting);
     options.run.hyper.lambda_w = options.run.hyper.lambda_a = static_cast<float>(DefaultLambda(form));
@@ -283,6 +291,11 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
   }
   result.weight_bits = size.mean_weight_bits;
   result.act_bits = size.mean_activation_bits;
+  if (size.mean_weight_bits > 0 && size.mean_activation_bits > 0) {
+    const double elements = size.weight_kb / size.mean_weight_bits +
+                            size.activation_kb / size.mean_activation_bits;
+    result.joint_bits = (size.weight_kb + size.activation_kb) / elements;
+  }
   result.model_kb = size.total_kb();
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -347,6 +360,12 @@ absl::Status Run() {
       first_seed > 1000) {
     return absl::InvalidArgumentError(
         "--seeds at most 20, --quantizer_every at least 1, --first_seed in [1, 1000]");
+  }
+  for (const double bits : {absl::GetFlag(FLAGS_budget_bits), ActivationBudgetBits()}) {
+    if (!(bits >= 1 && bits <= 8)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--budget_bits and --activation_budget_bits must lie in [1, 8], not ", bits));
+    }
   }
   ASSIGN_OR_RETURN(const LrSchedule lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
   PartitionSpec spec;
@@ -478,9 +497,11 @@ absl::Status Run() {
   const MeanSd wbits = Over(main_runs, [](const FedResult& r) { return r.weight_bits; });
   const MeanSd abits = Over(main_runs, [](const FedResult& r) { return r.act_bits; });
   if (!binary) {
+    const MeanSd joint = Over(main_runs, [](const FedResult& r) { return r.joint_bits; });
     std::printf(">= 90%% at <= 2 average bits: %.2f +- %.2f%% at %.2f weight / %.2f activation "
-                "bits\n",
-                100 * main_acc.mean, 100 * main_acc.sd, wbits.mean, abits.mean);
+                "bits, %.2f over weights and activations together (budgets %.2f / %.2f)\n",
+                100 * main_acc.mean, 100 * main_acc.sd, wbits.mean, abits.mean, joint.mean,
+                absl::GetFlag(FLAGS_budget_bits), ActivationBudgetBits());
   }
   const std::string dir = absl::GetFlag(FLAGS_out_dir);
   RETURN_IF_ERROR(CreateDirectories(dir));
@@ -488,11 +509,13 @@ absl::Status Run() {
   std::ofstream(stem + ".json") << absl::StrFormat(
       "{\"arch\": \"%s\", \"seeds\": %d, \"central_accuracy\": %.4f, \"central_accuracy_sd\": %.4f, "
       "\"federated_accuracy\": %.4f, \"federated_accuracy_sd\": %.4f, "
-      "\"weight_bits\": %.3f, \"activation_bits\": %.3f, \"uplink_ratio_vs_fp32\": %.2f, "
+      "\"weight_bits\": %.3f, \"activation_bits\": %.3f, \"joint_bits\": %.3f, "
+      "\"uplink_ratio_vs_fp32\": %.2f, "
       "\"downlink_ratio_vs_fp32\": %.2f, \"uplink_bytes\": %.0f, \"downlink_bytes_per_round\": %.0f, "
       "\"second_run_accuracy\": %.4f}\n",
       model.name, seeds, central_acc.mean, central_acc.sd, main_acc.mean, main_acc.sd, wbits.mean,
-      abits.mean, up_ratio, down_ratio, sum(main_runs, &FedResult::uplink_bytes) / seeds,
+      abits.mean, Over(main_runs, [](const FedResult& r) { return r.joint_bits; }).mean, up_ratio,
+      down_ratio, sum(main_runs, &FedResult::uplink_bytes) / seeds,
       sum(main_runs, &FedResult::downlink_bytes) / seeds / std::max(1, total_rounds),
       runs.size() > 1 ? Over(runs[1], accuracy).mean : -1.0);
   std::vector<PlotSeries> series;

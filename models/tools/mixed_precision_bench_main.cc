@@ -19,6 +19,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -48,7 +49,8 @@ ABSL_FLAG(std::string, penalty, "relative", "size penalty: relative or absolute 
 ABSL_FLAG(double, lambda, 0, "the penalty's lambda for weights and activations (0: the form's default)");
 ABSL_FLAG(std::string, accounting, "reference", "size accounting: reference or project");
 ABSL_FLAG(std::string, budgets, "2,3,4",
-          "average bits of the learned runs' budgets (a signed weight slice has at least 2 bits)");
+          "average bits of the learned runs' budgets: B for weights and activations alike, or "
+          "W/A for a weight budget of W and an activation budget of A bits");
 ABSL_FLAG(std::string, uniform, "2,3,4,8", "bit-widths of the uniform runs");
 ABSL_FLAG(bool, project_first, false,
           "learned runs: project onto the budget before the learn phase (always before finetune)");
@@ -72,7 +74,8 @@ struct RunResult {
 struct Point {
   std::string name;
   bool learned = false;
-  double target_bits = 0;
+  double target_bits = 0;      // uniform: the bit-width; learned: the weight budget's bits
+  double act_target_bits = 0;  // learned: the activation budget's bits
   std::vector<RunResult> runs;
 };
 
@@ -95,6 +98,22 @@ absl::StatusOr<std::vector<double>> ParseList(const std::string& text) {
   return out;
 }
 
+// "B" (both budgets at B bits) or "W/A" for each learned run.
+absl::StatusOr<std::vector<std::pair<double, double>>> ParseBudgets(const std::string& text) {
+  std::vector<std::pair<double, double>> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    const std::vector<std::string> wa = absl::StrSplit(part, '/');
+    if (wa.size() > 2) return absl::InvalidArgumentError(absl::StrCat("bad budget '", part, "'"));
+    ASSIGN_OR_RETURN(const std::vector<double> w, ParseList(wa[0]));
+    ASSIGN_OR_RETURN(const std::vector<double> a, ParseList(wa.back()));
+    if (w.size() != 1 || a.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("bad budget '", part, "' in '", text, "'"));
+    }
+    out.emplace_back(w[0], a[0]);
+  }
+  return out;
+}
+
 absl::Status Run() {
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
   ASSIGN_OR_RETURN(QuantArch arch, MakeQuantArch(absl::GetFlag(FLAGS_arch)));
@@ -108,7 +127,7 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(const Dataset test,
                    LoadFashionMnist(kFashionMnistDir, DataSplit::kTest,
                                     {absl::GetFlag(FLAGS_test_samples), 0}));
-  ASSIGN_OR_RETURN(const std::vector<double> budgets, ParseList(absl::GetFlag(FLAGS_budgets)));
+  ASSIGN_OR_RETURN(const auto budgets, ParseBudgets(absl::GetFlag(FLAGS_budgets)));
   ASSIGN_OR_RETURN(const std::vector<double> uniform, ParseList(absl::GetFlag(FLAGS_uniform)));
   const int pre = absl::GetFlag(FLAGS_pretrain_steps), learn = absl::GetFlag(FLAGS_learn_steps),
             fine = absl::GetFlag(FLAGS_finetune_steps), batch = absl::GetFlag(FLAGS_batch),
@@ -121,9 +140,13 @@ absl::Status Run() {
   }
   std::vector<Point> points;
   for (double bits : uniform) {
-    points.push_back({absl::StrFormat("uniform-%d", static_cast<int>(bits)), false, bits, {}});
+    points.push_back({absl::StrFormat("uniform-%d", static_cast<int>(bits)), false, bits, bits, {}});
   }
-  for (double bits : budgets) points.push_back({absl::StrFormat("learned-%.1f", bits), true, bits, {}});
+  for (const auto& [w, a] : budgets) {
+    const std::string name = w == a ? absl::StrFormat("learned-%.1f", w)
+                                    : absl::StrFormat("learned-%.2g/%.2g", w, a);
+    points.push_back({name, true, w, a, {}});
+  }
   const int total_runs = static_cast<int>(points.size()) * seeds;
   int done = 0;
   const auto bench_start = std::chrono::steady_clock::now();
@@ -157,7 +180,7 @@ absl::Status Run() {
         config.project_first = absl::GetFlag(FLAGS_project_first);
         config.calibrate = false;
         config.budget = {arch.WeightBudgetKb(point.target_bits),
-                         arch.ActivationBudgetKb(point.target_bits), lambda, lambda, form};
+                         arch.ActivationBudgetKb(point.act_target_bits), lambda, lambda, form};
         ASSIGN_OR_RETURN(const PhaseReport learned, RunPhase(net, train, config));
         config.phase = Phase::kFinetune;
         config.steps = fine;
