@@ -83,9 +83,10 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   run.deadline = absl::Seconds(f.deadline_s);
   run.async = f.async;
   if (f.local_steps < 1 || f.batch < 1 || !(f.lr > 0) || f.quantizer_every < 1 ||
-      !(f.budget_bits > 0) || f.pretrain_bits < 2 || f.pretrain_bits > 8) {
+      !(f.budget_bits > 0) || !(f.activation_budget_bits >= 0) || f.pretrain_bits < 2 ||
+      f.pretrain_bits > 8) {
     return Bad("--local_steps, --batch, --lr, --quantizer_every and --budget_bits must be "
-               "positive, --pretrain_bits in [2, 8]");
+               "positive, --activation_budget_bits positive or 0, --pretrain_bits in [2, 8]");
   }
   run.hyper.local_steps = f.local_steps;
   run.hyper.batch_size = f.batch;
@@ -110,7 +111,8 @@ absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const CoordinatorFlags&
   if (c.model.family == ModelFamily::kMixedPrecision) {
     run.hyper.weight_budget_kb = static_cast<float>(c.model.quant.WeightBudgetKb(f.budget_bits));
     run.hyper.activation_budget_kb =
-        static_cast<float>(c.model.quant.ActivationBudgetKb(f.budget_bits));
+        static_cast<float>(c.model.quant.ActivationBudgetKb(
+            f.activation_budget_bits > 0 ? f.activation_budget_bits : f.budget_bits));
   }
   RETURN_IF_ERROR(Annotate(ParseCodec(f.uplink, &run.uplink, &run.uplink_bits), "--uplink"));
   // mixed: trainable layers' weights as fp16 (mixed-q8: 8-bit codes, one

@@ -42,6 +42,7 @@ struct CoordinatorFlags {
   std::string lr_schedule = "constant";
   int quantizer_every = 1;
   double budget_bits = 2.0;
+  double activation_budget_bits = 0;  // 0: budget_bits
   std::string penalty = "relative";
   std::string size_accounting = "reference";
   int pretrain_bits = 8;

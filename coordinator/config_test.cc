@@ -144,6 +144,20 @@ TEST(CoordinatorConfigTest, SeedPenaltyAndProjectAccounting) {
                   2.0f * c->model.quant.activation_elements() / 8000);
 }
 
+TEST(CoordinatorConfigTest, AnActivationBudgetOfItsOwn) {
+  CoordinatorFlags f = Valid();
+  f.budget_bits = 1.35;
+  f.activation_budget_bits = 2.65;
+  absl::StatusOr<CoordinatorConfig> c = ParseCoordinatorConfig(f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FLOAT_EQ(c->service.run.hyper.weight_budget_kb,
+                  (1.35f * c->model.quant.weight_count() + 32 * 10) / 8000);
+  EXPECT_FLOAT_EQ(c->service.run.hyper.activation_budget_kb,
+                  2.65f * (c->model.quant.activation_elements() - 784) / 8000);
+  f.activation_budget_bits = -1;
+  EXPECT_THAT(ErrorOf(f), HasSubstr("--activation_budget_bits"));
+}
+
 TEST(CoordinatorConfigTest, BadValuesNameTheirFlag) {
   CoordinatorFlags f = Valid();
   f.quorum = 1.5;

@@ -61,6 +61,8 @@ ABSL_FLAG(std::string, size_accounting, "reference",
           "reference (the input image not counted, the classifier's bias counted with the "
           "weights) or project (every layer's input counted)");
 ABSL_FLAG(double, budget_bits, 2.0, "average bits of the weight and activation budgets");
+ABSL_FLAG(double, activation_budget_bits, 0,
+          "average bits of the activation budget alone (0: --budget_bits)");
 ABSL_FLAG(int, pretrain_bits, 8, "precision of the pretrain phase");
 ABSL_FLAG(std::string, uplink, "sign-ef", "update codec: fp32, fp16, q2..q8, sign-ef");
 ABSL_FLAG(std::string, downlink, "mixed",
@@ -122,6 +124,7 @@ CoordinatorFlags ReadFlags() {
   f.lr_schedule = absl::GetFlag(FLAGS_lr_schedule);
   f.quantizer_every = absl::GetFlag(FLAGS_quantizer_every);
   f.budget_bits = absl::GetFlag(FLAGS_budget_bits);
+  f.activation_budget_bits = absl::GetFlag(FLAGS_activation_budget_bits);
   f.penalty = absl::GetFlag(FLAGS_penalty);
   f.size_accounting = absl::GetFlag(FLAGS_size_accounting);
   f.pretrain_bits = absl::GetFlag(FLAGS_pretrain_bits);
