@@ -194,7 +194,9 @@ TEST_F(PhaseTrainerTest, ACosineRateDecaysOverTheCallsSteps) {
     EXPECT_TRUE(RunPhase(net, *train_, config).ok());
     const auto after = net.WeightParameters();
     double sq = 0;
-    for (size_t i = 0; i < before.size(); ++i) sq += (after[i] - before[i]).pow(2).sum().item<double>();
+    for (size_t i = 0; i < before.size(); ++i) {
+      sq += (after[i] - before[i]).pow(2).sum().item<double>();
+    }
     return std::sqrt(sq);
   };
   EXPECT_DOUBLE_EQ(moved(LrSchedule::kCosine, 1), moved(LrSchedule::kConstant, 1));

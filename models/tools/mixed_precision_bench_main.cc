@@ -144,7 +144,7 @@ absl::Status Run() {
   }
   for (const auto& [w, a] : budgets) {
     const std::string name = w == a ? absl::StrFormat("learned-%.1f", w)
-                                    : absl::StrFormat("learned-%.2g/%.2g", w, a);
+                                    : absl::StrFormat("learned-%g/%g", w, a);
     points.push_back({name, true, w, a, {}});
   }
   const int total_runs = static_cast<int>(points.size()) * seeds;
