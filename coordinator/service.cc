@@ -216,7 +216,7 @@ void CoordinatorService::StartRound(absl::Time now) {
     if (!moved.ok()) {
       if (options_.log) {
         std::fprintf(stderr, "[coordinator] cannot project the model onto its budget (%s): the "
-                     "agents will\n", moved.status().ToString().c_str());
+                     "agents project it themselves\n", moved.status().ToString().c_str());
       }
     } else if (*moved) {
       ++counters_.projections;

@@ -291,11 +291,7 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
   }
   result.weight_bits = size.mean_weight_bits;
   result.act_bits = size.mean_activation_bits;
-  if (size.mean_weight_bits > 0 && size.mean_activation_bits > 0) {
-    const double elements = size.weight_kb / size.mean_weight_bits +
-                            size.activation_kb / size.mean_activation_bits;
-    result.joint_bits = (size.weight_kb + size.activation_kb) / elements;
-  }
+  result.joint_bits = size.mean_bits();
   result.model_kb = size.total_kb();
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -496,8 +492,8 @@ absl::Status Run() {
   }
   const MeanSd wbits = Over(main_runs, [](const FedResult& r) { return r.weight_bits; });
   const MeanSd abits = Over(main_runs, [](const FedResult& r) { return r.act_bits; });
+  const MeanSd joint = Over(main_runs, [](const FedResult& r) { return r.joint_bits; });
   if (!binary) {
-    const MeanSd joint = Over(main_runs, [](const FedResult& r) { return r.joint_bits; });
     std::printf(">= 90%% at <= 2 average bits: %.2f +- %.2f%% at %.2f weight / %.2f activation "
                 "bits, %.2f over weights and activations together (budgets %.2f / %.2f)\n",
                 100 * main_acc.mean, 100 * main_acc.sd, wbits.mean, abits.mean, joint.mean,
@@ -514,8 +510,7 @@ absl::Status Run() {
       "\"downlink_ratio_vs_fp32\": %.2f, \"uplink_bytes\": %.0f, \"downlink_bytes_per_round\": %.0f, "
       "\"second_run_accuracy\": %.4f}\n",
       model.name, seeds, central_acc.mean, central_acc.sd, main_acc.mean, main_acc.sd, wbits.mean,
-      abits.mean, Over(main_runs, [](const FedResult& r) { return r.joint_bits; }).mean, up_ratio,
-      down_ratio, sum(main_runs, &FedResult::uplink_bytes) / seeds,
+      abits.mean, joint.mean, up_ratio, down_ratio, sum(main_runs, &FedResult::uplink_bytes) / seeds,
       sum(main_runs, &FedResult::downlink_bytes) / seeds / std::max(1, total_rounds),
       runs.size() > 1 ? Over(runs[1], accuracy).mean : -1.0);
   std::vector<PlotSeries> series;

@@ -44,6 +44,12 @@ struct ModelSize {
   double mean_weight_bits = 0;
   double mean_activation_bits = 0;
   double total_kb() const { return weight_kb + activation_kb; }
+  // Over weights and activations together, weighted by element counts.
+  double mean_bits() const {
+    const double elements = (mean_weight_bits > 0 ? weight_kb / mean_weight_bits : 0) +
+                            (mean_activation_bits > 0 ? activation_kb / mean_activation_bits : 0);
+    return elements > 0 ? total_kb() / elements : 0;
+  }
 };
 
 class FederatedModel {

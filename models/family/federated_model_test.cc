@@ -196,6 +196,12 @@ TEST(FederatedModelTest, ProjectionBringsAMixedModelOntoItsBudgetOnce) {
   EXPECT_TRUE(*moved);
   EXPECT_LE(cnn->Size().weight_kb, budget.weight_kb * (1 + 1e-9));
   EXPECT_LE(cnn->Size().activation_kb, budget.activation_kb * (1 + 1e-9));
+  // Together: between the two averages, nearer the weights' (far more elements).
+  const ModelSize size = cnn->Size();
+  const double w = size.mean_weight_bits, a = size.mean_activation_bits;
+  EXPECT_NEAR(size.mean_bits(),
+              size.total_kb() / (size.weight_kb / w + size.activation_kb / a), 1e-12);
+  EXPECT_LT(std::abs(size.mean_bits() - w), std::abs(size.mean_bits() - a));
   EXPECT_FALSE(*cnn->ProjectToBudget(budget));  // within budget: nothing moves
   // A binary network has no bit-widths to project.
   EXPECT_FALSE(*Make("cnv", {1, 32, 32}, 10)->ProjectToBudget(budget));
