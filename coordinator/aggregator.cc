@@ -4,12 +4,20 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status/reject_reason.h"
 #include "common/status/status_macros.h"
 #include "common/codec/update_codec.h"
 
 namespace fedge {
+
+bool IsStatisticsShard(const std::string& name) {
+  for (const char* suffix : {".running_mean", ".running_var", ".running_sigma"}) {
+    if (absl::EndsWith(name, suffix)) return true;
+  }
+  return false;
+}
 
 Aggregator::Aggregator(std::vector<ShardShape> shards, const AggregatorOptions& options)
     : shards_(std::move(shards)),
@@ -20,7 +28,8 @@ Aggregator::Aggregator(std::vector<ShardShape> shards, const AggregatorOptions& 
       partial_sums_(shards_.size()),
       partial_weights_(shards_.size(), 0.0),
       sum_bound_(shards_.size(), 0.0),
-      contributors_(shards_.size(), 0) {}
+      contributors_(shards_.size(), 0),
+      square_sums_(shards_.size()) {}
 
 absl::Status Aggregator::Reject(int shard, absl::Status status) {
   ++stats_.rejected;
@@ -125,6 +134,7 @@ absl::Status Aggregator::AddChecked(int shard, const WireTensor& update, uint64_
     std::vector<float>& sum = sums_[shard];
     if (sum.empty()) sum.assign(shape.elements, 0.0f);
     RETURN_IF_ERROR(AccumulateChecked(update, static_cast<float>(weight), absl::MakeSpan(sum)));
+    RETURN_IF_ERROR(AddSquares(shard, update, weight));
   } else {
     std::vector<float> decoded(shape.elements);
     RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(decoded)));
@@ -134,6 +144,17 @@ absl::Status Aggregator::AddChecked(int shard, const WireTensor& update, uint64_
   weights_[shard] += weight;
   ++contributors_[shard];
   ++stats_.accepted;
+  return absl::OkStatus();
+}
+
+absl::Status Aggregator::AddSquares(int shard, const WireTensor& update, double weight) {
+  if (!IsStatisticsShard(shards_[shard].name)) return absl::OkStatus();
+  const int64_t n = shards_[shard].elements;
+  std::vector<double>& squares = square_sums_[shard];
+  if (squares.empty()) squares.assign(n, 0.0);
+  scratch_.resize(n);
+  RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(scratch_)));
+  for (int64_t i = 0; i < n; ++i) squares[i] += weight * scratch_[i] * scratch_[i];
   return absl::OkStatus();
 }
 
@@ -192,6 +213,7 @@ absl::Status Aggregator::AddPartialChecked(int shard, const WireTensor& update, 
   std::vector<float>& sum = fedavg ? sums_[shard] : partial_sums_[shard];
   if (sum.empty()) sum.assign(shards_[shard].elements, 0.0f);
   RETURN_IF_ERROR(AccumulateChecked(update, static_cast<float>(weight), absl::MakeSpan(sum)));
+  if (fedavg) RETURN_IF_ERROR(AddSquares(shard, update, weight));
   (fedavg ? weights_ : partial_weights_)[shard] += weight;
   sum_bound_[shard] += weight * MaxAbs(shard);
   ++contributors_[shard];
@@ -212,6 +234,13 @@ std::vector<ShardResult> Aggregator::Finish() {
     if (options_.rule == AggregationRule::kFedAvg) {
       const double inverse = 1.0 / weights_[s];
       for (int64_t i = 0; i < n; ++i) r.delta[i] = static_cast<float>(sums_[s][i] * inverse);
+      if (!square_sums_[s].empty()) {
+        r.spread.resize(n);
+        for (int64_t i = 0; i < n; ++i) {
+          const double mean = sums_[s][i] * inverse;
+          r.spread[i] = static_cast<float>(std::max(0.0, square_sums_[s][i] * inverse - mean * mean));
+        }
+      }
       continue;
     }
     const std::vector<std::vector<float>>& updates = kept_[s];

@@ -56,6 +56,11 @@ struct ShardShape {
 struct ShardResult {
   bool updated = false;  // at least one accepted update
   std::vector<float> delta;  // the aggregated update
+  // Statistics shards under FedAvg: the weighted variance of the folded
+  // updates per element (a relay's partial counts as one update), which
+  // PoolStatistics (model_state.h) turns into pooled statistics; empty
+  // otherwise.
+  std::vector<float> spread;
   double total_weight = 0;
   int contributors = 0;
 };
@@ -65,6 +70,10 @@ struct AggregatorStats {
   int64_t rejected = 0;
   std::vector<std::string> rejections;  // "shard: reason", most recent last
 };
+
+// Whether a shard holds batch-norm statistics rather than trained
+// parameters ("<layer>.running_mean", ".running_var", ".running_sigma").
+bool IsStatisticsShard(const std::string& name);
 
 class Aggregator {
  public:
@@ -124,6 +133,8 @@ class Aggregator {
   double Weight(uint64_t samples, int64_t staleness) const;
   absl::Status CheckWeighted(int shard, const WireTensor& update, double weight,
                              bool norm_bound);
+  // FedAvg: adds weight x value^2 of a statistics shard's checked update.
+  absl::Status AddSquares(int shard, const WireTensor& update, double weight);
 
   std::vector<ShardShape> shards_;
   AggregatorOptions options_;
@@ -135,6 +146,8 @@ class Aggregator {
   std::vector<double> partial_weights_;
   std::vector<double> sum_bound_;  // the largest |sum| the folded updates allow
   std::vector<int> contributors_;
+  // FedAvg, statistics shards only: weighted sums of squared updates.
+  std::vector<std::vector<double>> square_sums_;
   std::vector<float> scratch_;
   AggregatorStats stats_;
 };

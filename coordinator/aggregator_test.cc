@@ -121,5 +121,33 @@ TEST(AggregatorTest, CheckLeavesTheAggregateUntouched) {
   EXPECT_THAT(agg2.Finish()[0].delta, ElementsAre(1, 1));
 }
 
+TEST(AggregatorTest, StatisticsShardsCarryTheSpreadOfTheirUpdates) {
+  Aggregator agg({{"bn.running_mean", 2}, {"fc.weight", 2}, {"bn.running_sigma", 1}},
+                 AggregatorOptions());
+  // Weights 100 and 300 for the values 1 and 3: mean 2.5, variance 0.75.
+  ASSERT_TRUE(agg.Add(0, Fp32({1, 4}), 100).ok());
+  ASSERT_TRUE(agg.Add(0, Fp32({3, 4}), 300).ok());
+  ASSERT_TRUE(agg.Add(1, Fp32({1, 4}), 100).ok());
+  ASSERT_TRUE(agg.Add(1, Fp32({3, 4}), 300).ok());
+  // A relay's partial counts as one update of its weight.
+  ASSERT_TRUE(agg.AddPartialChecked(2, Fp32({2}), 200).ok());
+  ASSERT_TRUE(agg.AddPartialChecked(2, Fp32({-2}), 200).ok());
+  const std::vector<ShardResult> r = agg.Finish();
+  EXPECT_THAT(r[0].delta, ElementsAre(2.5f, 4.0f));
+  ASSERT_EQ(r[0].spread.size(), 2u);
+  EXPECT_FLOAT_EQ(r[0].spread[0], 0.75f);  // 0.25 * 1.5^2 + 0.75 * 0.5^2
+  EXPECT_FLOAT_EQ(r[0].spread[1], 0.0f);
+  EXPECT_TRUE(r[1].spread.empty());  // trained parameters carry none
+  EXPECT_THAT(r[2].delta, ElementsAre(0.0f));
+  EXPECT_THAT(r[2].spread, ElementsAre(4.0f));
+  // Robust rules keep none.
+  AggregatorOptions median;
+  median.rule = AggregationRule::kMedian;
+  Aggregator robust({{"bn.running_mean", 1}}, median);
+  ASSERT_TRUE(robust.Add(0, Fp32({1}), 100).ok());
+  ASSERT_TRUE(robust.Add(0, Fp32({3}), 100).ok());
+  EXPECT_TRUE(robust.Finish()[0].spread.empty());
+}
+
 }  // namespace
 }  // namespace fedge

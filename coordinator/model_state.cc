@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/io/byte_io.h"
 #include "common/io/file_util.h"
@@ -55,6 +56,43 @@ absl::Status ModelState::Apply(const std::vector<ShardResult>& deltas) {
   }
   ++version;
   return absl::OkStatus();
+}
+
+void PoolStatistics(const ModelState& model, std::vector<ShardResult>* deltas) {
+  if (deltas->size() != model.shards.size()) return;
+  auto index_of = [&model](const std::string& name) {
+    for (size_t s = 0; s < model.shards.size(); ++s) {
+      if (model.shards[s].name == name) return static_cast<int>(s);
+    }
+    return -1;
+  };
+  auto has_spread = [&](int s) {
+    return s >= 0 && (*deltas)[s].updated &&
+           (*deltas)[s].spread.size() == model.shards[s].values.size();
+  };
+  for (size_t s = 0; s < model.shards.size(); ++s) {
+    const std::string& name = model.shards[s].name;
+    const bool var = absl::EndsWith(name, ".running_var");
+    if (!var && !absl::EndsWith(name, ".running_sigma")) continue;
+    const int mean = index_of(name.substr(0, name.rfind('.')) + ".running_mean");
+    if (!has_spread(static_cast<int>(s)) || !has_spread(mean) ||
+        model.shards[mean].values.size() != model.shards[s].values.size()) {
+      continue;
+    }
+    const std::vector<float>& between = (*deltas)[mean].spread;
+    ShardResult& r = (*deltas)[s];
+    for (size_t i = 0; i < r.delta.size(); ++i) {
+      if (var) {
+        r.delta[i] += between[i];
+        continue;
+      }
+      const double base = model.shards[s].values[i];
+      const double averaged = base + r.delta[i];
+      const double pooled =
+          std::sqrt(averaged * averaged + r.spread[i] + (2.0 / M_PI) * between[i]);
+      r.delta[i] = static_cast<float>(pooled - base);
+    }
+  }
 }
 
 std::string SerializeModel(const ModelState& model) {

@@ -29,6 +29,19 @@ struct ModelState {
   absl::Status Apply(const std::vector<ShardResult>& deltas);
 };
 
+// Pools a round's batch-norm statistics (FedAvg): averaging the agents'
+// statistics misses how far their data lie apart, and on non-IID data the
+// averaged spread is too small. From each statistics shard's spread
+// (ShardResult::spread: the variance of the agents' values) the aggregate
+// becomes the statistics of all their data together:
+//   running_var    mean(var_i) + var(mean_i)              (exact)
+//   running_sigma  sqrt(mean(s_i)^2 + var(s_i) + 2/pi var(mean_i))
+// the second for the l1 norm's mean absolute deviation s, as for normal
+// data (s = sqrt(2/pi) sd). A layer's statistics pool only when its
+// running_mean and its var or sigma shard both carry a spread; nothing
+// else changes.
+void PoolStatistics(const ModelState& model, std::vector<ShardResult>* deltas);
+
 // Binary form with a magic, a checksum and explicit lengths; Parse rejects
 // anything truncated or corrupt.
 std::string SerializeModel(const ModelState& model);

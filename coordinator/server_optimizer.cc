@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace fedge {
@@ -29,13 +28,6 @@ absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& n
         absl::StrCat("--server_optimizer=", name, ": expected fedavg, fedavgm or fedadam"));
   }
   return o;
-}
-
-bool IsStatisticsShard(const std::string& name) {
-  for (const char* suffix : {".running_mean", ".running_var", ".running_sigma"}) {
-    if (absl::EndsWith(name, suffix)) return true;
-  }
-  return false;
 }
 
 void ServerOptimizer::Transform(const std::vector<std::string>& names,

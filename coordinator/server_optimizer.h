@@ -54,10 +54,6 @@ class ServerOptimizer {
 absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& name,
                                                             double learning_rate, double momentum);
 
-// Whether a shard holds statistics rather than trained parameters
-// ("<layer>.running_mean", ".running_var", ".running_sigma").
-bool IsStatisticsShard(const std::string& name);
-
 }  // namespace fedge
 
 #endif  // FEDGE_COORDINATOR_SERVER_OPTIMIZER_H_

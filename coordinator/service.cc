@@ -299,6 +299,7 @@ absl::Status CoordinatorService::FinishRound(absl::Time now) {
   std::vector<std::string> names;
   names.reserve(model_.shards.size());
   for (const ModelShard& shard : model_.shards) names.push_back(shard.name);
+  if (options_.pool_statistics) PoolStatistics(model_, &finished->deltas);
   server_optimizer_.Transform(names, &finished->deltas);
   if (absl::Status applied = model_.Apply(finished->deltas); !applied.ok() && options_.log) {
     std::fprintf(stderr, "[coordinator] aggregate not applied: %s\n", applied.ToString().c_str());

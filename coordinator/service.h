@@ -59,6 +59,10 @@ struct ServiceOptions {
   Env* env = Env::Default();      // where checkpoints are written
   ShardPlanner planner;           // null: everyone trains everything
   ServerOptimizerOptions server_optimizer;
+  // Under FedAvg: a round's batch-norm statistics become those of the
+  // agents' data pooled (PoolStatistics, model_state.h), not the mean of
+  // each agent's; false: the mean.
+  bool pool_statistics = true;
   // Ids enrolled as relay aggregators (the allowlist's "relay" lines): only
   // they may register as relays, and they only as relays. nullopt: links
   // without keys (plaintext), where any device may register as either.

@@ -85,6 +85,8 @@ ABSL_FLAG(bool, central, true, "also train the central reference");
 ABSL_FLAG(bool, compare_uplink, true, "mixed precision: also run with fp32 uplink");
 ABSL_FLAG(std::string, server_optimizer, "fedavg", "fedavg, fedavgm or fedadam");
 ABSL_FLAG(double, server_lr, 0, "server learning rate (0: the optimizer's default)");
+ABSL_FLAG(bool, pool_statistics, true,
+          "the norms' statistics of the agents' data pooled each round (false: averaged)");
 ABSL_FLAG(double, server_momentum, 0.9, "fedavgm's momentum");
 ABSL_FLAG(int, first_seed, 1,
           "the first seed (seeds first_seed .. first_seed + seeds - 1: one process per seed "
@@ -221,6 +223,7 @@ absl::StatusOr<FedResult> RunFederated(const ModelSpec& spec, const Dataset& tra
                    ParseServerOptimizer(absl::GetFlag(FLAGS_server_optimizer),
                                         absl::GetFlag(FLAGS_server_lr),
                                         absl::GetFlag(FLAGS_server_momentum)));
+  options.pool_statistics = absl::GetFlag(FLAGS_pool_statistics);
   options.downlink = fed.q8_trainable ? Codec::kQ : Codec::kFp16;
   options.downlink_bits = fed.q8_trainable ? 8 : 0;
   options.log = false;

@@ -80,6 +80,10 @@ MemorySavingNet::MemorySavingNet(const ArchSpec& arch,
   const at::ScalarType state_dtype =
       options.half_optimizer_state ? at::kBFloat16 : at::kFloat;
   const int first = arch.first_weight_layer();
+  int last = first;
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    if (arch.layers[i].has_weights) last = static_cast<int>(i);
+  }
   for (size_t i = 0; i < arch.layers.size(); ++i) {
     auto layer = std::make_unique<Layer>();
     const LayerSpec& spec = arch.layers[i];
@@ -107,7 +111,10 @@ MemorySavingNet::MemorySavingNet(const ArchSpec& arch,
           weight_dtype, gen);
       layer->weight.set_requires_grad(true);
       layer->weight_adam.Init(layer->weight, state_dtype);
-      if (options.sign_weight_grads) layer->hooks.sign_grad = &layer->sign_grad;
+      const bool edge = static_cast<int>(i) == first || static_cast<int>(i) == last;
+      if (options.sign_weight_grads && (options.sign_edge_weight_grads || !edge)) {
+        layer->hooks.sign_grad = &layer->sign_grad;
+      }
     }
     const bool pool_next = i + 1 < arch.layers.size() &&
                            arch.layers[i + 1].kind == LayerKind::kMaxPool;

@@ -26,6 +26,9 @@ namespace fedge {
 struct MemorySavingOptions {
   bool half_latent_weights = true;   // latent weights in float16
   bool sign_weight_grads = true;     // dW as 1-bit sign + scale
+  // With sign_weight_grads: the first and the last weight layer keep their
+  // float dW too (false) or get 1-bit dW like the rest (true).
+  bool sign_edge_weight_grads = true;
   bool half_optimizer_state = true;  // Adam m, v in bfloat16
   GradXPrecision grad_x = GradXPrecision::kBFloat16;
   int act_bits = 1;          // saved hidden activations: 1 (sign) .. 8 bits

@@ -34,6 +34,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/io/file_util.h"
+#include "common/schedule/learning_rate.h"
 #include "common/status/status_macros.h"
 #include "models/bnn/binary_net.h"
 #include "models/memory/counting_allocator.h"
@@ -47,11 +48,20 @@ ABSL_FLAG(int, epochs, 3, "training epochs for both methods");
 ABSL_FLAG(int, batch, 100, "batch size");
 ABSL_FLAG(int64_t, train_samples, 10000, "training samples (-1: all 60000)");
 ABSL_FLAG(int64_t, test_samples, 10000, "test samples (-1: all 10000)");
+ABSL_FLAG(double, lr, 1e-3, "both methods' Adam learning rate");
+ABSL_FLAG(std::string, lr_schedule, "constant",
+          "constant, or cosine: the rate decays over the run's steps");
+ABSL_FLAG(int64_t, steps, 0,
+          "train for this many steps, as many epochs as that takes (0: --epochs whole epochs)");
+ABSL_FLAG(int, seed, 1, "seed of both methods' initial weights and sample order (>= 1)");
 ABSL_FLAG(int, threads, 2, "intra-op threads for both methods");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON and CSV go");
 ABSL_FLAG(std::string, data_dir, fedge::kFashionMnistDir, "Fashion-MNIST IDX files");
 ABSL_FLAG(bool, half_weights, true, "memory-saving: float16 latent weights");
 ABSL_FLAG(bool, sign_grads, true, "memory-saving: 1-bit weight gradients");
+ABSL_FLAG(bool, sign_edge_grads, true,
+          "memory-saving: 1-bit dW in the first and last weight layers too (false: float dW "
+          "there)");
 ABSL_FLAG(bool, half_state, true, "memory-saving: 16-bit Adam moments");
 ABSL_FLAG(std::string, grad_x, "bf16", "memory-saving: activation gradients fp32, bf16, fp16 or pow2");
 ABSL_FLAG(bool, bit_kernels, true,
@@ -78,13 +88,30 @@ int64_t PeakRssBytes() {
 absl::StatusOr<std::unique_ptr<TrainableNet>> MakeNet(const std::string& method,
                                                       const ArchSpec& arch,
                                                       MemoryLedger* ledger) {
-  if (method == "standard") return std::make_unique<StandardNet>(arch, StandardOptions());
+  if (absl::GetFlag(FLAGS_seed) < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--seed=", absl::GetFlag(FLAGS_seed), " must be >= 1"));
+  }
+  if (!(absl::GetFlag(FLAGS_lr) > 0 && absl::GetFlag(FLAGS_lr) < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lr=", absl::GetFlag(FLAGS_lr), " must lie in (0, 1)"));
+  }
+  const uint64_t seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
+  if (method == "standard") {
+    StandardOptions standard;
+    standard.seed = seed;
+    standard.learning_rate = absl::GetFlag(FLAGS_lr);
+    return std::make_unique<StandardNet>(arch, standard);
+  }
   if (method != "memory-saving") {
     return absl::InvalidArgumentError(absl::StrCat("unknown --method=", method));
   }
   MemorySavingOptions saving;
+  saving.seed = seed;
+  saving.learning_rate = absl::GetFlag(FLAGS_lr);
   saving.half_latent_weights = absl::GetFlag(FLAGS_half_weights);
   saving.sign_weight_grads = absl::GetFlag(FLAGS_sign_grads);
+  saving.sign_edge_weight_grads = absl::GetFlag(FLAGS_sign_edge_grads);
   saving.half_optimizer_state = absl::GetFlag(FLAGS_half_state);
   saving.act_bits = absl::GetFlag(FLAGS_act_bits);
   saving.bit_kernels = absl::GetFlag(FLAGS_bit_kernels);
@@ -213,8 +240,17 @@ absl::StatusOr<Result> TrainOne(const std::string& method) {
   MemoryLedger ledger;
   ASSIGN_OR_RETURN(std::unique_ptr<TrainableNet> net, MakeNet(method, arch, &ledger));
   TrainOptions options;
+  options.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
   options.epochs = absl::GetFlag(FLAGS_epochs);
   options.batch_size = absl::GetFlag(FLAGS_batch);
+  options.learning_rate = absl::GetFlag(FLAGS_lr);
+  ASSIGN_OR_RETURN(options.lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
+  if (const int64_t steps = absl::GetFlag(FLAGS_steps); steps != 0) {
+    if (steps < 0) return absl::InvalidArgumentError("--steps must be >= 0");
+    const int64_t per_epoch = (train.size() + options.batch_size - 1) / options.batch_size;
+    options.max_steps = steps;
+    options.epochs = static_cast<int>((steps + per_epoch - 1) / per_epoch);
+  }
   std::vector<double> epoch_speed;
   double last_elapsed = 0;
   int64_t last_samples = 0;
@@ -279,9 +315,14 @@ absl::StatusOr<Result> RunChild(const char* self, const std::string& method,
       absl::StrCat("--train_samples=", absl::GetFlag(FLAGS_train_samples)),
       absl::StrCat("--test_samples=", absl::GetFlag(FLAGS_test_samples)),
       absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads)),
+      absl::StrCat("--seed=", absl::GetFlag(FLAGS_seed)),
+      absl::StrCat("--lr=", absl::GetFlag(FLAGS_lr)),
+      absl::StrCat("--lr_schedule=", absl::GetFlag(FLAGS_lr_schedule)),
+      absl::StrCat("--steps=", absl::GetFlag(FLAGS_steps)),
       absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir)),
       absl::StrCat("--half_weights=", absl::GetFlag(FLAGS_half_weights)),
       absl::StrCat("--sign_grads=", absl::GetFlag(FLAGS_sign_grads)),
+      absl::StrCat("--sign_edge_grads=", absl::GetFlag(FLAGS_sign_edge_grads)),
       absl::StrCat("--half_state=", absl::GetFlag(FLAGS_half_state)),
       absl::StrCat("--grad_x=", absl::GetFlag(FLAGS_grad_x)),
       absl::StrCat("--act_bits=", absl::GetFlag(FLAGS_act_bits)),
