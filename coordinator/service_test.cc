@@ -135,7 +135,7 @@ TaskResult Answer(const Task& task, std::vector<WireTensor> updates, uint64_t sa
 // id "<id>/n" and speaks with its key's identity.
 class ServiceTest : public ::testing::Test {
  protected:
-  void Start(int agents, double quorum = 1.0) {
+  void Start(int agents, double quorum = 1.0, ModelState model = Model()) {
     ServiceOptions options;
     options.run.schedule = {{Phase::kPretrain, 3}};
     options.run.min_agents = agents;
@@ -145,7 +145,7 @@ class ServiceTest : public ::testing::Test {
     options.liveness.timeout = absl::Seconds(600);
     options.refusals = {/*per_second=*/1, /*burst=*/20, /*max_peers=*/1000};
     service_ = std::make_unique<CoordinatorService>(
-        options, Model(), 0, &transport_,
+        options, std::move(model), 0, &transport_,
         [this](const RoundReport& r, const ModelState&) { reports_.push_back(r); });
     for (int i = 0; i < agents; ++i) Enroll("board-" + std::to_string(i));
     Run();
@@ -278,6 +278,22 @@ TEST_F(ServiceTest, ARejectedResultLeavesTheModelBitIdentical) {
   EXPECT_EQ(std::memcmp(model.shards[0].values.data(), a, sizeof(a)), 0);
   EXPECT_EQ(std::memcmp(model.shards[1].values.data(), b, sizeof(b)), 0);
   EXPECT_EQ(Count("non_finite"), 1);
+}
+
+TEST_F(ServiceTest, ARoundPoolsTheAgentsNormStatistics) {
+  ModelState model;
+  model.shards = {{"bn.running_mean", 0, {2}, {0, 0}}, {"bn.running_var", 0, {2}, {1, 1}}};
+  Start(2, 1.0, model);
+  // Means 1 +- 2 and 0, variances 1: together their data have variance 1 + 4 in the first
+  // channel.
+  Send("board-0", Answer(task_["board-0"], {Update("bn.running_mean", {3, 0}),
+                                            Update("bn.running_var", {0, 0})}));
+  Send("board-1", Answer(task_["board-1"], {Update("bn.running_mean", {-1, 0}),
+                                            Update("bn.running_var", {0, 0})}));
+  Run();
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(service_->model().shards[0].values, (std::vector<float>{1, 0}));
+  EXPECT_EQ(service_->model().shards[1].values, (std::vector<float>{5, 1}));
 }
 
 TEST_F(ServiceTest, OneHugeFiniteUpdateCannotDestroyTheRound) {
