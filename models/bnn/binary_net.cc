@@ -162,23 +162,6 @@ at::Tensor MemorySavingNet::Forward(const at::Tensor& x, bool training) {
         break;
       }
     }
-    if (layer->has_norm && measuring_ != nullptr && !training) {
-      at::NoGradGuard no_grad;
-      std::vector<int64_t> dims = {0};
-      for (int64_t d = 2; d < h.dim(); ++d) dims.push_back(d);
-      const at::Tensor mean = h.mean(dims);
-      const std::vector<int64_t> shape = h.dim() == 4 ? std::vector<int64_t>{1, -1, 1, 1}
-                                                      : std::vector<int64_t>{1, -1};
-      const at::Tensor deviation = (h - mean.view(shape)).abs_().mean(dims);
-      NormSums& sums = (*measuring_)[i];
-      const double samples = static_cast<double>(h.size(0));
-      if (!sums.mean.defined()) {
-        sums.mean = at::zeros_like(mean);
-        sums.deviation = at::zeros_like(deviation);
-      }
-      sums.mean.add_(mean, samples);
-      sums.deviation.add_(deviation, samples);
-    }
     if (layer->has_norm) {
       h = L1BatchNorm(h, layer->beta, layer->running_mean,
                       layer->running_sigma, training, options_.bn_momentum,
@@ -310,26 +293,6 @@ void MemorySavingNet::SetNormStatistics(const at::Tensor& batch) {
     if (layers_[i]->beta.defined()) layers_[i]->beta.set_requires_grad(trainable[i]);
   }
   options_.bn_momentum = momentum;
-}
-
-void MemorySavingNet::MeasureNormStatistics(const std::function<bool(at::Tensor*)>& next) {
-  at::NoGradGuard no_grad;
-  std::vector<NormSums> sums(layers_.size());
-  measuring_ = &sums;
-  double samples = 0;
-  at::Tensor batch;
-  while (next(&batch)) {
-    (void)Forward(batch, /*training=*/false);
-    samples += static_cast<double>(batch.size(0));
-  }
-  measuring_ = nullptr;
-  if (samples == 0) return;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    Layer& l = *layers_[i];
-    if (!l.has_norm || !sums[i].mean.defined() || !l.beta.requires_grad()) continue;
-    l.running_mean.copy_(sums[i].mean.div_(samples));
-    l.running_sigma.copy_(sums[i].deviation.div_(samples).add_(kL1NormEps));
-  }
 }
 
 void MemorySavingNet::ResetOptimizer() {

@@ -12,7 +12,6 @@
 //
 // Not thread-safe.
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,24 +70,10 @@ class MemorySavingNet : public TrainableNet {
   // model whose statistics are on the scale of its popcount sums, not 0
   // and 1.
   void SetNormStatistics(const at::Tensor& batch);
-  // Measures each trainable norm's statistics as evaluation sees them:
-  // forward passes in evaluation mode over the batches `next` yields (it
-  // returns false when there are no more), in which every norm normalizes
-  // with its running statistics, so each layer's input is what it is at
-  // test time; each norm's per-channel mean and mean absolute deviation of
-  // its input, averaged over the samples, then replace its running
-  // statistics. Statistics kept from training batches differ: every layer
-  // there normalized with its batch's own statistics, which on one board's
-  // non-IID data are not the fleet's. A frozen layer's statistics stay.
-  void MeasureNormStatistics(const std::function<bool(at::Tensor*)>& next);
 
  private:
   struct Layer;
-  struct NormSums {
-    at::Tensor mean, deviation;  // per channel, summed over samples
-  };
   std::vector<std::unique_ptr<Layer>> layers_;
-  std::vector<NormSums>* measuring_ = nullptr;  // during MeasureNormStatistics
   MemorySavingOptions options_;
   int64_t step_ = 0;
 };

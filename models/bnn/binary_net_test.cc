@@ -291,56 +291,5 @@ TEST_F(BinaryNetTest, CosineScheduleSetsEveryStepsLearningRate) {
   EXPECT_EQ(Train(net, data, options).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(BinaryNetTest, MeasuredNormStatisticsAreThoseEvaluationSees) {
-  absl::StatusOr<ArchSpec> mlp = MakeArch("mlp", {1, 28, 28});
-  ASSERT_TRUE(mlp.ok()) << mlp.status();
-  MemorySavingNet net(*mlp, MemorySavingOptions(), nullptr);
-  at::Tensor* w1 = nullptr;
-  at::Tensor *mean1 = nullptr, *sigma1 = nullptr, *mean2 = nullptr, *sigma2 = nullptr;
-  for (const NamedTensor& t : net.Named()) {
-    if (t.name == "fc1.weight") w1 = t.tensor;
-    if (t.name == "fc1.running_mean") mean1 = t.tensor;
-    if (t.name == "fc1.running_sigma") sigma1 = t.tensor;
-    if (t.name == "fc2.running_mean") mean2 = t.tensor;
-    if (t.name == "fc2.running_sigma") sigma2 = t.tensor;
-  }
-  ASSERT_TRUE(w1 && mean1 && sigma1 && mean2 && sigma2);
-  at::manual_seed(3);
-  const std::vector<at::Tensor> batches = {at::randn({3, 1, 28, 28}), at::randn({5, 1, 28, 28})};
-  // The first layer's input is the image itself: its norm's statistics are
-  // those of x sign(W1)^T, each batch's mean absolute deviation weighted by
-  // its samples.
-  const at::Tensor signs = at::where(w1->to(at::kFloat) >= 0, 1.0, -1.0);
-  at::Tensor expected_mean = at::zeros({signs.size(0)}), expected_sigma = at::zeros_like(expected_mean);
-  for (const at::Tensor& b : batches) {
-    const at::Tensor h = b.flatten(1).matmul(signs.t());
-    const at::Tensor m = h.mean(0);
-    expected_mean += m * b.size(0) / 8.0;
-    expected_sigma += (h - m).abs().mean(0) * b.size(0) / 8.0;
-  }
-  const at::Tensor before2 = mean2->clone();
-  size_t next = 0;
-  auto feed = [&](at::Tensor* batch) {
-    if (next == batches.size()) return false;
-    *batch = batches[next++];
-    return true;
-  };
-  net.MeasureNormStatistics(feed);
-  EXPECT_TRUE(at::allclose(*mean1, expected_mean, 1e-4, 1e-3));
-  EXPECT_TRUE(at::allclose(*sigma1, expected_sigma + kL1NormEps, 1e-4, 1e-3));
-  EXPECT_FALSE(at::equal(*mean2, before2));  // every trainable norm is measured
-  // A frozen layer keeps its statistics; the trainable ones after it are measured.
-  net.FreezeBefore(1);
-  const at::Tensor kept_mean = mean1->clone(), kept_sigma = sigma1->clone();
-  mean1->fill_(0.5);
-  sigma1->fill_(2);
-  mean2->zero_();
-  next = 0;
-  net.MeasureNormStatistics(feed);
-  EXPECT_TRUE(at::equal(*mean1, at::full_like(kept_mean, 0.5)));
-  EXPECT_TRUE(at::equal(*sigma1, at::full_like(kept_sigma, 2)));
-  EXPECT_GT(mean2->abs().max().item<float>(), 0);
-}
-
 }  // namespace
 }  // namespace fedge

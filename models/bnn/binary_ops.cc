@@ -402,6 +402,7 @@ at::Tensor PerChannel(const at::Tensor& v, const at::Tensor& x) {
   return x.dim() == 2 ? v.view({1, -1}) : v.view({1, -1, 1, 1});
 }
 
+constexpr float kBnEps = 1e-5f;
 
 NchwShape ShapeOf(const at::Tensor& x) {
   NchwShape shape;
@@ -426,10 +427,10 @@ struct L1BatchNormFn : public Function<L1BatchNormFn> {
                                 at::TensorOptions().dtype(at::kByte));
     const at::Tensor shift = beta.detach().to(at::kFloat).contiguous();
     L1NormForward(in.data_ptr<float>(), shift.data_ptr<float>(), shape,
-                  kL1NormEps, mu.data_ptr<float>(), sigma.data_ptr<float>(),
+                  kBnEps, mu.data_ptr<float>(), sigma.data_ptr<float>(),
                   y.data_ptr<float>(), bits.data_ptr<uint8_t>(), TorchParallel());
     // mean|xhat| = mean|x - mu| / sigma, and sigma = mean|x - mu| + eps.
-    const at::Tensor mean_abs = (sigma - kL1NormEps) / sigma;
+    const at::Tensor mean_abs = (sigma - kBnEps) / sigma;
     running_mean->mul_(1 - momentum).add_(mu, momentum);
     running_sigma->mul_(1 - momentum).add_(sigma, momentum);
 
@@ -623,7 +624,7 @@ at::Tensor L1BatchNorm(const at::Tensor& x, const at::Tensor& beta,
     int64_t count = 1;
     for (int64_t d : dims) count *= x.size(d);
     const at::Tensor sigma =
-        at::linalg_vector_norm(centered, 1, dims).div_(static_cast<double>(count)).add_(kL1NormEps);
+        at::linalg_vector_norm(centered, 1, dims).div_(static_cast<double>(count)).add_(kBnEps);
     return centered.div_(PerChannel(sigma, x)).add_(PerChannel(beta.detach(), x));
   }
   return L1BatchNormFn::apply(x, beta, &running_mean, &running_sigma, momentum,

@@ -96,9 +96,6 @@ bool UsesBitKernels(const ConvConfig& config);
 at::Tensor PackedConvPool(const at::Tensor& x, const at::Tensor& w, const ConvConfig& config,
                           const LayerHooks& hooks, const LayerHooks& pool_hooks);
 
-// Added to every l1 norm's mean absolute deviation (running_sigma included).
-constexpr float kL1NormEps = 1e-5f;
-
 // x: [N, C, H, W] or [N, C]; beta: [C]. In training, updates running_mean
 // and running_sigma (float32 [C]) in place with `momentum`; in evaluation,
 // normalizes with them and records nothing for backward.

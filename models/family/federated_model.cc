@@ -7,7 +7,6 @@
 #include <cmath>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
@@ -100,9 +99,6 @@ class MixedPrecisionModel : public FederatedModel {
 
 class BinaryModel : public FederatedModel {
  public:
-  // Batches a task measures its norms' statistics on after training.
-  static constexpr int64_t kNormBatches = 4;
-
   BinaryModel(const ModelSpec& spec, uint64_t seed)
       : FederatedModel(spec), net_(spec.binary, Options(seed), /*ledger=*/nullptr) {}
 
@@ -134,12 +130,6 @@ class BinaryModel : public FederatedModel {
     RETURN_IF_ERROR(CallTorch(absl::StrCat("training ", spec().name), [&]() -> absl::Status {
       net_.set_learning_rate(config.learning_rate);
       if (!config.keep_optimizer_state) net_.ResetOptimizer();
-      // The statistics the task arrived with: the fleet's, which the
-      // measurement after training normalizes with.
-      std::vector<std::pair<at::Tensor*, at::Tensor>> received;
-      for (const NamedTensor& t : net_.Named()) {
-        if (absl::StrContains(t.name, ".running_")) received.push_back({t.tensor, t.tensor->clone()});
-      }
       BatchSampler batches(data, config.batch_size, config.seed);
       const int64_t tail = std::max<int64_t>(1, config.steps / 4);
       double loss_sum = 0, correct = 0, seen = 0;
@@ -163,20 +153,6 @@ class BinaryModel : public FederatedModel {
       report.steps = config.steps;
       report.loss = loss_sum / std::max(1.0, seen);
       report.accuracy = correct / std::max(1.0, seen);
-      // The norms' statistics as evaluation sees them, on up to
-      // kNormBatches of the task's batches (each at most a training batch),
-      // every layer normalized by the fleet's statistics.
-      for (auto& [tensor, copy] : received) tensor->copy_(copy);
-      BatchSampler measured(data, config.batch_size, config.seed + 1);
-      const int64_t norm_batches =
-          std::min<int64_t>(kNormBatches, (data.size() + config.batch_size - 1) / config.batch_size);
-      int64_t taken = 0;
-      net_.MeasureNormStatistics([&](at::Tensor* batch) {
-        if (taken++ >= norm_batches) return false;
-        at::Tensor y;
-        measured.Next(batch, &y);
-        return true;
-      });
       return absl::OkStatus();
     }));
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
