@@ -238,7 +238,9 @@ std::vector<ShardResult> Aggregator::Finish() {
         r.spread.resize(n);
         for (int64_t i = 0; i < n; ++i) {
           const double mean = sums_[s][i] * inverse;
-          r.spread[i] = static_cast<float>(std::max(0.0, square_sums_[s][i] * inverse - mean * mean));
+          // Within [0, kSumLimit]: bounded values keep a finite spread.
+          r.spread[i] = static_cast<float>(
+              std::clamp(square_sums_[s][i] * inverse - mean * mean, 0.0, kSumLimit));
         }
       }
       continue;
