@@ -29,7 +29,12 @@ Aggregator::Aggregator(std::vector<ShardShape> shards, const AggregatorOptions& 
       partial_weights_(shards_.size(), 0.0),
       sum_bound_(shards_.size(), 0.0),
       contributors_(shards_.size(), 0),
-      square_sums_(shards_.size()) {}
+      square_sums_(shards_.size()) {
+  if (options_.rule != AggregationRule::kFedAvg) return;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    if (IsStatisticsShard(shards_[s].name)) square_sums_[s].assign(shards_[s].elements, 0.0);
+  }
+}
 
 absl::Status Aggregator::Reject(int shard, absl::Status status) {
   ++stats_.rejected;
@@ -148,10 +153,9 @@ absl::Status Aggregator::AddChecked(int shard, const WireTensor& update, uint64_
 }
 
 absl::Status Aggregator::AddSquares(int shard, const WireTensor& update, double weight) {
-  if (!IsStatisticsShard(shards_[shard].name)) return absl::OkStatus();
-  const int64_t n = shards_[shard].elements;
   std::vector<double>& squares = square_sums_[shard];
-  if (squares.empty()) squares.assign(n, 0.0);
+  if (squares.empty()) return absl::OkStatus();  // not a statistics shard
+  const int64_t n = shards_[shard].elements;
   scratch_.resize(n);
   RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(scratch_)));
   for (int64_t i = 0; i < n; ++i) squares[i] += weight * scratch_[i] * scratch_[i];

@@ -146,7 +146,8 @@ class Aggregator {
   std::vector<double> partial_weights_;
   std::vector<double> sum_bound_;  // the largest |sum| the folded updates allow
   std::vector<int> contributors_;
-  // FedAvg, statistics shards only: weighted sums of squared updates.
+  // FedAvg, statistics shards only (empty for the rest): weighted sums of
+  // squared updates.
   std::vector<std::vector<double>> square_sums_;
   std::vector<float> scratch_;
   AggregatorStats stats_;
