@@ -140,6 +140,16 @@ TEST(AggregatorTest, StatisticsShardsCarryTheSpreadOfTheirUpdates) {
   EXPECT_TRUE(r[1].spread.empty());  // trained parameters carry none
   EXPECT_THAT(r[2].delta, ElementsAre(0.0f));
   EXPECT_THAT(r[2].spread, ElementsAre(4.0f));
+  // Statistics as large as the bound allows keep a finite spread.
+  AggregatorOptions wide;
+  wide.max_update_scale = 1e30;
+  Aggregator huge({{"bn.running_sigma", 1}}, wide);
+  ASSERT_TRUE(huge.Add(0, Fp32({3e29f}), 1).ok());
+  ASSERT_TRUE(huge.Add(0, Fp32({-3e29f}), 1).ok());
+  const std::vector<ShardResult> h = huge.Finish();
+  ASSERT_EQ(h[0].spread.size(), 1u);
+  EXPECT_TRUE(std::isfinite(h[0].spread[0]));
+  EXPECT_GT(h[0].spread[0], 1e36f);
   // Robust rules keep none.
   AggregatorOptions median;
   median.rule = AggregationRule::kMedian;
