@@ -324,7 +324,9 @@ absl::StatusOr<double> RunCentral(const ModelSpec& spec, const Dataset& train, c
     ASSIGN_OR_RETURN(train_options.lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
     train_options.learning_rate = options.learning_rate;
     train_options.epochs = static_cast<int>(samples / std::max<int64_t>(1, train.size())) + 1;
-    RETURN_IF_ERROR(Train(central, train, train_options).status());
+    RETURN_IF_ERROR(Train(central, train, train_options, [](const EpochProgress& p) {
+                      PrintProgress("central", p);
+                    }).status());
     return Evaluate(central, test, 500);
   }
   QuantNetOptions float_options;
