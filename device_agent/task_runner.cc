@@ -17,11 +17,7 @@ TaskRunner::TaskRunner(std::unique_ptr<FederatedModel> model, Dataset data, Data
     : model_(std::move(model)),
       data_(std::move(data)),
       held_out_(std::move(held_out)),
-      options_(options) {
-  if (options_.drift_server_rate > 0 && model_->spec().family == ModelFamily::kBinary) {
-    drift_ = std::make_unique<DriftCorrection>(options_.drift_server_rate);
-  }
-}
+      options_(options) {}
 
 absl::Status TaskRunner::LoadResidual() {
   if (options_.residual_path.empty()) return absl::OkStatus();
@@ -64,11 +60,6 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
   config.ramp = task.hyper.penalty_scale;
   config.seed = task.seed;
   config.keep_optimizer_state = options_.keep_optimizer_state;
-  std::vector<ModelShard> shifts;
-  if (drift_ != nullptr) {
-    shifts = drift_->Shifts(before, task.model_version, task.trainable_from, config.learning_rate);
-    if (!shifts.empty()) config.step_shift = &shifts;
-  }
   const int64_t live_before = CountingCpuAllocator::LiveBytes();
   CountingCpuAllocator::ResetPeak();
   ResetPeakRss();
@@ -91,10 +82,6 @@ absl::StatusOr<TaskResult> TaskRunner::Run(const Task& task, const std::atomic<b
   result.peak_memory_bytes = peak > 0 ? static_cast<uint64_t>(peak) : 0;
   result.process_peak_rss_bytes = static_cast<uint64_t>(PeakRssBytes());
   const std::vector<ModelShard> after = model_->ExportShards();
-  if (drift_ != nullptr) {
-    drift_->Record(before, after, shifts, task.model_version, task.trainable_from, report.steps,
-                   config.learning_rate);
-  }
   for (size_t i = 0; i < after.size(); ++i) {
     if (after[i].layer < static_cast<int>(task.trainable_from)) continue;
     std::vector<float> delta(after[i].values.size());

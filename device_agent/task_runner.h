@@ -22,7 +22,6 @@
 #include "common/env/env.h"
 #include "common/wire/messages.h"
 #include "common/codec/update_codec.h"
-#include "device_agent/drift.h"
 #include "models/data/dataset.h"
 #include "models/family/federated_model.h"
 
@@ -35,10 +34,6 @@ struct TaskRunnerOptions {
   int64_t small_tensor_elements = kSmallTensorElements;
   // Binary networks: Adam's moments carry over from one task to the next.
   bool keep_optimizer_state = false;
-  // > 0: binary networks correct their drift (device_agent/drift.h) for a
-  // coordinator whose server rate this is; one model-sized float32 vector
-  // is kept between tasks, another held while one trains.
-  double drift_server_rate = 0;
 };
 
 class TaskRunner {
@@ -65,7 +60,6 @@ class TaskRunner {
   Dataset held_out_;
   TaskRunnerOptions options_;
   ErrorFeedback feedback_;
-  std::unique_ptr<DriftCorrection> drift_;  // null: off
   absl::Status residual_error_;
 };
 

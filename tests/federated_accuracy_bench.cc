@@ -100,9 +100,6 @@ ABSL_FLAG(int, quantizer_every, 1, "mixed precision: quantizer update interval i
 ABSL_FLAG(int, threads, 2, "intra-op threads");
 ABSL_FLAG(bool, keep_optimizer_state, false,
           "binary networks: each agent's Adam moments carry over from one task to the next");
-ABSL_FLAG(bool, drift_correction, false,
-          "binary networks: agents take their drift out of every local step "
-          "(device_agent/drift.h; FedAvg at --server_lr)");
 ABSL_FLAG(int, eval_every, 1,
           "evaluate the global model every this many rounds (the final model is always "
           "evaluated); evaluation dominates a round of few local steps");
@@ -153,10 +150,6 @@ class SimAgent {
   static TaskRunnerOptions RunnerOptions() {
     TaskRunnerOptions o;
     o.keep_optimizer_state = absl::GetFlag(FLAGS_keep_optimizer_state);
-    if (absl::GetFlag(FLAGS_drift_correction)) {
-      const double server_lr = absl::GetFlag(FLAGS_server_lr);
-      o.drift_server_rate = server_lr > 0 ? server_lr : 1;
-    }
     return o;
   }
 
@@ -361,9 +354,6 @@ MeanSd Over(const std::vector<FedResult>& runs, F field) {
 absl::Status Run() {
   CountingCpuAllocator::Install();
   if (absl::GetFlag(FLAGS_eval_every) < 1) return absl::InvalidArgumentError("--eval_every must be >= 1");
-  if (absl::GetFlag(FLAGS_drift_correction) && absl::GetFlag(FLAGS_server_optimizer) != "fedavg") {
-    return absl::InvalidArgumentError("--drift_correction needs --server_optimizer=fedavg");
-  }
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
   ASSIGN_OR_RETURN(ModelSpec model, MakeModelSpec(absl::GetFlag(FLAGS_arch), std::nullopt));
   ASSIGN_OR_RETURN(model.quant.accounting, ParseSizeAccounting(absl::GetFlag(FLAGS_accounting)));

@@ -40,10 +40,6 @@ class MixedPrecisionModel : public FederatedModel {
   }
 
   absl::StatusOr<PhaseReport> Train(const Dataset& data, const PhaseConfig& config) override {
-    if (config.step_shift != nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("drift correction is for binary networks, not ", spec().name));
-    }
     return RunPhase(*net_, data, config);
   }
 
@@ -132,10 +128,6 @@ class BinaryModel : public FederatedModel {
     PhaseReport report;
     const auto start = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(CallTorch(absl::StrCat("training ", spec().name), [&]() -> absl::Status {
-      std::vector<std::pair<at::Tensor, at::Tensor>> shifts;
-      if (config.step_shift != nullptr) {
-        ASSIGN_OR_RETURN(shifts, StepShifts(*config.step_shift));
-      }
       net_.set_learning_rate(config.learning_rate);
       if (!config.keep_optimizer_state) net_.ResetOptimizer();
       BatchSampler batches(data, config.batch_size, config.seed);
@@ -152,15 +144,6 @@ class BinaryModel : public FederatedModel {
         const at::Tensor loss = at::nll_loss(at::log_softmax(logits, 1), y);
         loss.backward();
         net_.Step();
-        if (!shifts.empty()) {
-          at::NoGradGuard no_grad;
-          for (auto& [tensor, shift] : shifts) {
-            at::Tensor moved = tensor.to(at::kFloat).add_(shift);
-            // Latent binary weights stay in [-1, 1], as after Adam's step.
-            if (tensor.dim() > 1) moved.clamp_(-1, 1);
-            tensor.copy_(moved);
-          }
-        }
         if (step >= config.steps - tail) {
           loss_sum += loss.item<double>() * y.size(0);
           correct += logits.argmax(1).eq(y).sum().item<double>();
@@ -179,34 +162,6 @@ class BinaryModel : public FederatedModel {
 
   absl::StatusOr<double> Evaluate(const Dataset& data, int batch_size) override {
     return fedge::Evaluate(net_, data, batch_size);
-  }
-
-  // Each shift (float32) beside the trainable tensor it moves. Only weights
-  // and norm shifts train; a shift for a frozen tensor or a running
-  // statistic is skipped.
-  absl::StatusOr<std::vector<std::pair<at::Tensor, at::Tensor>>> StepShifts(
-      const std::vector<ModelShard>& shards) {
-    std::map<std::string, at::Tensor*> by_name;
-    for (const NamedTensor& named : net_.Named()) by_name[named.name] = named.tensor;
-    std::vector<std::pair<at::Tensor, at::Tensor>> out;
-    for (const ModelShard& shard : shards) {
-      auto it = by_name.find(shard.name);
-      if (it == by_name.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("drift correction: the network has no tensor '", shard.name, "'"));
-      }
-      const at::Tensor& t = *it->second;
-      if (static_cast<int64_t>(shard.values.size()) != t.numel()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("drift correction: '", shard.name, "' has ", shard.values.size(),
-                         " values, the tensor ", t.numel()));
-      }
-      if (!t.requires_grad()) continue;
-      const at::Tensor shift = at::from_blob(const_cast<float*>(shard.values.data()), t.sizes(),
-                                             at::TensorOptions().dtype(at::kFloat));
-      out.emplace_back(t, shift.clone());
-    }
-    return out;
   }
 
   ModelSize Size() override {

@@ -122,53 +122,6 @@ TEST(FederatedModelTest, BinaryOptimizerStateCarriesOverOnlyWhenAsked) {
   }
 }
 
-TEST(FederatedModelTest, BinaryStepShiftMovesTrainableTensorsAfterEveryStep) {
-  // At a rate too small for Adam to move a float16 weight, what moves the
-  // weights is the shift: steps x shift, clamped to [-1, 1]; frozen tensors
-  // and running statistics stay where they were.
-  const InputShape input{1, 28, 28};
-  const Dataset train = Quadrants(input, 128, 1);
-  std::unique_ptr<FederatedModel> model = Make("mlp", input, 4);
-  model->FreezeBefore(1);
-  const std::vector<ModelShard> start = model->ExportShards();
-  std::vector<ModelShard> shifts;
-  for (const ModelShard& s : start) {
-    ModelShard shift = s;
-    std::fill(shift.values.begin(), shift.values.end(), 0.0625f);
-    shifts.push_back(std::move(shift));
-  }
-  PhaseConfig config = Steps(4);
-  config.learning_rate = 1e-9;
-  config.step_shift = &shifts;
-  absl::StatusOr<PhaseReport> report = model->Train(train, config);
-  ASSERT_TRUE(report.ok()) << report.status();
-  const std::vector<ModelShard> end = model->ExportShards();
-  bool moved = false;
-  for (size_t i = 0; i < start.size(); ++i) {
-    const bool statistic = start[i].name.find("running") != std::string::npos;
-    if (start[i].layer < 1 && !statistic) {
-      EXPECT_EQ(start[i].values, end[i].values) << start[i].name;
-      continue;
-    }
-    if (statistic) continue;
-    const bool weight = start[i].name.find(".weight") != std::string::npos;
-    for (size_t k = 0; k < start[i].values.size(); ++k) {
-      float expected = start[i].values[k] + 4 * 0.0625f;
-      if (weight) expected = std::min(expected, 1.0f);
-      ASSERT_NEAR(end[i].values[k], expected, 2e-3) << start[i].name << " " << k;
-    }
-    moved = true;
-  }
-  EXPECT_TRUE(moved);
-
-  shifts[0].values.pop_back();
-  EXPECT_THAT(model->Train(train, config).status().message(), HasSubstr("values"));
-  shifts[0].name = "nope";
-  EXPECT_THAT(model->Train(train, config).status().message(), HasSubstr("no tensor 'nope'"));
-  std::unique_ptr<FederatedModel> mixed = Make("fmnist-cnn", input, 10);
-  EXPECT_THAT(mixed->Train(train, config).status().message(), HasSubstr("binary networks"));
-}
-
 TEST(FederatedModelTest, ShardsRoundTripAndMismatchesAreRefused) {
   for (const char* name : {"cnv", "fmnist-cnn"}) {
     std::unique_ptr<FederatedModel> a = Make(name, name == std::string("cnv") ? InputShape{1, 32, 32}

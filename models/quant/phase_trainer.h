@@ -24,12 +24,10 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/schedule/learning_rate.h"
 #include "common/wire/messages.h"
-#include "common/wire/model_shard.h"
 #include "models/data/dataset.h"
 #include "models/quant/quant_net.h"
 #include "models/quant/size_model.h"
@@ -64,10 +62,6 @@ struct PhaseConfig {
   // Binary networks: keep the optimizer's moments and step count from the
   // previous call (an agent's previous task) instead of a fresh Adam.
   bool keep_optimizer_state = false;
-  // Binary networks: added to each named trainable tensor after every
-  // optimizer step (the agent's drift correction, device_agent/drift.h);
-  // a name the network lacks, or of another size, is an error. Not owned.
-  const std::vector<ModelShard>* step_shift = nullptr;
   uint64_t seed = 1;
   // Checked before every step: when it turns true the phase stops with
   // kCancelled (an agent shutting down).
