@@ -62,9 +62,7 @@ class MemorySavingNet : public TrainableNet {
   void FreezeBefore(int layer);
   int layer_count() const { return static_cast<int>(layers_.size()); }
   void set_learning_rate(double lr) override { options_.learning_rate = lr; }
-  // A fresh optimizer (moments and step count zeroed), as at the start of
-  // every local task.
-  void ResetOptimizer();
+  void ResetOptimizer() override;
   // Sets every norm's running statistics to those of `batch` (a forward
   // pass in training mode that replaces rather than averages): an initial
   // model whose statistics are on the scale of its popcount sums, not 0

@@ -254,9 +254,11 @@ class RecordingNet : public TrainableNet {
     w_.mutable_grad().zero_();
   }
   void set_learning_rate(double lr) override { lr_ = lr; }
+  void ResetOptimizer() override { resets_at.push_back(static_cast<int64_t>(lrs.size())); }
   int64_t StateBytes(StateKind) const override { return 0; }
   int64_t ParameterCount() const override { return w_.numel(); }
   std::vector<double> lrs;
+  std::vector<int64_t> resets_at;  // steps taken before each reset
 
  private:
   at::Tensor w_;
@@ -289,6 +291,48 @@ TEST_F(BinaryNetTest, CosineScheduleSetsEveryStepsLearningRate) {
   options.lr_schedule = LrSchedule::kCosine;
   options.learning_rate = 0;
   EXPECT_EQ(Train(net, data, options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(BinaryNetTest, AFreshOptimizerEveryFewStepsAsAgentsTasksStartOne) {
+  Dataset data;
+  data.images = at::randn({10, 1, 4, 4});
+  data.labels = at::zeros({10}, at::kLong);
+  TrainOptions options;
+  options.batch_size = 2;
+  options.epochs = 2;
+  options.max_steps = 8;
+  options.reset_optimizer_every = 3;
+  RecordingNet net;
+  ASSERT_TRUE(Train(net, data, options).ok());
+  EXPECT_EQ(net.resets_at, (std::vector<int64_t>{3, 6}));  // before steps 4 and 7, not at 0
+
+  RecordingNet never;
+  options.reset_optimizer_every = 0;
+  ASSERT_TRUE(Train(never, data, options).ok());
+  EXPECT_TRUE(never.resets_at.empty());
+
+  options.reset_optimizer_every = -1;
+  EXPECT_EQ(Train(never, data, options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The standard trainer's reset drops Adam's moments; the next step makes
+// fresh ones.
+TEST_F(BinaryNetTest, StandardNetResetDropsAdamsMoments) {
+  absl::StatusOr<ArchSpec> mlp = MakeArch("mlp", {1, 8, 8});
+  ASSERT_TRUE(mlp.ok());
+  StandardNet net(*mlp, StandardOptions());
+  Dataset data;
+  data.images = at::randn({8, 1, 8, 8});
+  data.labels = at::randint(0, 10, {8}, at::kLong);
+  TrainOptions options;
+  options.batch_size = 4;
+  ASSERT_TRUE(Train(net, data, options).ok());
+  const int64_t moments = net.StateBytes(StateKind::kOptimizer);
+  EXPECT_EQ(moments, 2 * 4 * net.ParameterCount());
+  net.ResetOptimizer();
+  EXPECT_EQ(net.StateBytes(StateKind::kOptimizer), 0);
+  ASSERT_TRUE(Train(net, data, options).ok());
+  EXPECT_EQ(net.StateBytes(StateKind::kOptimizer), moments);
 }
 
 }  // namespace

@@ -111,6 +111,9 @@ at::Tensor StandardNet::Forward(const at::Tensor& x, bool training) {
   return h;
 }
 
+// Adam creates a parameter's state, step count 0, when it finds none.
+void StandardNet::ResetOptimizer() { impl_->adam->state().clear(); }
+
 void StandardNet::Step() {
   impl_->adam->step();
   impl_->adam->zero_grad();

@@ -32,6 +32,7 @@ class StandardNet : public TrainableNet {
   at::Tensor Forward(const at::Tensor& x, bool training) override;
   void Step() override;
   void set_learning_rate(double lr) override;
+  void ResetOptimizer() override;
   int64_t StateBytes(StateKind kind) const override;
   int64_t ParameterCount() const override;
 

@@ -38,6 +38,9 @@ class TrainableNet {
   // Learning rate of the next steps (a schedule changes it between steps;
   // the optimizer's moments are kept).
   virtual void set_learning_rate(double lr) = 0;
+  // A fresh optimizer: moments and step count zeroed, as at the start of a
+  // local task.
+  virtual void ResetOptimizer() = 0;
   // Bytes of persistent training state, measured from the tensors held.
   virtual int64_t StateBytes(StateKind kind) const = 0;
   // Number of trainable scalars.

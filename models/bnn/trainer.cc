@@ -22,6 +22,11 @@ absl::StatusOr<TrainReport> Train(TrainableNet& net, const Dataset& data,
         ") must be positive"));
   }
   if (data.size() == 0) return absl::InvalidArgumentError("no training data");
+  if (options.reset_optimizer_every < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("reset_optimizer_every (",
+                                                   options.reset_optimizer_every,
+                                                   ") must be >= 0"));
+  }
   if (options.lr_schedule != LrSchedule::kConstant && !(options.learning_rate > 0)) {
     return absl::InvalidArgumentError("a learning-rate schedule needs a positive learning rate");
   }
@@ -43,6 +48,10 @@ absl::StatusOr<TrainReport> Train(TrainableNet& net, const Dataset& data,
         if (options.max_steps >= 0 && report.steps >= options.max_steps) break;
         const int64_t size = std::min<int64_t>(options.batch_size, n - begin);
         const at::Tensor index = order.narrow(0, begin, size);
+        if (options.reset_optimizer_every > 0 && report.steps > 0 &&
+            report.steps % options.reset_optimizer_every == 0) {
+          net.ResetOptimizer();
+        }
         const at::Tensor x = data.Batch(index);
         const at::Tensor y = data.labels.index_select(0, index);
 

@@ -30,6 +30,9 @@ struct TrainOptions {
   // over the T steps this call will run (learning_rate must be positive).
   LrSchedule lr_schedule = LrSchedule::kConstant;
   double learning_rate = 0;
+  // > 0: a fresh optimizer every this many steps, as agents start one per
+  // task (the cost of short tasks, measured centrally).
+  int64_t reset_optimizer_every = 0;
 };
 
 struct EpochProgress {

@@ -53,6 +53,8 @@ ABSL_FLAG(std::string, lr_schedule, "constant",
           "constant, or cosine: the rate decays over the run's steps");
 ABSL_FLAG(int64_t, steps, 0,
           "train for this many steps, as many epochs as that takes (0: --epochs whole epochs)");
+ABSL_FLAG(int64_t, reset_optimizer_every, 0,
+          "a fresh optimizer every this many steps, as an agent starts one per task (0: never)");
 ABSL_FLAG(int, seed, 1, "seed of both methods' initial weights and sample order (>= 1)");
 ABSL_FLAG(int, threads, 2, "intra-op threads for both methods");
 ABSL_FLAG(std::string, out_dir, "bench_results", "where JSON and CSV go");
@@ -244,6 +246,10 @@ absl::StatusOr<Result> TrainOne(const std::string& method) {
   options.epochs = absl::GetFlag(FLAGS_epochs);
   options.batch_size = absl::GetFlag(FLAGS_batch);
   options.learning_rate = absl::GetFlag(FLAGS_lr);
+  options.reset_optimizer_every = absl::GetFlag(FLAGS_reset_optimizer_every);
+  if (options.reset_optimizer_every < 0) {
+    return absl::InvalidArgumentError("--reset_optimizer_every must be >= 0");
+  }
   ASSIGN_OR_RETURN(options.lr_schedule, ParseLrSchedule(absl::GetFlag(FLAGS_lr_schedule)));
   if (const int64_t steps = absl::GetFlag(FLAGS_steps); steps != 0) {
     if (steps < 0) return absl::InvalidArgumentError("--steps must be >= 0");
@@ -319,6 +325,7 @@ absl::StatusOr<Result> RunChild(const char* self, const std::string& method,
       absl::StrCat("--lr=", absl::GetFlag(FLAGS_lr)),
       absl::StrCat("--lr_schedule=", absl::GetFlag(FLAGS_lr_schedule)),
       absl::StrCat("--steps=", absl::GetFlag(FLAGS_steps)),
+      absl::StrCat("--reset_optimizer_every=", absl::GetFlag(FLAGS_reset_optimizer_every)),
       absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir)),
       absl::StrCat("--half_weights=", absl::GetFlag(FLAGS_half_weights)),
       absl::StrCat("--sign_grads=", absl::GetFlag(FLAGS_sign_grads)),
