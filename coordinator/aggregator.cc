@@ -29,8 +29,7 @@ Aggregator::Aggregator(std::vector<ShardShape> shards, const AggregatorOptions& 
       partial_weights_(shards_.size(), 0.0),
       sum_bound_(shards_.size(), 0.0),
       contributors_(shards_.size(), 0),
-      square_sums_(shards_.size()),
-      norm_sums_(shards_.size(), 0.0) {
+      square_sums_(shards_.size()) {
   if (options_.rule != AggregationRule::kFedAvg) return;
   for (size_t s = 0; s < shards_.size(); ++s) {
     if (IsStatisticsShard(shards_[s].name)) square_sums_[s].assign(shards_[s].elements, 0.0);
@@ -141,7 +140,6 @@ absl::Status Aggregator::AddChecked(int shard, const WireTensor& update, uint64_
     if (sum.empty()) sum.assign(shape.elements, 0.0f);
     RETURN_IF_ERROR(AccumulateChecked(update, static_cast<float>(weight), absl::MakeSpan(sum)));
     RETURN_IF_ERROR(AddSquares(shard, update, weight));
-    RETURN_IF_ERROR(AddNorm(shard, update, weight));
   } else {
     std::vector<float> decoded(shape.elements);
     RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(decoded)));
@@ -161,17 +159,6 @@ absl::Status Aggregator::AddSquares(int shard, const WireTensor& update, double 
   scratch_.resize(n);
   RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(scratch_)));
   for (int64_t i = 0; i < n; ++i) squares[i] += weight * scratch_[i] * scratch_[i];
-  return absl::OkStatus();
-}
-
-absl::Status Aggregator::AddNorm(int shard, const WireTensor& update, double weight) {
-  if (!options_.measure_update_norms) return absl::OkStatus();
-  const int64_t n = shards_[shard].elements;
-  scratch_.resize(n);
-  RETURN_IF_ERROR(DecodeTensor(update, absl::MakeSpan(scratch_)));
-  double partial[4] = {0, 0, 0, 0};
-  for (int64_t i = 0; i < n; ++i) partial[i & 3] += static_cast<double>(scratch_[i]) * scratch_[i];
-  norm_sums_[shard] += weight * (partial[0] + partial[1] + partial[2] + partial[3]);
   return absl::OkStatus();
 }
 
@@ -230,10 +217,7 @@ absl::Status Aggregator::AddPartialChecked(int shard, const WireTensor& update, 
   std::vector<float>& sum = fedavg ? sums_[shard] : partial_sums_[shard];
   if (sum.empty()) sum.assign(shards_[shard].elements, 0.0f);
   RETURN_IF_ERROR(AccumulateChecked(update, static_cast<float>(weight), absl::MakeSpan(sum)));
-  if (fedavg) {
-    RETURN_IF_ERROR(AddSquares(shard, update, weight));
-    RETURN_IF_ERROR(AddNorm(shard, update, weight));
-  }
+  if (fedavg) RETURN_IF_ERROR(AddSquares(shard, update, weight));
   (fedavg ? weights_ : partial_weights_)[shard] += weight;
   sum_bound_[shard] += weight * MaxAbs(shard);
   ++contributors_[shard];
@@ -254,7 +238,6 @@ std::vector<ShardResult> Aggregator::Finish() {
     if (options_.rule == AggregationRule::kFedAvg) {
       const double inverse = 1.0 / weights_[s];
       for (int64_t i = 0; i < n; ++i) r.delta[i] = static_cast<float>(sums_[s][i] * inverse);
-      r.mean_square_norm = norm_sums_[s] * inverse;
       if (!square_sums_[s].empty()) {
         r.spread.resize(n);
         for (int64_t i = 0; i < n; ++i) {

@@ -45,9 +45,6 @@ struct AggregatorOptions {
   // Magnitude bound per update value, relative to the shard's scale (> 0).
   double max_update_scale = 100;
   double staleness_exponent = 0.5;  // weight *= (1 + staleness)^-exponent
-  // FedAvg: each result's squared update norm, weighted, into
-  // ShardResult.mean_square_norm (one decode per update).
-  bool measure_update_norms = false;
 };
 
 struct ShardShape {
@@ -66,9 +63,6 @@ struct ShardResult {
   std::vector<float> spread;
   double total_weight = 0;
   int contributors = 0;
-  // With measure_update_norms: the weighted mean of the folded updates'
-  // squared L2 norms (a relay's partial counts its mean's).
-  double mean_square_norm = 0;
 };
 
 struct AggregatorStats {
@@ -141,8 +135,6 @@ class Aggregator {
                              bool norm_bound);
   // FedAvg: adds weight x value^2 of a statistics shard's checked update.
   absl::Status AddSquares(int shard, const WireTensor& update, double weight);
-  // With measure_update_norms: adds weight x |update|^2.
-  absl::Status AddNorm(int shard, const WireTensor& update, double weight);
 
   std::vector<ShardShape> shards_;
   AggregatorOptions options_;
@@ -157,7 +149,6 @@ class Aggregator {
   // FedAvg, statistics shards only (empty for the rest): weighted sums of
   // squared updates.
   std::vector<std::vector<double>> square_sums_;
-  std::vector<double> norm_sums_;  // measure_update_norms: weighted |update|^2
   std::vector<float> scratch_;
   AggregatorStats stats_;
 };

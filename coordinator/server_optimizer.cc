@@ -1,8 +1,6 @@
 #include "coordinator/server_optimizer.h"
 
-#include <algorithm>
 #include <cmath>
-#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 
@@ -23,9 +21,6 @@ absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& n
     o.kind = ServerOptimizerKind::kFedAvgM;
     o.learning_rate = learning_rate > 0 ? learning_rate : 1.0;
     o.momentum = momentum;
-  } else if (name == "fedexp") {
-    o.kind = ServerOptimizerKind::kFedExp;
-    o.max_extrapolation = learning_rate > 0 ? learning_rate : 10.0;
   } else if (name == "fedavg") {
     o.learning_rate = learning_rate > 0 ? learning_rate : 1.0;
   } else {
@@ -37,25 +32,6 @@ absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& n
 
 void ServerOptimizer::Transform(const std::vector<std::string>& names,
                                 std::vector<ShardResult>* deltas) {
-  if (options_.kind == ServerOptimizerKind::kFedExp) {
-    double agents = 0, mean = 0;
-    for (size_t s = 0; s < deltas->size(); ++s) {
-      const ShardResult& r = (*deltas)[s];
-      if (!r.updated || (s < names.size() && IsStatisticsShard(names[s]))) continue;
-      agents += r.mean_square_norm;
-      for (float d : r.delta) mean += static_cast<double>(d) * d;
-    }
-    const double factor =
-        mean > 0 ? std::clamp(agents / (2 * mean), 1.0, options_.max_extrapolation) : 1.0;
-    last_factor_ = factor;
-    std::fprintf(stderr, "[fedexp] factor %.3f (agents %.4g, mean %.4g)\n", factor, agents, mean);
-    for (size_t s = 0; s < deltas->size(); ++s) {
-      ShardResult& r = (*deltas)[s];
-      if (!r.updated || (s < names.size() && IsStatisticsShard(names[s]))) continue;
-      for (float& d : r.delta) d = static_cast<float>(factor * d);
-    }
-    return;
-  }
   if (options_.kind == ServerOptimizerKind::kFedAvg) {
     // The mean update times the server learning rate (1: as it is).
     if (options_.learning_rate == 1) return;

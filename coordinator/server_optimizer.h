@@ -21,7 +21,7 @@
 
 namespace fedge {
 
-enum class ServerOptimizerKind { kFedAvg, kFedAvgM, kFedAdam, kFedExp };
+enum class ServerOptimizerKind { kFedAvg, kFedAvgM, kFedAdam };
 
 struct ServerOptimizerOptions {
   ServerOptimizerKind kind = ServerOptimizerKind::kFedAvg;
@@ -32,8 +32,6 @@ struct ServerOptimizerOptions {
   double beta1 = 0.9;
   double beta2 = 0.99;
   double epsilon = 1e-3;  // tau in the paper: keeps steps bounded
-  // FedExP: the largest extrapolation factor.
-  double max_extrapolation = 10;
 };
 
 class ServerOptimizer {
@@ -47,7 +45,6 @@ class ServerOptimizer {
  private:
   ServerOptimizerOptions options_;
   std::vector<std::vector<float>> m_, v_;
-  double last_factor_ = 1;
 };
 
 // "fedavg", "fedavgm" or "fedadam" with a server learning rate (0: the

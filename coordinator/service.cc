@@ -18,20 +18,10 @@ std::string Describe(const absl::Status& status) {
 }
 }  // namespace
 
-namespace {
-// FedExP needs each round's update norms from the aggregator.
-ServiceOptions Prepared(ServiceOptions options) {
-  if (options.server_optimizer.kind == ServerOptimizerKind::kFedExp) {
-    options.run.aggregation.measure_update_norms = true;
-  }
-  return options;
-}
-}  // namespace
-
 CoordinatorService::CoordinatorService(ServiceOptions options, ModelState initial,
                                        uint64_t completed_rounds, Transport* transport,
                                        RoundCallback on_round)
-    : options_(Prepared(std::move(options))),
+    : options_(std::move(options)),
       model_(std::move(initial)),
       transport_(transport),
       on_round_(std::move(on_round)),
