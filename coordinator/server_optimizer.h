@@ -21,7 +21,7 @@
 
 namespace fedge {
 
-enum class ServerOptimizerKind { kFedAvg, kFedAvgM, kFedAdam };
+enum class ServerOptimizerKind { kFedAvg, kFedAvgM, kFedAdam, kFedSign };
 
 struct ServerOptimizerOptions {
   ServerOptimizerKind kind = ServerOptimizerKind::kFedAvg;
