@@ -21,9 +21,6 @@ absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& n
     o.kind = ServerOptimizerKind::kFedAvgM;
     o.learning_rate = learning_rate > 0 ? learning_rate : 1.0;
     o.momentum = momentum;
-  } else if (name == "fedsign") {
-    o.kind = ServerOptimizerKind::kFedSign;
-    o.learning_rate = learning_rate > 0 ? learning_rate : 1.0;
   } else if (name == "fedavg") {
     o.learning_rate = learning_rate > 0 ? learning_rate : 1.0;
   } else {
@@ -35,24 +32,6 @@ absl::StatusOr<ServerOptimizerOptions> ParseServerOptimizer(const std::string& n
 
 void ServerOptimizer::Transform(const std::vector<std::string>& names,
                                 std::vector<ShardResult>* deltas) {
-  if (options_.kind == ServerOptimizerKind::kFedSign) {
-    // Every element of a shard steps by the shard's mean |update|, in the
-    // direction of its own mean update: the same L1 length as FedAvg's
-    // step, spread evenly.
-    for (size_t s = 0; s < deltas->size(); ++s) {
-      ShardResult& r = (*deltas)[s];
-      if (!r.updated || (s < names.size() && IsStatisticsShard(names[s]))) continue;
-      if (r.delta.size() < 1024) {
-        for (float& d : r.delta) d = static_cast<float>(options_.learning_rate * d);
-        continue;
-      }
-      double sum = 0;
-      for (float d : r.delta) sum += std::fabs(d);
-      const float step = static_cast<float>(options_.learning_rate * sum / r.delta.size());
-      for (float& d : r.delta) d = d > 0 ? step : (d < 0 ? -step : 0.0f);
-    }
-    return;
-  }
   if (options_.kind == ServerOptimizerKind::kFedAvg) {
     // The mean update times the server learning rate (1: as it is).
     if (options_.learning_rate == 1) return;

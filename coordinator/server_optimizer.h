@@ -21,7 +21,7 @@
 
 namespace fedge {
 
-enum class ServerOptimizerKind { kFedAvg, kFedAvgM, kFedAdam, kFedSign };
+enum class ServerOptimizerKind { kFedAvg, kFedAvgM, kFedAdam };
 
 struct ServerOptimizerOptions {
   ServerOptimizerKind kind = ServerOptimizerKind::kFedAvg;
