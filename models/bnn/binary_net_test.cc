@@ -265,14 +265,24 @@ class RecordingNet : public TrainableNet {
   double lr_ = -1;
 };
 
-TEST_F(BinaryNetTest, CosineScheduleSetsEveryStepsLearningRate) {
+// Ten 4x4 images, batches of 2 over 2 epochs, stopped after 8 of the 10
+// steps.
+struct EightSteps {
   Dataset data;
-  data.images = at::randn({10, 1, 4, 4});
-  data.labels = at::zeros({10}, at::kLong);
   TrainOptions options;
-  options.batch_size = 2;
-  options.epochs = 2;
-  options.max_steps = 8;  // of 10: the schedule spans the steps that run
+  EightSteps() {
+    data.images = at::randn({10, 1, 4, 4});
+    data.labels = at::zeros({10}, at::kLong);
+    options.batch_size = 2;
+    options.epochs = 2;
+    options.max_steps = 8;
+  }
+};
+
+TEST_F(BinaryNetTest, CosineScheduleSetsEveryStepsLearningRate) {
+  EightSteps run;  // the schedule spans the 8 steps that run, not 10
+  const Dataset& data = run.data;
+  TrainOptions& options = run.options;
   options.lr_schedule = LrSchedule::kCosine;
   options.learning_rate = 0.1;
   RecordingNet net;
@@ -294,13 +304,9 @@ TEST_F(BinaryNetTest, CosineScheduleSetsEveryStepsLearningRate) {
 }
 
 TEST_F(BinaryNetTest, AFreshOptimizerEveryFewStepsAsAgentsTasksStartOne) {
-  Dataset data;
-  data.images = at::randn({10, 1, 4, 4});
-  data.labels = at::zeros({10}, at::kLong);
-  TrainOptions options;
-  options.batch_size = 2;
-  options.epochs = 2;
-  options.max_steps = 8;
+  EightSteps run;
+  const Dataset& data = run.data;
+  TrainOptions& options = run.options;
   options.reset_optimizer_every = 3;
   RecordingNet net;
   ASSERT_TRUE(Train(net, data, options).ok());
